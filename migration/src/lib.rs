@@ -1,0 +1,23 @@
+//! Schema history of tracegraph. One change per file; a released file is never edited.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261124_000001_create_trace;
+mod m20261124_000002_create_span;
+mod m20261124_000003_create_span_flag;
+mod m20261124_000004_create_agent_usage;
+mod sql;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261124_000001_create_trace::Migration),
+            Box::new(m20261124_000002_create_span::Migration),
+            Box::new(m20261124_000003_create_span_flag::Migration),
+            Box::new(m20261124_000004_create_agent_usage::Migration),
+        ]
+    }
+}

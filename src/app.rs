@@ -1,0 +1,91 @@
+//! The application: connects and migrates the database, binds the listener, and
+//! serves until shut down. Tests build it on port 0 and read the address back.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use sea_orm::DbErr;
+use tokio::net::TcpListener;
+
+use crate::config::{Config, Limits};
+use crate::db::{self, Db, StatementCounter};
+use crate::graphql::{self, State};
+use crate::http;
+use crate::live::LiveSpans;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("database: {0}")]
+    Database(#[from] DbErr),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+}
+
+pub struct App {
+    listener: TcpListener,
+    router: axum::Router,
+    db: Db,
+}
+
+impl App {
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        let db = db::connect(&config.database_url, config.db_max_connections).await?;
+        let state = State {
+            db: db.clone(),
+            live: LiveSpans::default(),
+            limits: Limits::from(&config),
+        };
+        let schema = graphql::build_schema(state, &config);
+        let router = http::router(schema, db.clone(), config.max_body_bytes);
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        Ok(Self { listener, router, db })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// SQL statements sent so far: what tests and benchmarks count.
+    pub fn statements(&self) -> StatementCounter {
+        self.db.statements.clone()
+    }
+
+    /// Serves until Ctrl-C or SIGTERM, then finishes the requests in flight.
+    pub async fn run(self) -> std::io::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        tracing::info!(addr = %self.local_addr(), "tracegraph listening");
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

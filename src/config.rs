@@ -1,0 +1,84 @@
+//! Server settings: one struct gives the command-line flags and the `TRACEGRAPH_*`
+//! environment variables, with named defaults.
+
+use std::net::SocketAddr;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://tracegraph.db?mode=rwc";
+/// Large prompts and RAG contexts are normal in agent traces.
+pub const DEFAULT_MAX_TEXT_BYTES: usize = 4 * 1024 * 1024;
+pub const DEFAULT_MAX_BATCH_SPANS: usize = 1000;
+/// Room for a full `addSpans` batch of large spans.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+pub const DEFAULT_DB_MAX_CONNECTIONS: u32 = 16;
+pub const DEFAULT_QUERY_DEPTH: usize = 24;
+pub const DEFAULT_QUERY_COMPLEXITY: usize = 200_000;
+pub const MAX_PAGE_LIMIT: i64 = 500;
+pub const MAX_NAME_BYTES: usize = 1024;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "TRACEGRAPH_LISTEN", default_value = DEFAULT_LISTEN, global = true)]
+    pub listen: SocketAddr,
+
+    /// Database URL: `sqlite://FILE?mode=rwc` (created if missing), `sqlite::memory:`,
+    /// or `postgres://user@host/db`.
+    #[arg(long, env = "TRACEGRAPH_DATABASE_URL", default_value = DEFAULT_DATABASE_URL, global = true)]
+    pub database_url: String,
+
+    /// Largest accepted text field (input, output, error, metadata), in bytes.
+    #[arg(long, env = "TRACEGRAPH_MAX_TEXT_BYTES", default_value_t = DEFAULT_MAX_TEXT_BYTES, global = true)]
+    pub max_text_bytes: usize,
+
+    /// Most spans accepted in one `addSpans` call.
+    #[arg(long, env = "TRACEGRAPH_MAX_BATCH_SPANS", default_value_t = DEFAULT_MAX_BATCH_SPANS, global = true)]
+    pub max_batch_spans: usize,
+
+    /// Largest accepted HTTP request body, in bytes.
+    #[arg(long, env = "TRACEGRAPH_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES, global = true)]
+    pub max_body_bytes: usize,
+
+    /// Size of the database connection pool (SQLite writes always use one connection).
+    #[arg(long, env = "TRACEGRAPH_DB_MAX_CONNECTIONS", default_value_t = DEFAULT_DB_MAX_CONNECTIONS, global = true)]
+    pub db_max_connections: u32,
+
+    /// Deepest accepted query nesting.
+    #[arg(long, env = "TRACEGRAPH_MAX_QUERY_DEPTH", default_value_t = DEFAULT_QUERY_DEPTH, global = true)]
+    pub max_query_depth: usize,
+
+    /// Highest accepted query complexity.
+    #[arg(long, env = "TRACEGRAPH_MAX_QUERY_COMPLEXITY", default_value_t = DEFAULT_QUERY_COMPLEXITY, global = true)]
+    pub max_query_complexity: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN.parse().expect("default listen address parses"),
+            database_url: DEFAULT_DATABASE_URL.into(),
+            max_text_bytes: DEFAULT_MAX_TEXT_BYTES,
+            max_batch_spans: DEFAULT_MAX_BATCH_SPANS,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            db_max_connections: DEFAULT_DB_MAX_CONNECTIONS,
+            max_query_depth: DEFAULT_QUERY_DEPTH,
+            max_query_complexity: DEFAULT_QUERY_COMPLEXITY,
+        }
+    }
+}
+
+/// The input limits the write path checks, split off so that store code does not see the rest.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_text_bytes: usize,
+    pub max_batch_spans: usize,
+}
+
+impl From<&Config> for Limits {
+    fn from(config: &Config) -> Self {
+        Self {
+            max_text_bytes: config.max_text_bytes,
+            max_batch_spans: config.max_batch_spans,
+        }
+    }
+}

@@ -1,0 +1,36 @@
+use sea_orm::entity::prelude::*;
+
+/// One operation inside a trace. `agent_id` and `product_id` are the trace's,
+/// copied at write time; the usage columns are extracted from `metadata`.
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "span")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub trace_id: Uuid,
+    pub parent_id: Option<Uuid>,
+    pub agent_id: Option<Uuid>,
+    pub product_id: Option<Uuid>,
+    pub name: String,
+    /// Lower-case span type (`llm`, `tool`, ...), as in the tracing spec.
+    pub span_type: String,
+    pub started_at: DateTimeUtc,
+    pub ended_at: Option<DateTimeUtc>,
+    pub duration_us: Option<i64>,
+    pub input_text: Option<String>,
+    pub output_text: Option<String>,
+    pub error: Option<String>,
+    pub metadata: Json,
+    pub flagged: bool,
+    pub model: Option<String>,
+    pub provider: Option<String>,
+    pub input_tokens: Option<i64>,
+    pub output_tokens: Option<i64>,
+    pub total_tokens: Option<i64>,
+    pub cost_usd: Option<f64>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,19 @@
+use sea_orm::entity::prelude::*;
+
+/// A review mark on a span. Rows are never deleted: unflagging resolves them.
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "span_flag")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub span_id: Uuid,
+    pub trace_id: Uuid,
+    pub reason: String,
+    pub created_at: DateTimeUtc,
+    pub resolved_at: Option<DateTimeUtc>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,115 @@
+//! Database connection: SQLite (the default) or PostgreSQL, chosen by the URL, migrated
+//! on connect. Engine specifics (pragmas, pool shapes) stay in this file.
+
+pub mod entities;
+pub mod store;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{
+    ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, SqliteTransactionMode,
+    TransactionOptions, TransactionTrait,
+};
+
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Counts SQL statements sent, so tests and benchmarks can prove a query shape is
+/// constant (no N+1).
+#[derive(Clone, Default, Debug)]
+pub struct StatementCounter(Arc<AtomicU64>);
+
+impl StatementCounter {
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// The two handles the app uses. On SQLite, `write` is a one-connection pool, so that
+/// writers queue in the process instead of failing with SQLITE_BUSY; readers use `read`
+/// concurrently (WAL). On PostgreSQL both are the same pool.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pub read: DatabaseConnection,
+    pub write: DatabaseConnection,
+    pub statements: StatementCounter,
+}
+
+impl Db {
+    pub fn backend(&self) -> DbBackend {
+        self.read.get_database_backend()
+    }
+
+    /// Starts a write transaction; on SQLite it takes the write lock at once (IMMEDIATE),
+    /// so a transaction that reads first can never fail to upgrade.
+    pub async fn begin_write(&self) -> Result<DatabaseTransaction, DbErr> {
+        self.write
+            .begin_with_options(TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                ..Default::default()
+            })
+            .await
+    }
+
+    pub async fn ping(&self) -> bool {
+        self.read.ping().await.is_ok()
+    }
+}
+
+/// Connects to `url` and brings the schema up to date.
+pub async fn connect(url: &str, max_connections: u32) -> Result<Db, DbErr> {
+    let statements = StatementCounter::default();
+    let db = if url.starts_with("sqlite:") {
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let write = open(url, 1, &statements).await?;
+        // Every connection to an in-memory database is a database of its own.
+        let read = if in_memory {
+            write.clone()
+        } else {
+            open(url, max_connections.max(1), &statements).await?
+        };
+        Db {
+            read,
+            write,
+            statements,
+        }
+    } else {
+        let pool = open(url, max_connections.max(1), &statements).await?;
+        Db {
+            read: pool.clone(),
+            write: pool,
+            statements,
+        }
+    };
+    Migrator::up(&db.write, None).await?;
+    Ok(db)
+}
+
+async fn open(url: &str, max_connections: u32, counter: &StatementCounter) -> Result<DatabaseConnection, DbErr> {
+    let mut options = ConnectOptions::new(url);
+    options
+        .max_connections(max_connections)
+        .min_connections(1)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(|o| {
+            o.journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .foreign_keys(true)
+                .busy_timeout(SQLITE_BUSY_TIMEOUT)
+        });
+    if url.starts_with("sqlite:") {
+        // A recycled connection would take an in-memory database with it.
+        options.idle_timeout(None::<Duration>).max_lifetime(None::<Duration>);
+    }
+    let mut conn = Database::connect(options).await?;
+    let counter = counter.0.clone();
+    conn.set_metric_callback(move |_| {
+        counter.fetch_add(1, Ordering::Relaxed);
+    });
+    Ok(conn)
+}

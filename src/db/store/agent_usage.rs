@@ -1,0 +1,138 @@
+//! The `agent_usage` table: one usage record per ended trace.
+
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter, QuerySelect,
+};
+use uuid::Uuid;
+
+use super::traces::Totals;
+use super::{Rows, order, page};
+use crate::db::entities::agent_usage::{self, Column};
+use crate::db::entities::trace;
+use crate::error::AppResult;
+use crate::filters::{AgentUsageFilter, Page};
+use crate::ingest;
+
+/// Writes the trace's usage record from its running totals, unless it exists: a single
+/// INSERT ... SELECT ... ON CONFLICT, so concurrent ends write it exactly once.
+pub async fn record(conn: &impl ConnectionTrait, trace_id: Uuid) -> AppResult<()> {
+    let select = Query::select()
+        .expr(Expr::value(Uuid::now_v7()))
+        .columns([
+            trace::Column::Id,
+            trace::Column::AgentId,
+            trace::Column::ProductId,
+            trace::Column::LlmCalls,
+            trace::Column::InputTokens,
+            trace::Column::OutputTokens,
+            trace::Column::TotalTokens,
+            trace::Column::CostUsd,
+        ])
+        .expr(Expr::value(ingest::now()))
+        .from(trace::Entity)
+        .and_where(trace::Column::Id.eq(trace_id))
+        .to_owned();
+    let insert = Query::insert()
+        .into_table(agent_usage::Entity)
+        .columns([
+            Column::Id,
+            Column::TraceId,
+            Column::AgentId,
+            Column::ProductId,
+            Column::LlmCalls,
+            Column::InputTokens,
+            Column::OutputTokens,
+            Column::TotalTokens,
+            Column::CostUsd,
+            Column::CreatedAt,
+        ])
+        .select_from(select)
+        .expect("column counts match")
+        .on_conflict(OnConflict::column(Column::TraceId).do_nothing().to_owned())
+        .to_owned();
+    conn.execute(&insert).await?;
+    Ok(())
+}
+
+/// Adds late spans' usage to an ended trace's record.
+pub async fn add(conn: &impl ConnectionTrait, trace_id: Uuid, t: &Totals) -> AppResult<()> {
+    let plus = |c: Column, v: i64| Expr::col(c).add(v);
+    agent_usage::Entity::update_many()
+        .col_expr(Column::LlmCalls, plus(Column::LlmCalls, t.llm_calls))
+        .col_expr(Column::InputTokens, plus(Column::InputTokens, t.input_tokens))
+        .col_expr(Column::OutputTokens, plus(Column::OutputTokens, t.output_tokens))
+        .col_expr(Column::TotalTokens, plus(Column::TotalTokens, t.total_tokens))
+        .col_expr(Column::CostUsd, Expr::col(Column::CostUsd).add(t.cost_usd))
+        .filter(Column::TraceId.eq(trace_id))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn of_traces(conn: &impl ConnectionTrait, trace_ids: Vec<Uuid>) -> AppResult<Vec<agent_usage::Model>> {
+    Ok(agent_usage::Entity::find()
+        .filter(Column::TraceId.is_in(trace_ids))
+        .all(conn)
+        .await?)
+}
+
+pub fn condition(f: &AgentUsageFilter) -> Condition {
+    let mut c = Condition::all();
+    if let Some(agent) = f.agent {
+        c = c.add(Column::AgentId.eq(agent));
+    }
+    if let Some(product) = f.product_id {
+        c = c.add(Column::ProductId.eq(product));
+    }
+    if let Some(t) = f.created_after {
+        c = c.add(Column::CreatedAt.gte(t));
+    }
+    if let Some(t) = f.created_before {
+        c = c.add(Column::CreatedAt.lt(t));
+    }
+    c
+}
+
+/// Newest first.
+pub async fn list(
+    conn: &impl ConnectionTrait,
+    f: &AgentUsageFilter,
+    window: Page,
+) -> AppResult<Rows<agent_usage::Model>> {
+    let select = agent_usage::Entity::find().filter(condition(f));
+    page(conn, order(select, Column::CreatedAt, false, Column::Id, true), window).await
+}
+
+pub async fn count(conn: &impl ConnectionTrait, f: &AgentUsageFilter) -> AppResult<u64> {
+    Ok(agent_usage::Entity::find().filter(condition(f)).count(conn).await?)
+}
+
+/// Sums over every record matching the filter, not only one page.
+#[derive(Debug, Clone, Default, FromQueryResult)]
+pub struct UsageTotals {
+    pub records: i64,
+    pub llm_calls: Option<i64>,
+    pub input_tokens: Option<i64>,
+    pub output_tokens: Option<i64>,
+    pub total_tokens: Option<i64>,
+    pub cost_usd: Option<f64>,
+}
+
+pub async fn totals(conn: &impl ConnectionTrait, f: &AgentUsageFilter) -> AppResult<UsageTotals> {
+    // SUM of integers is numeric on PostgreSQL: cast back so both engines return i64.
+    let sum = |c: Column| Expr::col(c).sum().cast_as("BIGINT");
+    let row = agent_usage::Entity::find()
+        .select_only()
+        .expr_as(Expr::col(Column::Id).count(), "records")
+        .expr_as(sum(Column::LlmCalls), "llm_calls")
+        .expr_as(sum(Column::InputTokens), "input_tokens")
+        .expr_as(sum(Column::OutputTokens), "output_tokens")
+        .expr_as(sum(Column::TotalTokens), "total_tokens")
+        .expr_as(Expr::col(Column::CostUsd).sum(), "cost_usd")
+        .filter(condition(f))
+        .into_model::<UsageTotals>()
+        .one(conn)
+        .await?;
+    Ok(row.unwrap_or_default())
+}

@@ -1,0 +1,52 @@
+//! Query functions over any connection or transaction, one file per table. They take
+//! validated input (see `ingest`) and return rows or an `AppError`.
+
+pub mod agent_usage;
+pub mod flags;
+pub mod spans;
+pub mod traces;
+
+use sea_orm::sea_query::{NullOrdering, Order};
+use sea_orm::{ConnectionTrait, EntityTrait, IntoSimpleExpr, QueryOrder, QuerySelect, Select};
+
+use crate::error::AppResult;
+use crate::filters::Page;
+
+/// A page of rows and whether more follow.
+#[derive(Debug, Clone)]
+pub struct Rows<T> {
+    pub items: Vec<T>,
+    pub has_next_page: bool,
+}
+
+/// Runs `select` for one page, fetching one row more than asked to learn whether a next
+/// page exists without a second statement.
+pub async fn page<E: EntityTrait>(
+    conn: &impl ConnectionTrait,
+    select: Select<E>,
+    page: Page,
+) -> AppResult<Rows<E::Model>> {
+    let mut items = select.offset(page.offset).limit(page.limit + 1).all(conn).await?;
+    let has_next_page = items.len() as u64 > page.limit;
+    items.truncate(page.limit as usize);
+    Ok(Rows { items, has_next_page })
+}
+
+/// Orders by `column`, then by `id` for stable pages. A nullable column puts NULLs
+/// last on both engines (they disagree by default); a non-null one keeps the plain
+/// form, which PostgreSQL matches to its index.
+pub fn order<E: EntityTrait>(
+    select: Select<E>,
+    column: impl IntoSimpleExpr,
+    nullable: bool,
+    id: impl IntoSimpleExpr,
+    desc: bool,
+) -> Select<E> {
+    let dir = if desc { Order::Desc } else { Order::Asc };
+    let select = if nullable {
+        select.order_by_with_nulls(column, dir.clone(), NullOrdering::Last)
+    } else {
+        select.order_by(column, dir.clone())
+    };
+    select.order_by(id, dir)
+}

@@ -1,0 +1,349 @@
+//! The `span` table: batched idempotent inserts, ends, and the reads behind the loaders.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, TryInsertResult,
+};
+use uuid::Uuid;
+
+use super::{Rows, agent_usage, order, page, traces};
+use crate::db::entities::span::{self, Column};
+use crate::error::{AppError, AppResult};
+use crate::filters::{Page, SpanFilter, SpanSort};
+use crate::ingest::{self, NewSpan};
+use crate::model::SpanType;
+
+/// Rows per INSERT: well under SQLite's and PostgreSQL's bound-parameter limits
+/// (22 columns each).
+const INSERT_CHUNK: usize = 500;
+
+/// Writes a batch of spans in the caller's transaction, all or nothing, and returns
+/// them in input order. Spans already stored with the same content are returned as
+/// they are (a retried batch never duplicates a span); the same id with other content
+/// is a conflict. A parent may be stored already or come anywhere in the batch.
+pub async fn insert_batch(conn: &impl ConnectionTrait, batch: Vec<NewSpan>) -> AppResult<Written> {
+    let batch = dedupe(batch)?;
+    let traces = load_traces(conn, &batch).await?;
+    let wanted: HashSet<Uuid> = batch
+        .iter()
+        .flat_map(|(_, s)| [Some(s.row.id), s.row.parent_id])
+        .flatten()
+        .collect();
+    let stored: HashMap<Uuid, span::Model> = by_ids(conn, wanted).await?.into_iter().map(|s| (s.id, s)).collect();
+
+    let in_batch: HashMap<Uuid, Uuid> = batch.iter().map(|(_, s)| (s.row.id, s.row.trace_id)).collect();
+    let mut fresh = Vec::new();
+    for (index, new) in &batch {
+        let at = format!("inputs[{index}]");
+        if let Some(existing) = stored.get(&new.row.id) {
+            if !ingest::same_span(existing, new) {
+                return Err(AppError::Conflict(format!(
+                    "{at}: span {} already exists with other content",
+                    new.row.id
+                )));
+            }
+            continue;
+        }
+        if let Some(parent) = new.row.parent_id {
+            let parent_trace = stored
+                .get(&parent)
+                .map(|p| p.trace_id)
+                .or_else(|| in_batch.get(&parent).copied())
+                .ok_or(AppError::NotFound {
+                    what: "parent span",
+                    id: parent,
+                })?;
+            if parent_trace != new.row.trace_id {
+                return Err(AppError::bad_input(
+                    format!("{at}.parentId"),
+                    format!("parent span {parent} belongs to another trace"),
+                ));
+            }
+        }
+        let trace = &traces[&new.row.trace_id];
+        let mut row = new.row.clone();
+        row.agent_id = trace.agent_id;
+        row.product_id = trace.product_id;
+        fresh.push(row);
+    }
+    let fresh = parents_first(fresh)?;
+
+    let mut inserted: HashSet<Uuid> = HashSet::new();
+    for chunk in fresh.chunks(INSERT_CHUNK) {
+        let models = chunk.iter().cloned().map(span::ActiveModel::from);
+        let keys = span::Entity::insert_many(models)
+            .on_conflict_do_nothing()
+            .exec_with_returning_keys(conn)
+            .await?;
+        if let TryInsertResult::Inserted(keys) = keys {
+            inserted.extend(keys);
+        }
+    }
+    // A row not inserted was written by a concurrent retry between our read and insert.
+    let raced: Vec<Uuid> = fresh.iter().map(|s| s.id).filter(|id| !inserted.contains(id)).collect();
+    let raced_rows: HashMap<Uuid, span::Model> = by_ids(conn, raced).await?.into_iter().map(|s| (s.id, s)).collect();
+    for (index, new) in &batch {
+        if let Some(existing) = raced_rows.get(&new.row.id)
+            && !ingest::same_span(existing, new)
+        {
+            return Err(AppError::Conflict(format!(
+                "inputs[{index}]: span {} already exists with other content",
+                new.row.id
+            )));
+        }
+    }
+
+    let newly: Vec<&span::Model> = fresh.iter().filter(|s| inserted.contains(&s.id)).collect();
+    apply_totals(conn, &newly).await?;
+
+    let mut by_id: HashMap<Uuid, span::Model> = stored.into_iter().chain(raced_rows).collect();
+    by_id.extend(fresh.iter().map(|s| (s.id, s.clone())));
+    Ok(Written {
+        rows: batch.iter().map(|(_, s)| by_id[&s.row.id].clone()).collect(),
+        fresh: fresh.into_iter().filter(|s| inserted.contains(&s.id)).collect(),
+    })
+}
+
+/// What a batch stored: every span in input order, and the newly written ones in
+/// write order (parents first).
+#[derive(Debug)]
+pub struct Written {
+    pub rows: Vec<span::Model>,
+    pub fresh: Vec<span::Model>,
+}
+
+/// Drops exact repeats of an id inside one batch and refuses differing ones, keeping
+/// each span's position in the input for error messages.
+fn dedupe(batch: Vec<NewSpan>) -> AppResult<Vec<(usize, NewSpan)>> {
+    let mut seen: HashMap<Uuid, usize> = HashMap::new();
+    let mut out: Vec<(usize, NewSpan)> = Vec::with_capacity(batch.len());
+    for (index, new) in batch.into_iter().enumerate() {
+        match seen.get(&new.row.id) {
+            Some(&first) => {
+                if !ingest::same_span(&out[first].1.row, &new) {
+                    return Err(AppError::Conflict(format!(
+                        "inputs[{index}]: span {} appears twice in the batch with other content",
+                        new.row.id
+                    )));
+                }
+            }
+            None => {
+                seen.insert(new.row.id, out.len());
+                out.push((index, new));
+            }
+        }
+    }
+    Ok(out)
+}
+
+async fn load_traces(
+    conn: &impl ConnectionTrait,
+    batch: &[(usize, NewSpan)],
+) -> AppResult<HashMap<Uuid, crate::db::entities::trace::Model>> {
+    let ids: HashSet<Uuid> = batch.iter().map(|(_, s)| s.row.trace_id).collect();
+    let found: HashMap<_, _> = traces::by_ids(conn, ids.iter().copied())
+        .await?
+        .into_iter()
+        .map(|t| (t.id, t))
+        .collect();
+    if let Some((_, missing)) = batch.iter().find(|(_, s)| !found.contains_key(&s.row.trace_id)) {
+        return Err(AppError::NotFound {
+            what: "trace",
+            id: missing.row.trace_id,
+        });
+    }
+    Ok(found)
+}
+
+/// Orders new spans so that a parent is inserted before its children, and refuses a
+/// batch whose parent links form a cycle.
+fn parents_first(spans: Vec<span::Model>) -> AppResult<Vec<span::Model>> {
+    let ids: HashSet<Uuid> = spans.iter().map(|s| s.id).collect();
+    let mut placed: HashSet<Uuid> = HashSet::with_capacity(spans.len());
+    let mut pending = spans;
+    let mut ordered = Vec::with_capacity(pending.len());
+    while !pending.is_empty() {
+        let before = pending.len();
+        let (ready, rest): (Vec<_>, Vec<_>) = pending
+            .into_iter()
+            .partition(|s| s.parent_id.is_none_or(|p| !ids.contains(&p) || placed.contains(&p)));
+        placed.extend(ready.iter().map(|s| s.id));
+        ordered.extend(ready);
+        pending = rest;
+        if pending.len() == before {
+            return Err(AppError::bad_input(
+                "parentId",
+                format!("parent links form a cycle through span {}", pending[0].id),
+            ));
+        }
+    }
+    Ok(ordered)
+}
+
+async fn apply_totals(conn: &impl ConnectionTrait, written: &[&span::Model]) -> AppResult<()> {
+    let mut per_trace: HashMap<Uuid, traces::Totals> = HashMap::new();
+    for s in written {
+        let t = per_trace.entry(s.trace_id).or_default();
+        t.spans += 1;
+        t.has_error |= s.error.is_some();
+        if s.span_type == SpanType::Llm.as_str() {
+            t.llm_calls += 1;
+            t.input_tokens += s.input_tokens.unwrap_or(0);
+            t.output_tokens += s.output_tokens.unwrap_or(0);
+            t.total_tokens += s.total_tokens.unwrap_or(0);
+            t.cost_usd += s.cost_usd.unwrap_or(0.0);
+        }
+    }
+    for (trace_id, totals) in per_trace {
+        let trace = traces::add_totals(conn, trace_id, &totals).await?;
+        // A late span of an ended trace keeps its usage record equal to its spans.
+        if trace.ended_at.is_some() && totals.llm_calls > 0 {
+            agent_usage::add(conn, trace_id, &totals).await?;
+        }
+    }
+    Ok(())
+}
+
+pub async fn get(conn: &impl ConnectionTrait, id: Uuid) -> AppResult<span::Model> {
+    span::Entity::find_by_id(id)
+        .one(conn)
+        .await?
+        .ok_or(AppError::NotFound { what: "span", id })
+}
+
+pub async fn by_ids(conn: &impl ConnectionTrait, ids: impl IntoIterator<Item = Uuid>) -> AppResult<Vec<span::Model>> {
+    let ids: Vec<Uuid> = ids.into_iter().collect();
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(span::Entity::find().filter(Column::Id.is_in(ids)).all(conn).await?)
+}
+
+/// Ends a span. Repeating the same end is a no-op; a different one is a conflict.
+pub async fn end(
+    conn: &impl ConnectionTrait,
+    id: Uuid,
+    ended_at: Option<DateTime<Utc>>,
+    output_text: Option<String>,
+    error: Option<String>,
+) -> AppResult<span::Model> {
+    let stored = get(conn, id).await?;
+    if let Some(previous) = stored.ended_at {
+        let same = ended_at.is_none_or(|t| t == previous)
+            && (output_text.is_none() || output_text == stored.output_text)
+            && (error.is_none() || error == stored.error);
+        if same {
+            return Ok(stored);
+        }
+        return Err(AppError::Conflict(format!("span {id} already ended at {previous}")));
+    }
+    let ended_at = ended_at.unwrap_or_else(ingest::now);
+    let duration = ingest::duration_us(stored.started_at, ended_at)?;
+    let mut update = span::Entity::update_many()
+        .col_expr(Column::EndedAt, Expr::value(ended_at))
+        .col_expr(Column::DurationUs, Expr::value(duration))
+        .filter(Column::Id.eq(id))
+        .filter(Column::EndedAt.is_null());
+    if let Some(text) = output_text {
+        update = update.col_expr(Column::OutputText, Expr::value(text));
+    }
+    let failed = error.is_some();
+    if let Some(error) = error {
+        update = update.col_expr(Column::Error, Expr::value(error));
+    }
+    let Some(row) = update.exec_with_returning(conn).await?.into_iter().next() else {
+        // Ended concurrently: judge this call against that end.
+        return Box::pin(end(conn, id, Some(ended_at), None, None)).await;
+    };
+    if failed && stored.error.is_none() {
+        let totals = traces::Totals {
+            has_error: true,
+            ..Default::default()
+        };
+        traces::add_totals(conn, row.trace_id, &totals).await?;
+    }
+    Ok(row)
+}
+
+pub fn condition(f: &SpanFilter) -> Condition {
+    let mut c = Condition::all();
+    if let Some(trace_id) = f.trace_id {
+        c = c.add(Column::TraceId.eq(trace_id));
+    }
+    if let Some(agent) = f.agent {
+        c = c.add(Column::AgentId.eq(agent));
+    }
+    if let Some(product) = f.product_id {
+        c = c.add(Column::ProductId.eq(product));
+    }
+    if let Some(kind) = f.span_type {
+        c = c.add(Column::SpanType.eq(kind.as_str()));
+    }
+    if let Some(name) = &f.name {
+        c = c.add(Column::Name.eq(name.as_str()));
+    }
+    if let Some(has_error) = f.has_error {
+        c = c.add(if has_error {
+            Column::Error.is_not_null()
+        } else {
+            Column::Error.is_null()
+        });
+    }
+    if let Some(flagged) = f.flagged {
+        c = c.add(Column::Flagged.eq(flagged));
+    }
+    if let Some(t) = f.started_after {
+        c = c.add(Column::StartedAt.gte(t));
+    }
+    if let Some(t) = f.started_before {
+        c = c.add(Column::StartedAt.lt(t));
+    }
+    c
+}
+
+pub async fn list(
+    conn: &impl ConnectionTrait,
+    f: &SpanFilter,
+    sort: SpanSort,
+    window: Page,
+) -> AppResult<Rows<span::Model>> {
+    let select = span::Entity::find().filter(condition(f));
+    let (column, nullable, desc) = match sort {
+        SpanSort::StartedAtAsc => (Column::StartedAt, false, false),
+        SpanSort::StartedAtDesc => (Column::StartedAt, false, true),
+        SpanSort::DurationAsc => (Column::DurationUs, true, false),
+        SpanSort::DurationDesc => (Column::DurationUs, true, true),
+        SpanSort::CostAsc => (Column::CostUsd, true, false),
+        SpanSort::CostDesc => (Column::CostUsd, true, true),
+    };
+    page(conn, order(select, column, nullable, Column::Id, desc), window).await
+}
+
+pub async fn count(conn: &impl ConnectionTrait, f: &SpanFilter) -> AppResult<u64> {
+    Ok(span::Entity::find().filter(condition(f)).count(conn).await?)
+}
+
+/// Spans matching `cond`, in start order: the shape of every tree loader.
+pub async fn in_start_order(conn: &impl ConnectionTrait, cond: Condition) -> AppResult<Vec<span::Model>> {
+    Ok(span::Entity::find()
+        .filter(cond)
+        .order_by_asc(Column::StartedAt)
+        .order_by_asc(Column::Id)
+        .all(conn)
+        .await?)
+}
+
+pub async fn set_flagged(conn: &impl ConnectionTrait, id: Uuid, flagged: bool) -> AppResult<Option<span::Model>> {
+    // The `flagged <> new` guard makes the change report whether it happened, so the
+    // trace's count moves exactly once under concurrent calls.
+    let row = span::Entity::update_many()
+        .col_expr(Column::Flagged, Expr::value(flagged))
+        .filter(Column::Id.eq(id))
+        .filter(Column::Flagged.ne(flagged))
+        .exec_with_returning(conn)
+        .await?;
+    Ok(row.into_iter().next())
+}

@@ -1,0 +1,184 @@
+//! The `trace` table: create, end, running totals, lists.
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, TryInsertResult};
+use uuid::Uuid;
+
+use super::{Rows, agent_usage, order, page};
+use crate::db::entities::trace::{self, Column};
+use crate::error::{AppError, AppResult};
+use crate::filters::{Page, TraceFilter, TraceSort};
+use crate::ingest::{self, NewTrace};
+use crate::model::TraceStatus;
+
+/// Inserts a trace, or returns the stored one when a retry repeats it. A trace written
+/// already ended gets its usage record at once.
+pub async fn create(conn: &impl ConnectionTrait, new: NewTrace) -> AppResult<trace::Model> {
+    let id = new.row.id;
+    let inserted = trace::Entity::insert(trace::ActiveModel::from(new.row.clone()))
+        .on_conflict_do_nothing()
+        .exec_without_returning(conn)
+        .await?;
+    if !matches!(inserted, TryInsertResult::Inserted(n) if n > 0) {
+        let stored = get(conn, id).await?;
+        if ingest::same_trace(&stored, &new) {
+            return Ok(stored);
+        }
+        return Err(AppError::Conflict(format!(
+            "trace {id} already exists with other content"
+        )));
+    }
+    if new.row.ended_at.is_some() {
+        agent_usage::record(conn, id).await?;
+    }
+    Ok(new.row)
+}
+
+pub async fn get(conn: &impl ConnectionTrait, id: Uuid) -> AppResult<trace::Model> {
+    trace::Entity::find_by_id(id)
+        .one(conn)
+        .await?
+        .ok_or(AppError::NotFound { what: "trace", id })
+}
+
+pub async fn by_ids(conn: &impl ConnectionTrait, ids: impl IntoIterator<Item = Uuid>) -> AppResult<Vec<trace::Model>> {
+    Ok(trace::Entity::find().filter(Column::Id.is_in(ids)).all(conn).await?)
+}
+
+/// Ends a trace and records its usage once. Repeating the same end is a no-op; ending
+/// it again at another time is a conflict.
+pub async fn end(
+    conn: &impl ConnectionTrait,
+    id: Uuid,
+    ended_at: Option<DateTime<Utc>>,
+    error: Option<String>,
+) -> AppResult<trace::Model> {
+    let stored = get(conn, id).await?;
+    if let Some(previous) = stored.ended_at {
+        let same_time = ended_at.is_none_or(|t| t == previous);
+        let same_error = error.is_none() || error == stored.error;
+        if same_time && same_error {
+            return Ok(stored);
+        }
+        return Err(AppError::Conflict(format!("trace {id} already ended at {previous}")));
+    }
+    let ended_at = ended_at.unwrap_or_else(ingest::now);
+    let duration = ingest::duration_us(stored.started_at, ended_at)?;
+    let mut update = trace::Entity::update_many()
+        .col_expr(Column::EndedAt, Expr::value(ended_at))
+        .col_expr(Column::DurationUs, Expr::value(duration))
+        // Guards against a concurrent end: only one of them finds the trace running.
+        .filter(Column::Id.eq(id))
+        .filter(Column::EndedAt.is_null());
+    if let Some(error) = error {
+        update = update
+            .col_expr(Column::Error, Expr::value(error))
+            .col_expr(Column::HasError, Expr::value(true));
+    }
+    let ended = update.exec_with_returning(conn).await?.into_iter().next();
+    agent_usage::record(conn, id).await?;
+    match ended {
+        Some(row) => Ok(row),
+        None => get(conn, id).await,
+    }
+}
+
+/// What a batch of new spans adds to its trace.
+#[derive(Debug, Default, Clone)]
+pub struct Totals {
+    pub spans: i64,
+    pub llm_calls: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub total_tokens: i64,
+    pub cost_usd: f64,
+    pub has_error: bool,
+}
+
+/// Adds span totals to a trace and returns it as updated, in one statement, so that the
+/// read of `ended_at` (is a usage record due?) is atomic with the addition.
+pub async fn add_totals(conn: &impl ConnectionTrait, id: Uuid, t: &Totals) -> AppResult<trace::Model> {
+    let plus = |c: Column, v: i64| Expr::col(c).add(v);
+    let mut update = trace::Entity::update_many()
+        .col_expr(Column::SpanCount, plus(Column::SpanCount, t.spans))
+        .col_expr(Column::LlmCalls, plus(Column::LlmCalls, t.llm_calls))
+        .col_expr(Column::InputTokens, plus(Column::InputTokens, t.input_tokens))
+        .col_expr(Column::OutputTokens, plus(Column::OutputTokens, t.output_tokens))
+        .col_expr(Column::TotalTokens, plus(Column::TotalTokens, t.total_tokens))
+        .col_expr(Column::CostUsd, Expr::col(Column::CostUsd).add(t.cost_usd))
+        .filter(Column::Id.eq(id));
+    if t.has_error {
+        update = update.col_expr(Column::HasError, Expr::value(true));
+    }
+    let row = update.exec_with_returning(conn).await?.into_iter().next();
+    row.ok_or(AppError::NotFound { what: "trace", id })
+}
+
+pub async fn add_flagged(conn: &impl ConnectionTrait, id: Uuid, delta: i64) -> AppResult<()> {
+    trace::Entity::update_many()
+        .col_expr(Column::FlaggedSpanCount, Expr::col(Column::FlaggedSpanCount).add(delta))
+        .filter(Column::Id.eq(id))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+pub fn condition(f: &TraceFilter) -> Condition {
+    let mut c = Condition::all();
+    if let Some(agent) = f.agent {
+        c = c.add(Column::AgentId.eq(agent));
+    }
+    if let Some(product) = f.product_id {
+        c = c.add(Column::ProductId.eq(product));
+    }
+    if let Some(name) = &f.name {
+        c = c.add(Column::Name.eq(name.as_str()));
+    }
+    if let Some(t) = f.started_after {
+        c = c.add(Column::StartedAt.gte(t));
+    }
+    if let Some(t) = f.started_before {
+        c = c.add(Column::StartedAt.lt(t));
+    }
+    if let Some(has_error) = f.has_error {
+        c = c.add(Column::HasError.eq(has_error));
+    }
+    if let Some(flagged) = f.has_flagged_spans {
+        c = c.add(if flagged {
+            Column::FlaggedSpanCount.gt(0)
+        } else {
+            Column::FlaggedSpanCount.eq(0)
+        });
+    }
+    match f.status {
+        Some(TraceStatus::Error) => c.add(Column::HasError.eq(true)),
+        Some(TraceStatus::Running) => c.add(Column::HasError.eq(false)).add(Column::EndedAt.is_null()),
+        Some(TraceStatus::Ok) => c.add(Column::HasError.eq(false)).add(Column::EndedAt.is_not_null()),
+        None => c,
+    }
+}
+
+pub async fn list(
+    conn: &impl ConnectionTrait,
+    f: &TraceFilter,
+    sort: TraceSort,
+    window: Page,
+) -> AppResult<Rows<trace::Model>> {
+    let select = trace::Entity::find().filter(condition(f));
+    let (column, nullable, desc) = match sort {
+        TraceSort::StartedAtAsc => (Column::StartedAt, false, false),
+        TraceSort::StartedAtDesc => (Column::StartedAt, false, true),
+        TraceSort::EndedAtAsc => (Column::EndedAt, true, false),
+        TraceSort::EndedAtDesc => (Column::EndedAt, true, true),
+        TraceSort::DurationAsc => (Column::DurationUs, true, false),
+        TraceSort::DurationDesc => (Column::DurationUs, true, true),
+        TraceSort::CostAsc => (Column::CostUsd, false, false),
+        TraceSort::CostDesc => (Column::CostUsd, false, true),
+    };
+    page(conn, order(select, column, nullable, Column::Id, desc), window).await
+}
+
+pub async fn count(conn: &impl ConnectionTrait, f: &TraceFilter) -> AppResult<u64> {
+    Ok(trace::Entity::find().filter(condition(f)).count(conn).await?)
+}

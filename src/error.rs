@@ -1,0 +1,137 @@
+//! The one error type of the API and the mapping of each case to its `extensions.code`.
+
+use std::sync::Arc;
+
+use async_graphql::ErrorExtensions;
+use sea_orm::{DbErr, RuntimeErr, SqlErr};
+use uuid::Uuid;
+
+/// The codes a client may see in `extensions.code`; never spelled elsewhere.
+pub mod code {
+    pub const BAD_USER_INPUT: &str = "BAD_USER_INPUT";
+    pub const NOT_FOUND: &str = "NOT_FOUND";
+    pub const CONFLICT: &str = "CONFLICT";
+    pub const UNAUTHENTICATED: &str = "UNAUTHENTICATED";
+    pub const FORBIDDEN: &str = "FORBIDDEN";
+    pub const LIMIT_EXCEEDED: &str = "LIMIT_EXCEEDED";
+    pub const OVERLOADED: &str = "OVERLOADED";
+    pub const INTERNAL: &str = "INTERNAL";
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AppError {
+    #[error("{field}: {reason}")]
+    BadUserInput { field: String, reason: String },
+    #[error("{what} {id} not found")]
+    NotFound { what: &'static str, id: Uuid },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{field}: {limit} limit exceeded ({actual} > {max})")]
+    LimitExceeded {
+        field: String,
+        limit: &'static str,
+        actual: u64,
+        max: u64,
+    },
+    #[error("the database is busy; retry later")]
+    Overloaded,
+    #[error("live feed lagged by {0} events; resubscribe")]
+    SubscriberLagged(u64),
+    #[error("internal error")]
+    Internal(#[source] Arc<DbErr>),
+}
+
+pub type AppResult<T> = Result<T, AppError>;
+
+impl AppError {
+    pub fn bad_input(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::BadUserInput {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadUserInput { .. } => code::BAD_USER_INPUT,
+            Self::NotFound { .. } => code::NOT_FOUND,
+            Self::Conflict(_) => code::CONFLICT,
+            Self::LimitExceeded { .. } | Self::SubscriberLagged(_) => code::LIMIT_EXCEEDED,
+            Self::Overloaded => code::OVERLOADED,
+            Self::Internal(_) => code::INTERNAL,
+        }
+    }
+
+    /// Prefixes the field path, so a batch error names the item: `inputs[3].parentId`.
+    pub fn at(self, prefix: &str) -> Self {
+        let join = |field: String| {
+            if field.is_empty() {
+                prefix.to_owned()
+            } else {
+                format!("{prefix}.{field}")
+            }
+        };
+        match self {
+            Self::BadUserInput { field, reason } => Self::BadUserInput {
+                field: join(field),
+                reason,
+            },
+            Self::LimitExceeded {
+                field,
+                limit,
+                actual,
+                max,
+            } => Self::LimitExceeded {
+                field: join(field),
+                limit,
+                actual,
+                max,
+            },
+            other => other,
+        }
+    }
+}
+
+impl From<DbErr> for AppError {
+    fn from(err: DbErr) -> Self {
+        if is_pool_timeout(&err) {
+            return Self::Overloaded;
+        }
+        if let Some(SqlErr::UniqueConstraintViolation(_)) = err.sql_err() {
+            return Self::Conflict("a record with this id already exists with other content".into());
+        }
+        Self::Internal(Arc::new(err))
+    }
+}
+
+fn is_pool_timeout(err: &DbErr) -> bool {
+    match err {
+        DbErr::ConnectionAcquire(_) => true,
+        DbErr::Conn(RuntimeErr::SqlxError(e))
+        | DbErr::Exec(RuntimeErr::SqlxError(e))
+        | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            matches!(e.as_ref(), sea_orm::sqlx::Error::PoolTimedOut)
+        }
+        _ => false,
+    }
+}
+
+impl ErrorExtensions for AppError {
+    fn extend(&self) -> async_graphql::Error {
+        if let Self::Internal(source) = self {
+            tracing::error!(error = %source, "internal error");
+        }
+        let code = self.code();
+        let mut err = async_graphql::Error::new(self.to_string());
+        err = err.extend_with(|_, ext| ext.set("code", code));
+        match self {
+            Self::BadUserInput { field, .. } => err.extend_with(|_, ext| ext.set("field", field.as_str())),
+            Self::LimitExceeded { field, limit, max, .. } => err.extend_with(|_, ext| {
+                ext.set("field", field.as_str());
+                ext.set("limit", *limit);
+                ext.set("max", *max);
+            }),
+            _ => err,
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! Filter and sort inputs of the list queries. The store turns them into SQL; the
+//! DataLoaders use them as keys, hence `Hash`.
+
+use async_graphql::{Enum, InputObject};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::model::{SpanType, TraceStatus};
+
+/// Narrows a trace list; all given fields must match.
+#[derive(InputObject, Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct TraceFilter {
+    /// Only traces of this agent.
+    pub agent: Option<Uuid>,
+    /// Only traces of this product.
+    pub product_id: Option<Uuid>,
+    /// Only traces with exactly this name.
+    pub name: Option<String>,
+    /// Only traces that started at or after this time.
+    pub started_after: Option<DateTime<Utc>>,
+    /// Only traces that started before this time.
+    pub started_before: Option<DateTime<Utc>>,
+    /// Only traces in this state.
+    pub status: Option<TraceStatus>,
+    /// `true`: only traces where the trace or a span has an error; `false`: only clean ones.
+    pub has_error: Option<bool>,
+    /// `true`: only traces with at least one flagged span; `false`: only unflagged ones.
+    pub has_flagged_spans: Option<bool>,
+}
+
+/// Narrows a span list; all given fields must match.
+#[derive(InputObject, Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SpanFilter {
+    /// Only spans of this trace.
+    pub trace_id: Option<Uuid>,
+    /// Only spans of traces of this agent.
+    pub agent: Option<Uuid>,
+    /// Only spans of traces of this product.
+    pub product_id: Option<Uuid>,
+    /// Only spans of this type.
+    pub span_type: Option<SpanType>,
+    /// Only spans with exactly this name.
+    pub name: Option<String>,
+    /// `true`: only spans with an error; `false`: only spans without.
+    pub has_error: Option<bool>,
+    /// `true`: only spans currently flagged for review; `false`: only unflagged ones.
+    pub flagged: Option<bool>,
+    /// Only spans that started at or after this time.
+    pub started_after: Option<DateTime<Utc>>,
+    /// Only spans that started before this time.
+    pub started_before: Option<DateTime<Utc>>,
+}
+
+/// Narrows a list of usage records; all given fields must match.
+#[derive(InputObject, Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct AgentUsageFilter {
+    /// Only records of this agent.
+    pub agent: Option<Uuid>,
+    /// Only records of this product.
+    pub product_id: Option<Uuid>,
+    /// Only records written at or after this time.
+    pub created_after: Option<DateTime<Utc>>,
+    /// Only records written before this time.
+    pub created_before: Option<DateTime<Utc>>,
+}
+
+/// Order of a trace list. Ties are broken by id, so pages never overlap.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq, Default)]
+pub enum TraceSort {
+    /// Oldest first.
+    StartedAtAsc,
+    /// Newest first (the default).
+    #[default]
+    StartedAtDesc,
+    /// Earliest end first; running traces last.
+    EndedAtAsc,
+    /// Latest end first; running traces last.
+    EndedAtDesc,
+    /// Shortest first; running traces last.
+    DurationAsc,
+    /// Longest first; running traces last.
+    DurationDesc,
+    /// Cheapest first.
+    CostAsc,
+    /// Most expensive first.
+    CostDesc,
+}
+
+/// Order of a span list. Ties are broken by id, so pages never overlap.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq, Default)]
+pub enum SpanSort {
+    /// Oldest first (the default).
+    #[default]
+    StartedAtAsc,
+    /// Newest first.
+    StartedAtDesc,
+    /// Shortest first; running spans last.
+    DurationAsc,
+    /// Longest first; running spans last.
+    DurationDesc,
+    /// Cheapest first; spans without cost last.
+    CostAsc,
+    /// Most expensive first; spans without cost last.
+    CostDesc,
+}
+
+/// A checked page window: `limit` in 1..=500, `offset` not negative.
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    pub limit: u64,
+    pub offset: u64,
+}
+
+impl Page {
+    pub fn new(limit: i64, offset: i64) -> crate::error::AppResult<Self> {
+        use crate::config::MAX_PAGE_LIMIT;
+        use crate::error::AppError;
+        if !(1..=MAX_PAGE_LIMIT).contains(&limit) {
+            return Err(AppError::bad_input(
+                "limit",
+                format!("must be between 1 and {MAX_PAGE_LIMIT}"),
+            ));
+        }
+        if offset < 0 {
+            return Err(AppError::bad_input("offset", "must not be negative"));
+        }
+        Ok(Self {
+            limit: limit as u64,
+            offset: offset as u64,
+        })
+    }
+}

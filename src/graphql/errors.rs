@@ -1,0 +1,70 @@
+//! Makes every error in every response carry an `extensions.code`: errors raised by
+//! our resolvers keep theirs; parse, validation and input-coercion errors from
+//! async-graphql itself (a malformed UUID or time, a wrong variable type) become
+//! `BAD_USER_INPUT`.
+
+use std::sync::Arc;
+
+use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextRequest, NextSubscribe};
+use async_graphql::futures_util::stream::BoxStream;
+use async_graphql::{ErrorExtensions, Response, ServerError};
+use futures::StreamExt;
+
+use crate::error::{AppError, code};
+
+pub struct ErrorCodes;
+
+impl ExtensionFactory for ErrorCodes {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(ErrorCodesExtension)
+    }
+}
+
+struct ErrorCodesExtension;
+
+#[async_graphql::async_trait::async_trait]
+impl Extension for ErrorCodesExtension {
+    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
+        let mut response = next.run(ctx).await;
+        add_codes(&mut response);
+        response
+    }
+
+    fn subscribe<'s>(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        stream: BoxStream<'s, Response>,
+        next: NextSubscribe<'_>,
+    ) -> BoxStream<'s, Response> {
+        next.run(ctx, stream)
+            .map(|mut response| {
+                add_codes(&mut response);
+                response
+            })
+            .boxed()
+    }
+}
+
+fn add_codes(response: &mut Response) {
+    for error in &mut response.errors {
+        add_code(error);
+    }
+}
+
+fn add_code(error: &mut ServerError) {
+    let has_code = error.extensions.as_ref().is_some_and(|ext| ext.get("code").is_some());
+    if has_code {
+        return;
+    }
+    // An AppError that reached `?` without `.extend()` still knows its code.
+    if let Some(app) = error.source.as_ref().and_then(|s| s.downcast_ref::<AppError>()) {
+        let extended = app.extend();
+        error.message = extended.message;
+        error.extensions = extended.extensions;
+        return;
+    }
+    error
+        .extensions
+        .get_or_insert_with(Default::default)
+        .set("code", code::BAD_USER_INPUT);
+}

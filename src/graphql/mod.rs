@@ -1,0 +1,95 @@
+//! The GraphQL schema: roots, types, loaders, and how it is built with or without data.
+
+pub mod errors;
+pub mod loaders;
+pub mod mutation;
+pub mod query;
+pub mod subscription;
+pub mod types;
+
+use async_graphql::dataloader::{DataLoader, Loader};
+use async_graphql::{Context, ErrorExtensions, SDLExportOptions, Schema, SchemaBuilder};
+
+use crate::config::{Config, Limits};
+use crate::db::Db;
+use crate::error::AppResult;
+use crate::live::LiveSpans;
+use loaders::Loaders;
+pub use mutation::Mutation;
+pub use query::Query;
+pub use subscription::Subscription;
+
+pub type AppSchema = Schema<Query, Mutation, Subscription>;
+/// The `JSON` scalar: any JSON value.
+pub type Json = async_graphql::Json<serde_json::Value>;
+
+/// What resolvers need, put in the schema's data once.
+#[derive(Clone)]
+pub struct State {
+    pub db: Db,
+    pub live: LiveSpans,
+    pub limits: Limits,
+}
+
+/// The schema without data: enough to print the SDL.
+pub fn schema_builder() -> SchemaBuilder<Query, Mutation, Subscription> {
+    Schema::build(Query, Mutation, Subscription).extension(errors::ErrorCodes)
+}
+
+pub fn build_schema(state: State, config: &Config) -> AppSchema {
+    let loaders = DataLoader::new(Loaders::new(state.db.clone()), tokio::spawn);
+    schema_builder()
+        .data(loaders)
+        .data(state)
+        .limit_depth(config.max_query_depth)
+        .limit_complexity(config.max_query_complexity)
+        .finish()
+}
+
+/// The SDL that `schema.graphql` holds.
+pub fn sdl() -> String {
+    schema_builder().finish().sdl_with_options(
+        SDLExportOptions::new()
+            .sorted_fields()
+            .sorted_arguments()
+            .sorted_enum_items(),
+    )
+}
+
+pub(crate) fn state<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a State> {
+    ctx.data::<State>()
+}
+
+pub(crate) fn db<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a Db> {
+    Ok(&state(ctx)?.db)
+}
+
+/// Carries an `AppError`'s code into the GraphQL error.
+pub(crate) fn gql<T>(result: AppResult<T>) -> async_graphql::Result<T> {
+    result.map_err(|e| e.extend())
+}
+
+/// Loads one row through the loaders and wraps it in its API type.
+pub(crate) async fn load_one<K, V, T>(ctx: &Context<'_>, key: K) -> async_graphql::Result<Option<T>>
+where
+    K: Send + Sync + std::hash::Hash + Eq + Clone + 'static,
+    V: Send + Sync + Clone + 'static,
+    Loaders: Loader<K, Value = V, Error = crate::error::AppError>,
+    T: From<V>,
+{
+    let loader = ctx.data::<DataLoader<Loaders>>()?;
+    Ok(gql(loader.load_one(key).await)?.map(T::from))
+}
+
+/// Loads a list of rows through the loaders and wraps each in its API type.
+pub(crate) async fn load_many<K, V, T>(ctx: &Context<'_>, key: K) -> async_graphql::Result<Vec<T>>
+where
+    K: Send + Sync + std::hash::Hash + Eq + Clone + 'static,
+    V: Send + Sync + Clone + 'static,
+    Loaders: Loader<K, Value = Vec<V>, Error = crate::error::AppError>,
+    T: From<V>,
+{
+    let loader = ctx.data::<DataLoader<Loaders>>()?;
+    let rows = gql(loader.load_one(key).await)?.unwrap_or_default();
+    Ok(rows.into_iter().map(T::from).collect())
+}

@@ -1,0 +1,113 @@
+//! Mutation root. Each call validates everything first, then writes in one
+//! transaction, then publishes to the live feed after commit.
+
+use async_graphql::{Context, Object, Result};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::types::inputs::{AddSpanInput, CreateTraceInput};
+use super::types::{Span, Trace};
+use super::{gql, state};
+use crate::db::store;
+use crate::error::{AppError, AppResult};
+use crate::ingest::{self, NewSpan};
+use crate::write;
+
+pub struct Mutation;
+
+#[Object]
+impl Mutation {
+    /// Starts a trace. With a client `id`, repeating the call returns the same trace.
+    async fn create_trace(&self, ctx: &Context<'_>, input: CreateTraceInput) -> Result<Trace> {
+        let s = state(ctx)?;
+        let new = gql(ingest::validate_trace(input.into(), &s.limits))?;
+        gql(write::create_trace(&s.db, new).await).map(Trace)
+    }
+
+    /// Adds one span. Its parent must be in the same trace.
+    async fn add_span(&self, ctx: &Context<'_>, input: AddSpanInput) -> Result<Span> {
+        let s = state(ctx)?;
+        let new = gql(ingest::validate_span(input.into(), &s.limits))?;
+        let mut rows = gql(write::add_spans(&s.db, &s.live, vec![new]).await)?;
+        Ok(Span(rows.remove(0)))
+    }
+
+    /// Adds a batch of spans in one transaction: all are stored, or none.
+    async fn add_spans(&self, ctx: &Context<'_>, inputs: Vec<AddSpanInput>) -> Result<Vec<Span>> {
+        let s = state(ctx)?;
+        let max = s.limits.max_batch_spans;
+        if inputs.len() > max {
+            return gql(Err(AppError::LimitExceeded {
+                field: "inputs".into(),
+                limit: "spans per batch",
+                actual: inputs.len() as u64,
+                max: max as u64,
+            }));
+        }
+        let news: AppResult<Vec<NewSpan>> = inputs
+            .into_iter()
+            .enumerate()
+            .map(|(i, input)| ingest::validate_span(input.into(), &s.limits).map_err(|e| e.at(&format!("inputs[{i}]"))))
+            .collect();
+        let rows = gql(write::add_spans(&s.db, &s.live, gql(news)?).await)?;
+        Ok(rows.into_iter().map(Span).collect())
+    }
+
+    /// Ends a span, optionally with its output or error. Repeating the same end is a no-op.
+    async fn end_span(
+        &self,
+        ctx: &Context<'_>,
+        id: Uuid,
+        #[graphql(desc = "Defaults to now.")] ended_at: Option<DateTime<Utc>>,
+        output_text: Option<String>,
+        error: Option<String>,
+    ) -> Result<Span> {
+        let s = state(ctx)?;
+        let ended_at = gql(ended_at.map(|t| ingest::normalize_time("endedAt", t)).transpose())?;
+        for (field, text) in [("outputText", &output_text), ("error", &error)] {
+            if let Some(text) = text {
+                gql(ingest::check_text(field, text, s.limits.max_text_bytes))?;
+            }
+        }
+        let row = gql(write::transact(&s.db, async |txn| {
+            store::spans::end(txn, id, ended_at, output_text, error).await
+        })
+        .await)?;
+        Ok(Span(row))
+    }
+
+    /// Ends a trace and writes its usage record, once. Repeating the same end is a no-op.
+    async fn end_trace(
+        &self,
+        ctx: &Context<'_>,
+        id: Uuid,
+        #[graphql(desc = "Defaults to now.")] ended_at: Option<DateTime<Utc>>,
+        error: Option<String>,
+    ) -> Result<Trace> {
+        let s = state(ctx)?;
+        let ended_at = gql(ended_at.map(|t| ingest::normalize_time("endedAt", t)).transpose())?;
+        if let Some(text) = &error {
+            gql(ingest::check_text("error", text, s.limits.max_text_bytes))?;
+        }
+        let row = gql(write::transact(&s.db, async |txn| store::traces::end(txn, id, ended_at, error).await).await)?;
+        Ok(Trace(row))
+    }
+
+    /// Flags a span for review with a reason; every flag is kept with its time.
+    async fn flag_span(&self, ctx: &Context<'_>, id: Uuid, reason: String) -> Result<Span> {
+        let s = state(ctx)?;
+        if reason.trim().is_empty() {
+            return gql(Err(AppError::bad_input("reason", "must not be empty")));
+        }
+        gql(ingest::check_text("reason", &reason, s.limits.max_text_bytes))?;
+        let row = gql(write::transact(&s.db, async |txn| store::flags::flag(txn, id, reason).await).await)?;
+        Ok(Span(row))
+    }
+
+    /// Clears a span's flag; its flags stay on record as resolved.
+    async fn unflag_span(&self, ctx: &Context<'_>, id: Uuid) -> Result<Span> {
+        let s = state(ctx)?;
+        let row = gql(write::transact(&s.db, async |txn| store::flags::unflag(txn, id).await).await)?;
+        Ok(Span(row))
+    }
+}

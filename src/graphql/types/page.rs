@@ -1,0 +1,68 @@
+use async_graphql::{ComplexObject, Context, Result, SimpleObject};
+
+use super::{AgentUsage, Span, TokenUsage, Trace};
+use crate::db::store;
+use crate::filters::{AgentUsageFilter, SpanFilter, TraceFilter};
+use crate::graphql::{db, gql};
+
+/// One page of traces. `totalCount` costs a count query: ask for it only when shown.
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct TracePage {
+    pub items: Vec<Trace>,
+    /// Whether a page follows this one.
+    pub has_next_page: bool,
+    #[graphql(skip)]
+    pub filter: TraceFilter,
+}
+
+#[ComplexObject]
+impl TracePage {
+    /// How many traces match the filter, over all pages.
+    async fn total_count(&self, ctx: &Context<'_>) -> Result<u64> {
+        gql(store::traces::count(&db(ctx)?.read, &self.filter).await)
+    }
+}
+
+/// One page of spans. `totalCount` costs a count query: ask for it only when shown.
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct SpanPage {
+    pub items: Vec<Span>,
+    /// Whether a page follows this one.
+    pub has_next_page: bool,
+    #[graphql(skip)]
+    pub filter: SpanFilter,
+}
+
+#[ComplexObject]
+impl SpanPage {
+    /// How many spans match the filter, over all pages.
+    async fn total_count(&self, ctx: &Context<'_>) -> Result<u64> {
+        gql(store::spans::count(&db(ctx)?.read, &self.filter).await)
+    }
+}
+
+/// One page of usage records, newest first.
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct AgentUsagePage {
+    pub items: Vec<AgentUsage>,
+    /// Whether a page follows this one.
+    pub has_next_page: bool,
+    #[graphql(skip)]
+    pub filter: AgentUsageFilter,
+}
+
+#[ComplexObject]
+impl AgentUsagePage {
+    /// How many records match the filter, over all pages.
+    async fn total_count(&self, ctx: &Context<'_>) -> Result<u64> {
+        gql(store::agent_usage::count(&db(ctx)?.read, &self.filter).await)
+    }
+    /// Usage summed over every matching record, not only this page.
+    async fn totals(&self, ctx: &Context<'_>) -> Result<TokenUsage> {
+        let totals = gql(store::agent_usage::totals(&db(ctx)?.read, &self.filter).await)?;
+        Ok(TokenUsage::of_totals(&totals))
+    }
+}

@@ -1,0 +1,98 @@
+use async_graphql::{Context, Object, Result};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::{SpanFlag, TokenUsage, Trace, micros_to_ms};
+use crate::db::entities::span;
+use crate::graphql::loaders::{ChildrenOf, FlagsOf, SpanId, TraceId};
+use crate::graphql::{Json, load_many, load_one};
+use crate::model::SpanType;
+
+/// One operation inside a trace: an LLM call, a tool call, a function, a message.
+pub struct Span(pub span::Model);
+
+impl From<span::Model> for Span {
+    fn from(row: span::Model) -> Self {
+        Self(row)
+    }
+}
+
+#[Object]
+impl Span {
+    /// Unique id (client-chosen or generated).
+    async fn id(&self) -> Uuid {
+        self.0.id
+    }
+    /// The trace this span belongs to.
+    async fn trace_id(&self) -> Uuid {
+        self.0.trace_id
+    }
+    /// The trace this span belongs to.
+    async fn trace(&self, ctx: &Context<'_>) -> Result<Option<Trace>> {
+        load_one(ctx, TraceId(self.0.trace_id)).await
+    }
+    /// The enclosing span; null for a root span.
+    async fn parent_id(&self) -> Option<Uuid> {
+        self.0.parent_id
+    }
+    /// The enclosing span; null for a root span.
+    async fn parent(&self, ctx: &Context<'_>) -> Result<Option<Span>> {
+        match self.0.parent_id {
+            Some(id) => load_one(ctx, SpanId(id)).await,
+            None => Ok(None),
+        }
+    }
+    /// The spans nested directly inside this one, in start order.
+    async fn children(&self, ctx: &Context<'_>) -> Result<Vec<Span>> {
+        load_many(ctx, ChildrenOf(self.0.id)).await
+    }
+    /// Operation name, e.g. `openai.chat` or `search_docs`.
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    /// What kind of operation this is.
+    async fn span_type(&self) -> SpanType {
+        // Only valid types are ever written; fall back rather than fail a whole page.
+        SpanType::parse(&self.0.span_type).unwrap_or(SpanType::Function)
+    }
+    /// When the operation started (UTC).
+    async fn started_at(&self) -> DateTime<Utc> {
+        self.0.started_at
+    }
+    /// When it completed (UTC); null while it runs.
+    async fn ended_at(&self) -> Option<DateTime<Utc>> {
+        self.0.ended_at
+    }
+    /// Wall time in milliseconds; null while it runs.
+    async fn duration_ms(&self) -> Option<f64> {
+        micros_to_ms(self.0.duration_us)
+    }
+    /// Input to the operation (a prompt, tool arguments).
+    async fn input_text(&self) -> Option<&str> {
+        self.0.input_text.as_deref()
+    }
+    /// Output or result of the operation.
+    async fn output_text(&self) -> Option<&str> {
+        self.0.output_text.as_deref()
+    }
+    /// Error message if the operation failed.
+    async fn error(&self) -> Option<&str> {
+        self.0.error.as_deref()
+    }
+    /// Free-form data; LLM spans carry model, tokens and cost here.
+    async fn metadata(&self) -> Json {
+        async_graphql::Json(self.0.metadata.clone())
+    }
+    /// Tokens and cost of an LLM span; null for other span types.
+    async fn usage(&self) -> Option<TokenUsage> {
+        (self.0.span_type == SpanType::Llm.as_str()).then(|| TokenUsage::of_span(&self.0))
+    }
+    /// Whether the span is flagged for review now.
+    async fn flagged(&self) -> bool {
+        self.0.flagged
+    }
+    /// Every flag ever put on the span, oldest first, resolved ones included.
+    async fn flags(&self, ctx: &Context<'_>) -> Result<Vec<SpanFlag>> {
+        load_many(ctx, FlagsOf(self.0.id)).await
+    }
+}

@@ -1,0 +1,97 @@
+use async_graphql::{Context, Object, Result};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::{AgentUsage, Span, TokenUsage, micros_to_ms};
+use crate::db::entities::trace;
+use crate::filters::SpanFilter;
+use crate::graphql::loaders::{RootSpansOf, SpansOfTrace, UsageOfTrace};
+use crate::graphql::{Json, load_many, load_one};
+use crate::model::TraceStatus;
+
+/// A complete record of one agent run.
+pub struct Trace(pub trace::Model);
+
+#[Object]
+impl Trace {
+    /// Unique id (client-chosen or generated).
+    async fn id(&self) -> Uuid {
+        self.0.id
+    }
+    /// What the run was, e.g. `support-chat`.
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    /// The agent that ran.
+    async fn agent_id(&self) -> Option<Uuid> {
+        self.0.agent_id
+    }
+    /// The product the agent belongs to.
+    async fn product_id(&self) -> Option<Uuid> {
+        self.0.product_id
+    }
+    /// When the run started (UTC).
+    async fn started_at(&self) -> DateTime<Utc> {
+        self.0.started_at
+    }
+    /// When the run ended (UTC); null while it runs.
+    async fn ended_at(&self) -> Option<DateTime<Utc>> {
+        self.0.ended_at
+    }
+    /// Wall time from start to end, in milliseconds; null while it runs.
+    async fn duration_ms(&self) -> Option<f64> {
+        micros_to_ms(self.0.duration_us)
+    }
+    /// `ERROR` if the trace or any span has an error, else `RUNNING` until ended, then `OK`.
+    async fn status(&self) -> TraceStatus {
+        if self.0.has_error {
+            TraceStatus::Error
+        } else if self.0.ended_at.is_none() {
+            TraceStatus::Running
+        } else {
+            TraceStatus::Ok
+        }
+    }
+    /// The run's own error message, if it failed.
+    async fn error(&self) -> Option<&str> {
+        self.0.error.as_deref()
+    }
+    /// Free-form data the client attached.
+    async fn metadata(&self) -> Json {
+        async_graphql::Json(self.0.metadata.clone())
+    }
+    /// How many spans the trace has.
+    async fn span_count(&self) -> i64 {
+        self.0.span_count
+    }
+    /// How many of its spans are flagged for review now.
+    async fn flagged_span_count(&self) -> i64 {
+        self.0.flagged_span_count
+    }
+    /// All spans of the trace in start order, optionally narrowed.
+    async fn spans(&self, ctx: &Context<'_>, filter: Option<SpanFilter>) -> Result<Vec<Span>> {
+        let key = SpansOfTrace {
+            trace_id: self.0.id,
+            filter: filter.unwrap_or_default(),
+        };
+        load_many(ctx, key).await
+    }
+    /// The spans without a parent, in start order.
+    async fn root_spans(&self, ctx: &Context<'_>) -> Result<Vec<Span>> {
+        load_many(ctx, RootSpansOf(self.0.id)).await
+    }
+    /// LLM usage summed over the trace's spans.
+    async fn usage(&self) -> TokenUsage {
+        TokenUsage::of_trace(&self.0)
+    }
+    /// The usage record written when the trace ended; null while it runs.
+    async fn agent_usage(&self, ctx: &Context<'_>) -> Result<Option<AgentUsage>> {
+        load_one(ctx, UsageOfTrace(self.0.id)).await
+    }
+}
+
+impl From<trace::Model> for Trace {
+    fn from(row: trace::Model) -> Self {
+        Self(row)
+    }
+}

@@ -1,0 +1,63 @@
+//! HTTP routes: GraphQL over POST, GraphiQL on GET, subscriptions over WebSocket,
+//! and the health probes.
+
+use async_graphql::http::GraphiQLSource;
+use async_graphql_axum::{GraphQLRequest, GraphQLResponse, GraphQLSubscription};
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse};
+use axum::routing::get;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::db::Db;
+use crate::graphql::AppSchema;
+
+pub const GRAPHQL_PATH: &str = "/graphql";
+pub const WS_PATH: &str = "/graphql/ws";
+
+#[derive(Clone)]
+struct HttpState {
+    schema: AppSchema,
+    db: Db,
+}
+
+pub fn router(schema: AppSchema, db: Db, max_body_bytes: usize) -> Router {
+    let state = HttpState {
+        schema: schema.clone(),
+        db,
+    };
+    Router::new()
+        .route(GRAPHQL_PATH, get(graphiql).post(graphql))
+        .route_service(WS_PATH, GraphQLSubscription::new(schema))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+        // async-graphql-axum reads the body without a limit of its own.
+        .layer(RequestBodyLimitLayer::new(max_body_bytes))
+        .layer(TraceLayer::new_for_http())
+}
+
+async fn graphql(State(state): State<HttpState>, request: GraphQLRequest) -> GraphQLResponse {
+    state.schema.execute(request.into_inner()).await.into()
+}
+
+async fn graphiql() -> impl IntoResponse {
+    Html(
+        GraphiQLSource::build()
+            .endpoint(GRAPHQL_PATH)
+            .subscription_endpoint(WS_PATH)
+            .title("tracegraph")
+            .finish(),
+    )
+}
+
+/// Ready when the database answers.
+async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
+    if state.db.ping().await {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "database unreachable")
+    }
+}

@@ -1,0 +1,227 @@
+//! Loads NDJSON data sets (`{"kind":"trace",...}` then its `{"kind":"span",...}`
+//! lines) through the same validation and store code as the API, a batch of whole
+//! traces per transaction. Every write is idempotent, so an import can be repeated
+//! or resumed after a failure.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Deserialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::config::Limits;
+use crate::db::{Db, store};
+use crate::error::AppError;
+use crate::ingest::{self, NewSpan, NewTrace, SpanDraft, TraceDraft};
+use crate::live::LiveSpans;
+use crate::model::SpanType;
+use crate::write;
+
+pub const DEFAULT_BATCH_TRACES: usize = 200;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("cannot read {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("line {line}: {reason}")]
+    Line { line: usize, reason: String },
+    #[error("writing the batch ending at line {line}: {source}")]
+    Write { line: usize, source: AppError },
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Report {
+    pub traces: usize,
+    pub spans: usize,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum Record {
+    Trace {
+        id: Uuid,
+        name: String,
+        agent: Option<Uuid>,
+        product_id: Option<Uuid>,
+        started_at: DateTime<Utc>,
+        ended_at: Option<DateTime<Utc>>,
+        error: Option<String>,
+        metadata: Option<Value>,
+    },
+    Span {
+        trace_id: Uuid,
+        id: Uuid,
+        parent: Option<Uuid>,
+        name: String,
+        span_type: String,
+        started_at: DateTime<Utc>,
+        ended_at: Option<DateTime<Utc>>,
+        input_text: Option<String>,
+        output_text: Option<String>,
+        error: Option<String>,
+        metadata: Option<Value>,
+    },
+}
+
+/// A trace is written open, its spans added, then it is ended, so its usage record
+/// sums its spans as an agent's own `endTrace` would.
+struct PendingTrace {
+    trace: NewTrace,
+    end: Option<(DateTime<Utc>, Option<String>)>,
+}
+
+#[derive(Default)]
+struct Batch {
+    traces: Vec<PendingTrace>,
+    spans: Vec<NewSpan>,
+}
+
+pub async fn import_file(db: &Db, limits: &Limits, path: &Path, batch_traces: usize) -> Result<Report, ImportError> {
+    let io_err = |source| ImportError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let (reader, size): (Box<dyn Read>, u64) = if path.as_os_str() == "-" {
+        (Box::new(std::io::stdin()), 0)
+    } else {
+        let file = std::fs::File::open(path).map_err(io_err)?;
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        (Box::new(file), size)
+    };
+    // indicatif draws nothing when stderr is not a terminal.
+    let progress = ProgressBar::new(size);
+    progress.set_style(
+        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg}").unwrap_or(ProgressStyle::default_bar()),
+    );
+    let report = import_lines(db, limits, progress.wrap_read(reader), batch_traces, |r| {
+        progress.set_message(format!("{} traces, {} spans", r.traces, r.spans));
+    })
+    .await;
+    progress.finish_and_clear();
+    report
+}
+
+pub async fn import_lines(
+    db: &Db,
+    limits: &Limits,
+    reader: impl Read,
+    batch_traces: usize,
+    on_batch: impl Fn(&Report),
+) -> Result<Report, ImportError> {
+    let live = LiveSpans::default();
+    let mut report = Report::default();
+    let mut batch = Batch::default();
+    for (index, line) in BufReader::new(reader).lines().enumerate() {
+        let number = index + 1;
+        let line = line.map_err(|e| ImportError::Line {
+            line: number,
+            reason: e.to_string(),
+        })?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let record: Record = serde_json::from_str(&line).map_err(|e| ImportError::Line {
+            line: number,
+            reason: e.to_string(),
+        })?;
+        if matches!(record, Record::Trace { .. }) && batch.traces.len() >= batch_traces {
+            flush(db, &live, std::mem::take(&mut batch), number - 1, &mut report).await?;
+            on_batch(&report);
+        }
+        add(&mut batch, record, limits).map_err(|e| ImportError::Line {
+            line: number,
+            reason: e.to_string(),
+        })?;
+    }
+    flush(db, &live, batch, usize::MAX, &mut report).await?;
+    on_batch(&report);
+    Ok(report)
+}
+
+fn add(batch: &mut Batch, record: Record, limits: &Limits) -> Result<(), AppError> {
+    match record {
+        Record::Trace {
+            id,
+            name,
+            agent,
+            product_id,
+            started_at,
+            ended_at,
+            error,
+            metadata,
+        } => {
+            let draft = TraceDraft {
+                id: Some(id),
+                name,
+                agent_id: agent,
+                product_id,
+                started_at: Some(started_at),
+                ended_at: None,
+                error: None,
+                metadata,
+            };
+            let trace = ingest::validate_trace(draft, limits)?;
+            let end = ended_at
+                .map(|t| ingest::normalize_time("ended_at", t).map(|t| (t, error)))
+                .transpose()?;
+            batch.traces.push(PendingTrace { trace, end });
+        }
+        Record::Span {
+            trace_id,
+            id,
+            parent,
+            name,
+            span_type,
+            started_at,
+            ended_at,
+            input_text,
+            output_text,
+            error,
+            metadata,
+        } => {
+            let span_type = SpanType::parse(&span_type)
+                .ok_or_else(|| AppError::bad_input("span_type", format!("unknown span type {span_type:?}")))?;
+            let draft = SpanDraft {
+                id: Some(id),
+                trace_id,
+                parent_id: parent,
+                name,
+                span_type,
+                started_at: Some(started_at),
+                ended_at,
+                input_text,
+                output_text,
+                error,
+                metadata,
+            };
+            batch.spans.push(ingest::validate_span(draft, limits)?);
+        }
+    }
+    Ok(())
+}
+
+async fn flush(db: &Db, live: &LiveSpans, batch: Batch, line: usize, report: &mut Report) -> Result<(), ImportError> {
+    let (traces, spans) = (batch.traces.len(), batch.spans.len());
+    let written = write::transact(db, async |txn| {
+        let mut ends = Vec::new();
+        for pending in batch.traces {
+            let id = pending.trace.row.id;
+            store::traces::create(txn, pending.trace).await?;
+            ends.extend(pending.end.map(|end| (id, end)));
+        }
+        let written = store::spans::insert_batch(txn, batch.spans).await?;
+        for (id, (ended_at, error)) in ends {
+            store::traces::end(txn, id, Some(ended_at), error).await?;
+        }
+        Ok(written)
+    })
+    .await
+    .map_err(|source| ImportError::Write { line, source })?;
+    live.publish_added(&written.fresh);
+    report.traces += traces;
+    report.spans += spans;
+    Ok(())
+}

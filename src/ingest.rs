@@ -1,0 +1,358 @@
+//! Validation of writes: turns what a client sent into rows ready to store, or says
+//! exactly which field is wrong. Pure functions; nothing here touches the database.
+
+use chrono::{DateTime, SubsecRound, TimeZone, Utc};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::config::{Limits, MAX_NAME_BYTES};
+use crate::db::entities::{span, trace};
+use crate::error::{AppError, AppResult};
+use crate::model::SpanType;
+use crate::usage;
+
+/// A trace as a client describes it; unset fields take defaults.
+#[derive(Debug, Clone, Default)]
+pub struct TraceDraft {
+    pub id: Option<Uuid>,
+    pub name: String,
+    pub agent_id: Option<Uuid>,
+    pub product_id: Option<Uuid>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub error: Option<String>,
+    pub metadata: Option<Value>,
+}
+
+/// A span as a client describes it.
+#[derive(Debug, Clone)]
+pub struct SpanDraft {
+    pub id: Option<Uuid>,
+    pub trace_id: Uuid,
+    pub parent_id: Option<Uuid>,
+    pub name: String,
+    pub span_type: SpanType,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub input_text: Option<String>,
+    pub output_text: Option<String>,
+    pub error: Option<String>,
+    pub metadata: Option<Value>,
+}
+
+/// A validated trace row plus which times the client chose, for the idempotency check.
+#[derive(Debug, Clone)]
+pub struct NewTrace {
+    pub row: trace::Model,
+    pub started_at_given: bool,
+}
+
+/// A validated span row; `agent_id`/`product_id` are filled from its trace by the store.
+#[derive(Debug, Clone)]
+pub struct NewSpan {
+    pub row: span::Model,
+    pub started_at_given: bool,
+}
+
+/// The earliest and latest times accepted: outside them a time is a client bug, and
+/// PostgreSQL and SQLite would disagree about how to store it.
+fn time_bounds() -> (DateTime<Utc>, DateTime<Utc>) {
+    let lo = Utc.with_ymd_and_hms(1970, 1, 1, 0, 0, 0).single().expect("valid date");
+    let hi = Utc
+        .with_ymd_and_hms(9999, 12, 31, 23, 59, 59)
+        .single()
+        .expect("valid date");
+    (lo, hi)
+}
+
+/// Times are kept with microsecond precision on both engines; truncating here makes a
+/// retried write compare equal to what was stored.
+pub fn normalize_time(field: &str, t: DateTime<Utc>) -> AppResult<DateTime<Utc>> {
+    let (lo, hi) = time_bounds();
+    if t < lo || t > hi {
+        return Err(AppError::bad_input(field, "must be between 1970-01-01 and 9999-12-31"));
+    }
+    Ok(t.trunc_subsecs(6))
+}
+
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+/// Microseconds from start to end; an end before the start is rejected.
+pub fn duration_us(started: DateTime<Utc>, ended: DateTime<Utc>) -> AppResult<i64> {
+    let micros = (ended - started).num_microseconds().unwrap_or(i64::MAX);
+    if micros < 0 {
+        return Err(AppError::bad_input("endedAt", "must not be before startedAt"));
+    }
+    Ok(micros)
+}
+
+pub fn check_text(field: &str, value: &str, max: usize) -> AppResult<()> {
+    if value.len() > max {
+        return Err(AppError::LimitExceeded {
+            field: field.into(),
+            limit: "text size in bytes",
+            actual: value.len() as u64,
+            max: max as u64,
+        });
+    }
+    // PostgreSQL cannot store NUL in text; refusing it on every engine keeps them alike.
+    if value.contains('\0') {
+        return Err(AppError::bad_input(field, "must not contain NUL characters"));
+    }
+    Ok(())
+}
+
+fn check_opt_text(field: &str, value: &Option<String>, max: usize) -> AppResult<()> {
+    value.as_deref().map_or(Ok(()), |v| check_text(field, v, max))
+}
+
+pub fn check_name(value: &str) -> AppResult<()> {
+    if value.trim().is_empty() {
+        return Err(AppError::bad_input("name", "must not be empty"));
+    }
+    check_text("name", value, MAX_NAME_BYTES)
+}
+
+/// Metadata must be a JSON object (null means empty) within the text size limit.
+pub fn check_metadata(value: Option<Value>, max: usize) -> AppResult<Map<String, Value>> {
+    let map = match value {
+        None | Some(Value::Null) => return Ok(Map::new()),
+        Some(Value::Object(map)) => map,
+        Some(_) => return Err(AppError::bad_input("metadata", "must be a JSON object")),
+    };
+    let size = serde_json::to_string(&map).map(|s| s.len()).unwrap_or(usize::MAX);
+    if size > max {
+        return Err(AppError::LimitExceeded {
+            field: "metadata".into(),
+            limit: "text size in bytes",
+            actual: size as u64,
+            max: max as u64,
+        });
+    }
+    if contains_nul(&Value::Object(map.clone())) {
+        return Err(AppError::bad_input("metadata", "must not contain NUL characters"));
+    }
+    Ok(map)
+}
+
+fn contains_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(contains_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || contains_nul(v)),
+        _ => false,
+    }
+}
+
+pub fn validate_trace(draft: TraceDraft, limits: &Limits) -> AppResult<NewTrace> {
+    check_name(&draft.name)?;
+    check_opt_text("error", &draft.error, limits.max_text_bytes)?;
+    let metadata = check_metadata(draft.metadata, limits.max_text_bytes)?;
+    let started_at_given = draft.started_at.is_some();
+    let started_at = match draft.started_at {
+        Some(t) => normalize_time("startedAt", t)?,
+        None => now(),
+    };
+    let ended_at = draft.ended_at.map(|t| normalize_time("endedAt", t)).transpose()?;
+    let duration_us = ended_at.map(|end| duration_us(started_at, end)).transpose()?;
+    Ok(NewTrace {
+        row: trace::Model {
+            id: draft.id.unwrap_or_else(Uuid::now_v7),
+            name: draft.name,
+            agent_id: draft.agent_id,
+            product_id: draft.product_id,
+            started_at,
+            ended_at,
+            duration_us,
+            has_error: draft.error.is_some(),
+            error: draft.error,
+            metadata: Value::Object(metadata),
+            span_count: 0,
+            flagged_span_count: 0,
+            llm_calls: 0,
+            input_tokens: 0,
+            output_tokens: 0,
+            total_tokens: 0,
+            cost_usd: 0.0,
+        },
+        started_at_given,
+    })
+}
+
+pub fn validate_span(draft: SpanDraft, limits: &Limits) -> AppResult<NewSpan> {
+    check_name(&draft.name)?;
+    check_opt_text("inputText", &draft.input_text, limits.max_text_bytes)?;
+    check_opt_text("outputText", &draft.output_text, limits.max_text_bytes)?;
+    check_opt_text("error", &draft.error, limits.max_text_bytes)?;
+    let metadata = check_metadata(draft.metadata, limits.max_text_bytes)?;
+    let id = draft.id.unwrap_or_else(Uuid::now_v7);
+    if draft.parent_id == Some(id) {
+        return Err(AppError::bad_input("parentId", "a span cannot be its own parent"));
+    }
+    // Only LLM spans count as LLM usage: a tool span echoing token counts must not double them.
+    let usage = if draft.span_type == SpanType::Llm {
+        usage::extract(&metadata)?
+    } else {
+        usage::ExtractedUsage::default()
+    };
+    let started_at_given = draft.started_at.is_some();
+    let started_at = match draft.started_at {
+        Some(t) => normalize_time("startedAt", t)?,
+        None => now(),
+    };
+    let ended_at = draft.ended_at.map(|t| normalize_time("endedAt", t)).transpose()?;
+    let duration_us = ended_at.map(|end| duration_us(started_at, end)).transpose()?;
+    Ok(NewSpan {
+        row: span::Model {
+            id,
+            trace_id: draft.trace_id,
+            parent_id: draft.parent_id,
+            agent_id: None,
+            product_id: None,
+            name: draft.name,
+            span_type: draft.span_type.as_str().to_owned(),
+            started_at,
+            ended_at,
+            duration_us,
+            input_text: draft.input_text,
+            output_text: draft.output_text,
+            error: draft.error,
+            metadata: Value::Object(metadata),
+            flagged: false,
+            model: usage.model,
+            provider: usage.provider,
+            input_tokens: usage.input_tokens,
+            output_tokens: usage.output_tokens,
+            total_tokens: usage.total_tokens,
+            cost_usd: usage.cost_usd,
+        },
+        started_at_given,
+    })
+}
+
+/// Whether a repeated create describes the stored trace. Fields the client left to
+/// their defaults (the start time) and state that changed since (its end) don't count.
+pub fn same_trace(stored: &trace::Model, new: &NewTrace) -> bool {
+    let n = &new.row;
+    stored.name == n.name
+        && stored.agent_id == n.agent_id
+        && stored.product_id == n.product_id
+        && stored.metadata == n.metadata
+        && (!new.started_at_given || stored.started_at == n.started_at)
+        && (n.ended_at.is_none() || stored.ended_at == n.ended_at)
+        && (n.error.is_none() || stored.error == n.error)
+}
+
+/// Whether a repeated span write describes the stored span (see [`same_trace`]).
+pub fn same_span(stored: &span::Model, new: &NewSpan) -> bool {
+    let n = &new.row;
+    stored.trace_id == n.trace_id
+        && stored.parent_id == n.parent_id
+        && stored.name == n.name
+        && stored.span_type == n.span_type
+        && stored.input_text == n.input_text
+        && stored.metadata == n.metadata
+        && (!new.started_at_given || stored.started_at == n.started_at)
+        && (n.ended_at.is_none() || stored.ended_at == n.ended_at)
+        && (n.output_text.is_none() || stored.output_text == n.output_text)
+        && (n.error.is_none() || stored.error == n.error)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            max_text_bytes: 64,
+            max_batch_spans: 10,
+        }
+    }
+
+    fn span_draft() -> SpanDraft {
+        SpanDraft {
+            id: None,
+            trace_id: Uuid::nil(),
+            parent_id: None,
+            name: "call".into(),
+            span_type: SpanType::Llm,
+            started_at: None,
+            ended_at: None,
+            input_text: None,
+            output_text: None,
+            error: None,
+            metadata: Some(json!({"input_tokens": 3, "output_tokens": 4})),
+        }
+    }
+
+    #[test]
+    fn llm_usage_is_extracted_and_tool_usage_ignored() {
+        let llm = validate_span(span_draft(), &limits()).unwrap();
+        assert_eq!(llm.row.total_tokens, Some(7));
+        let tool = validate_span(
+            SpanDraft {
+                span_type: SpanType::Tool,
+                ..span_draft()
+            },
+            &limits(),
+        )
+        .unwrap();
+        assert_eq!(tool.row.total_tokens, None);
+    }
+
+    #[test]
+    fn rejects_bad_fields() {
+        let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let cases = [
+            SpanDraft {
+                name: " ".into(),
+                ..span_draft()
+            },
+            SpanDraft {
+                metadata: Some(json!([1])),
+                ..span_draft()
+            },
+            SpanDraft {
+                input_text: Some("x".repeat(65)),
+                ..span_draft()
+            },
+            SpanDraft {
+                output_text: Some("a\0b".into()),
+                ..span_draft()
+            },
+            SpanDraft {
+                started_at: Some(t0),
+                ended_at: Some(t0 - chrono::Duration::seconds(1)),
+                ..span_draft()
+            },
+            SpanDraft {
+                started_at: Some(Utc.with_ymd_and_hms(1969, 1, 1, 0, 0, 0).unwrap()),
+                ..span_draft()
+            },
+        ];
+        for draft in cases {
+            assert!(validate_span(draft.clone(), &limits()).is_err(), "{draft:?}");
+        }
+    }
+
+    #[test]
+    fn self_parent_is_rejected() {
+        let id = Uuid::now_v7();
+        let draft = SpanDraft {
+            id: Some(id),
+            parent_id: Some(id),
+            ..span_draft()
+        };
+        assert_eq!(validate_span(draft, &limits()).unwrap_err().code(), "BAD_USER_INPUT");
+    }
+
+    #[test]
+    fn times_are_truncated_to_microseconds() {
+        let t = Utc.timestamp_opt(1_800_000_000, 123_456_789).unwrap();
+        assert_eq!(normalize_time("t", t).unwrap().timestamp_subsec_nanos(), 123_456_000);
+    }
+}

@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    tracegraph::cli::main()
+}

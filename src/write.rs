@@ -1,0 +1,30 @@
+//! Write transactions: the one place that begins, commits and publishes, for the API
+//! and the importer alike.
+
+use sea_orm::DatabaseTransaction;
+
+use crate::db::entities::{span, trace};
+use crate::db::{Db, store};
+use crate::error::AppResult;
+use crate::ingest::{NewSpan, NewTrace};
+use crate::live::LiveSpans;
+
+/// Runs `work` in one write transaction; an error (or a panic) rolls everything back.
+pub async fn transact<T>(db: &Db, work: impl AsyncFnOnce(&DatabaseTransaction) -> AppResult<T>) -> AppResult<T> {
+    let txn = db.begin_write().await?;
+    let out = work(&txn).await?;
+    txn.commit().await?;
+    Ok(out)
+}
+
+pub async fn create_trace(db: &Db, new: NewTrace) -> AppResult<trace::Model> {
+    transact(db, async |txn| store::traces::create(txn, new).await).await
+}
+
+/// Stores a batch of spans, all or nothing, and publishes the newly written ones after
+/// commit (a retried batch publishes nothing twice).
+pub async fn add_spans(db: &Db, live: &LiveSpans, news: Vec<NewSpan>) -> AppResult<Vec<span::Model>> {
+    let written = transact(db, async |txn| store::spans::insert_batch(txn, news).await).await?;
+    live.publish_added(&written.fresh);
+    Ok(written.rows)
+}
