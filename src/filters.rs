@@ -111,7 +111,14 @@ pub struct Page {
     pub offset: u64,
 }
 
+pub const DEFAULT_PAGE_LIMIT: i64 = 50;
+
 impl Page {
+    /// From GraphQL arguments, where an explicit null means the default.
+    pub fn from_args(limit: Option<i64>, offset: Option<i64>) -> crate::error::AppResult<Self> {
+        Self::new(limit.unwrap_or(DEFAULT_PAGE_LIMIT), offset.unwrap_or(0))
+    }
+
     pub fn new(limit: i64, offset: i64) -> crate::error::AppResult<Self> {
         use crate::config::MAX_PAGE_LIMIT;
         use crate::error::AppError;

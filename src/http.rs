@@ -12,7 +12,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::db::Db;
-use crate::graphql::AppSchema;
+use crate::graphql::{self, AppSchema};
 
 pub const GRAPHQL_PATH: &str = "/graphql";
 pub const WS_PATH: &str = "/graphql/ws";
@@ -40,7 +40,8 @@ pub fn router(schema: AppSchema, db: Db, max_body_bytes: usize) -> Router {
 }
 
 async fn graphql(State(state): State<HttpState>, request: GraphQLRequest) -> GraphQLResponse {
-    state.schema.execute(request.into_inner()).await.into()
+    let request = request.into_inner().data(graphql::request_loaders(&state.db));
+    state.schema.execute(request).await.into()
 }
 
 async fn graphiql() -> impl IntoResponse {

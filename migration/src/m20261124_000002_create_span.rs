@@ -6,6 +6,8 @@ use crate::sql::run_all;
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
+// `SpanType` is the column `span_type`, as the API names it.
+#[allow(clippy::enum_variant_names)]
 #[derive(DeriveIden)]
 pub enum Span {
     Table,

@@ -1,11 +1,13 @@
 //! Every nested lookup goes through these keys: one batched `IN (...)` statement per
-//! key type and level, whatever the page size. No cache (async-graphql 7's
-//! `DataLoader::new`), so a read after a mutation is never stale.
+//! key type and level, whatever the page size. Span trees (`TreeOf`) are cached for
+//! one request, so a whole nested tree costs one statement; nothing is cached across
+//! requests, so a read after a mutation is never stale.
 
 use std::collections::HashMap;
 use std::hash::Hash;
+use std::sync::Arc;
 
-use async_graphql::dataloader::Loader;
+use async_graphql::dataloader::{CacheFactory, CacheStorage, HashMapCache, Loader, NoCache};
 use sea_orm::{ColumnTrait, Condition};
 use uuid::Uuid;
 
@@ -29,8 +31,9 @@ impl Loaders {
 pub struct TraceId(pub Uuid);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SpanId(pub Uuid);
+/// All spans of a trace, as a tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ChildrenOf(pub Uuid);
+pub struct TreeOf(pub Uuid);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RootSpansOf(pub Uuid);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -75,14 +78,70 @@ impl Loader<SpanId> for Loaders {
     }
 }
 
-impl Loader<ChildrenOf> for Loaders {
-    type Value = Vec<span::Model>;
+/// Caches span trees and nothing else. A loader with this cache lives for one request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TreeCache;
+
+impl CacheFactory for TreeCache {
+    fn create<K, V>(&self) -> Box<dyn CacheStorage<Key = K, Value = V>>
+    where
+        K: Send + Sync + Clone + Eq + Hash + 'static,
+        V: Send + Sync + Clone + 'static,
+    {
+        if std::any::TypeId::of::<K>() == std::any::TypeId::of::<TreeOf>() {
+            HashMapCache::default().create()
+        } else {
+            NoCache.create()
+        }
+    }
+}
+
+/// The spans of one trace in start order, indexed by parent.
+#[derive(Debug, Default)]
+pub struct SpanTree {
+    spans: Vec<span::Model>,
+    roots: Vec<usize>,
+    children: HashMap<Uuid, Vec<usize>>,
+}
+
+impl SpanTree {
+    fn new(spans: Vec<span::Model>) -> Self {
+        let mut tree = Self::default();
+        for (i, s) in spans.iter().enumerate() {
+            match s.parent_id {
+                Some(parent) => tree.children.entry(parent).or_default().push(i),
+                None => tree.roots.push(i),
+            }
+        }
+        tree.spans = spans;
+        tree
+    }
+
+    pub fn all(&self) -> &[span::Model] {
+        &self.spans
+    }
+
+    pub fn roots(&self) -> impl Iterator<Item = &span::Model> {
+        self.roots.iter().map(|&i| &self.spans[i])
+    }
+
+    pub fn children_of(&self, id: Uuid) -> impl Iterator<Item = &span::Model> {
+        self.children.get(&id).into_iter().flatten().map(|&i| &self.spans[i])
+    }
+}
+
+impl Loader<TreeOf> for Loaders {
+    type Value = Arc<SpanTree>;
     type Error = AppError;
 
-    async fn load(&self, keys: &[ChildrenOf]) -> Result<HashMap<ChildrenOf, Self::Value>, Self::Error> {
-        let cond = Condition::all().add(span::Column::ParentId.is_in(keys.iter().map(|k| k.0)));
+    async fn load(&self, keys: &[TreeOf]) -> Result<HashMap<TreeOf, Self::Value>, Self::Error> {
+        let cond = Condition::all().add(span::Column::TraceId.is_in(keys.iter().map(|k| k.0)));
         let rows = store::spans::in_start_order(&self.db.read, cond).await?;
-        Ok(group(keys, rows, |s| s.parent_id.map(ChildrenOf)))
+        let grouped = group(keys, rows, |s| Some(TreeOf(s.trace_id)));
+        Ok(grouped
+            .into_iter()
+            .map(|(k, spans)| (k, Arc::new(SpanTree::new(spans))))
+            .collect())
     }
 }
 

@@ -7,6 +7,8 @@ pub mod query;
 pub mod subscription;
 pub mod types;
 
+use std::sync::Arc;
+
 use async_graphql::dataloader::{DataLoader, Loader};
 use async_graphql::{Context, ErrorExtensions, SDLExportOptions, Schema, SchemaBuilder};
 
@@ -14,11 +16,12 @@ use crate::config::{Config, Limits};
 use crate::db::Db;
 use crate::error::AppResult;
 use crate::live::LiveSpans;
-use loaders::Loaders;
+use loaders::{Loaders, SpanTree, TreeCache, TreeOf};
 pub use mutation::Mutation;
 pub use query::Query;
 pub use subscription::Subscription;
 
+pub type AppLoader = DataLoader<Loaders, TreeCache>;
 pub type AppSchema = Schema<Query, Mutation, Subscription>;
 /// The `JSON` scalar: any JSON value.
 pub type Json = async_graphql::Json<serde_json::Value>;
@@ -37,13 +40,21 @@ pub fn schema_builder() -> SchemaBuilder<Query, Mutation, Subscription> {
 }
 
 pub fn build_schema(state: State, config: &Config) -> AppSchema {
-    let loaders = DataLoader::new(Loaders::new(state.db.clone()), tokio::spawn);
+    // Subscriptions use this one, long-lived and so never caching; HTTP requests bring
+    // their own (`request_loaders`).
+    let loaders = request_loaders(&state.db);
+    loaders.enable_all_cache(false);
     schema_builder()
         .data(loaders)
         .data(state)
         .limit_depth(config.max_query_depth)
         .limit_complexity(config.max_query_complexity)
         .finish()
+}
+
+/// Loaders for one request: span trees are cached for its lifetime only.
+pub fn request_loaders(db: &Db) -> AppLoader {
+    AppLoader::with_cache(Loaders::new(db.clone()), tokio::spawn, TreeCache)
 }
 
 /// The SDL that `schema.graphql` holds.
@@ -58,6 +69,29 @@ pub fn sdl() -> String {
 
 pub(crate) fn state<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a State> {
     ctx.data::<State>()
+}
+
+/// The state for a mutation. It forgets the request's cached span trees first, so the
+/// mutation's own selection reads what it wrote.
+pub(crate) fn write_state<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a State> {
+    ctx.data::<AppLoader>()?.clear::<loaders::TreeOf>();
+    state(ctx)
+}
+
+/// The span tree of a trace, loaded once per request.
+pub(crate) async fn tree(ctx: &Context<'_>, trace_id: uuid::Uuid) -> async_graphql::Result<Arc<SpanTree>> {
+    let loader = ctx.data::<AppLoader>()?;
+    Ok(gql(loader.load_one(TreeOf(trace_id)).await)?.unwrap_or_default())
+}
+
+/// Loads the trees of many traces in one statement, ahead of their nested fields.
+pub(crate) async fn prefetch_trees(
+    ctx: &Context<'_>,
+    trace_ids: impl IntoIterator<Item = uuid::Uuid>,
+) -> async_graphql::Result<()> {
+    let loader = ctx.data::<AppLoader>()?;
+    gql(loader.load_many(trace_ids.into_iter().map(TreeOf)).await)?;
+    Ok(())
 }
 
 pub(crate) fn db<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a Db> {
@@ -77,7 +111,7 @@ where
     Loaders: Loader<K, Value = V, Error = crate::error::AppError>,
     T: From<V>,
 {
-    let loader = ctx.data::<DataLoader<Loaders>>()?;
+    let loader = ctx.data::<AppLoader>()?;
     Ok(gql(loader.load_one(key).await)?.map(T::from))
 }
 
@@ -89,7 +123,7 @@ where
     Loaders: Loader<K, Value = Vec<V>, Error = crate::error::AppError>,
     T: From<V>,
 {
-    let loader = ctx.data::<DataLoader<Loaders>>()?;
+    let loader = ctx.data::<AppLoader>()?;
     let rows = gql(loader.load_one(key).await)?.unwrap_or_default();
     Ok(rows.into_iter().map(T::from).collect())
 }

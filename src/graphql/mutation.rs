@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::types::inputs::{AddSpanInput, CreateTraceInput};
 use super::types::{Span, Trace};
-use super::{gql, state};
+use super::{gql, write_state};
 use crate::db::store;
 use crate::error::{AppError, AppResult};
 use crate::ingest::{self, NewSpan};
@@ -19,14 +19,14 @@ pub struct Mutation;
 impl Mutation {
     /// Starts a trace. With a client `id`, repeating the call returns the same trace.
     async fn create_trace(&self, ctx: &Context<'_>, input: CreateTraceInput) -> Result<Trace> {
-        let s = state(ctx)?;
+        let s = write_state(ctx)?;
         let new = gql(ingest::validate_trace(input.into(), &s.limits))?;
         gql(write::create_trace(&s.db, new).await).map(Trace)
     }
 
     /// Adds one span. Its parent must be in the same trace.
     async fn add_span(&self, ctx: &Context<'_>, input: AddSpanInput) -> Result<Span> {
-        let s = state(ctx)?;
+        let s = write_state(ctx)?;
         let new = gql(ingest::validate_span(input.into(), &s.limits))?;
         let mut rows = gql(write::add_spans(&s.db, &s.live, vec![new]).await)?;
         Ok(Span(rows.remove(0)))
@@ -34,7 +34,7 @@ impl Mutation {
 
     /// Adds a batch of spans in one transaction: all are stored, or none.
     async fn add_spans(&self, ctx: &Context<'_>, inputs: Vec<AddSpanInput>) -> Result<Vec<Span>> {
-        let s = state(ctx)?;
+        let s = write_state(ctx)?;
         let max = s.limits.max_batch_spans;
         if inputs.len() > max {
             return gql(Err(AppError::LimitExceeded {
@@ -62,7 +62,7 @@ impl Mutation {
         output_text: Option<String>,
         error: Option<String>,
     ) -> Result<Span> {
-        let s = state(ctx)?;
+        let s = write_state(ctx)?;
         let ended_at = gql(ended_at.map(|t| ingest::normalize_time("endedAt", t)).transpose())?;
         for (field, text) in [("outputText", &output_text), ("error", &error)] {
             if let Some(text) = text {
@@ -84,7 +84,7 @@ impl Mutation {
         #[graphql(desc = "Defaults to now.")] ended_at: Option<DateTime<Utc>>,
         error: Option<String>,
     ) -> Result<Trace> {
-        let s = state(ctx)?;
+        let s = write_state(ctx)?;
         let ended_at = gql(ended_at.map(|t| ingest::normalize_time("endedAt", t)).transpose())?;
         if let Some(text) = &error {
             gql(ingest::check_text("error", text, s.limits.max_text_bytes))?;
@@ -95,7 +95,7 @@ impl Mutation {
 
     /// Flags a span for review with a reason; every flag is kept with its time.
     async fn flag_span(&self, ctx: &Context<'_>, id: Uuid, reason: String) -> Result<Span> {
-        let s = state(ctx)?;
+        let s = write_state(ctx)?;
         if reason.trim().is_empty() {
             return gql(Err(AppError::bad_input("reason", "must not be empty")));
         }
@@ -106,7 +106,7 @@ impl Mutation {
 
     /// Clears a span's flag; its flags stay on record as resolved.
     async fn unflag_span(&self, ctx: &Context<'_>, id: Uuid) -> Result<Span> {
-        let s = state(ctx)?;
+        let s = write_state(ctx)?;
         let row = gql(write::transact(&s.db, async |txn| store::flags::unflag(txn, id).await).await)?;
         Ok(Span(row))
     }

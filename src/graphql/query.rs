@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use super::loaders::{SpanId, TraceId};
 use super::types::{AgentUsagePage, Span, SpanPage, Trace, TracePage};
-use super::{db, gql, load_one};
+use super::{db, gql, load_one, prefetch_trees};
 use crate::db::store;
 use crate::filters::{AgentUsageFilter, Page, SpanFilter, SpanSort, TraceFilter, TraceSort};
 
@@ -18,13 +18,18 @@ impl Query {
         &self,
         ctx: &Context<'_>,
         filter: Option<TraceFilter>,
-        #[graphql(default)] sort: TraceSort,
-        #[graphql(default = 50, desc = "Page size, 1 to 500.")] limit: i64,
-        #[graphql(default = 0)] offset: i64,
+        #[graphql(default_with = "Some(TraceSort::StartedAtDesc)")] sort: Option<TraceSort>,
+        #[graphql(default_with = "Some(50)", desc = "Page size, 1 to 500.")] limit: Option<i64>,
+        #[graphql(default_with = "Some(0)")] offset: Option<i64>,
     ) -> Result<TracePage> {
-        let window = gql(Page::new(limit, offset))?;
+        let window = gql(Page::from_args(limit, offset))?;
         let filter = filter.unwrap_or_default();
-        let rows = gql(store::traces::list(&db(ctx)?.read, &filter, sort, window).await)?;
+        let rows = gql(store::traces::list(&db(ctx)?.read, &filter, sort.unwrap_or_default(), window).await)?;
+        let items = ctx.look_ahead().field("items");
+        if items.field("rootSpans").field("children").exists() || items.field("spans").exists() {
+            let ids: Vec<Uuid> = rows.items.iter().map(|t| t.id).collect();
+            prefetch_trees(ctx, ids).await?;
+        }
         Ok(TracePage {
             items: rows.items.into_iter().map(Trace).collect(),
             has_next_page: rows.has_next_page,
@@ -48,13 +53,17 @@ impl Query {
         &self,
         ctx: &Context<'_>,
         filter: Option<SpanFilter>,
-        #[graphql(default)] sort: SpanSort,
-        #[graphql(default = 50, desc = "Page size, 1 to 500.")] limit: i64,
-        #[graphql(default = 0)] offset: i64,
+        #[graphql(default_with = "Some(SpanSort::StartedAtAsc)")] sort: Option<SpanSort>,
+        #[graphql(default_with = "Some(50)", desc = "Page size, 1 to 500.")] limit: Option<i64>,
+        #[graphql(default_with = "Some(0)")] offset: Option<i64>,
     ) -> Result<SpanPage> {
-        let window = gql(Page::new(limit, offset))?;
+        let window = gql(Page::from_args(limit, offset))?;
         let filter = filter.unwrap_or_default();
-        let rows = gql(store::spans::list(&db(ctx)?.read, &filter, sort, window).await)?;
+        let rows = gql(store::spans::list(&db(ctx)?.read, &filter, sort.unwrap_or_default(), window).await)?;
+        if ctx.look_ahead().field("items").field("children").exists() {
+            let ids: Vec<Uuid> = rows.items.iter().map(|s| s.trace_id).collect();
+            prefetch_trees(ctx, ids).await?;
+        }
         Ok(SpanPage {
             items: rows.items.into_iter().map(Span).collect(),
             has_next_page: rows.has_next_page,
@@ -67,10 +76,10 @@ impl Query {
         &self,
         ctx: &Context<'_>,
         filter: Option<AgentUsageFilter>,
-        #[graphql(default = 50, desc = "Page size, 1 to 500.")] limit: i64,
-        #[graphql(default = 0)] offset: i64,
+        #[graphql(default_with = "Some(50)", desc = "Page size, 1 to 500.")] limit: Option<i64>,
+        #[graphql(default_with = "Some(0)")] offset: Option<i64>,
     ) -> Result<AgentUsagePage> {
-        let window = gql(Page::new(limit, offset))?;
+        let window = gql(Page::from_args(limit, offset))?;
         let filter = filter.unwrap_or_default();
         let rows = gql(store::agent_usage::list(&db(ctx)?.read, &filter, window).await)?;
         Ok(AgentUsagePage {

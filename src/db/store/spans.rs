@@ -25,6 +25,7 @@ const INSERT_CHUNK: usize = 500;
 /// they are (a retried batch never duplicates a span); the same id with other content
 /// is a conflict. A parent may be stored already or come anywhere in the batch.
 pub async fn insert_batch(conn: &impl ConnectionTrait, batch: Vec<NewSpan>) -> AppResult<Written> {
+    let input_order: Vec<Uuid> = batch.iter().map(|s| s.row.id).collect();
     let batch = dedupe(batch)?;
     let traces = load_traces(conn, &batch).await?;
     let wanted: HashSet<Uuid> = batch
@@ -102,7 +103,7 @@ pub async fn insert_batch(conn: &impl ConnectionTrait, batch: Vec<NewSpan>) -> A
     let mut by_id: HashMap<Uuid, span::Model> = stored.into_iter().chain(raced_rows).collect();
     by_id.extend(fresh.iter().map(|s| (s.id, s.clone())));
     Ok(Written {
-        rows: batch.iter().map(|(_, s)| by_id[&s.row.id].clone()).collect(),
+        rows: input_order.iter().map(|id| by_id[id].clone()).collect(),
         fresh: fresh.into_iter().filter(|s| inserted.contains(&s.id)).collect(),
     })
 }

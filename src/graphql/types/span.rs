@@ -4,8 +4,8 @@ use uuid::Uuid;
 
 use super::{SpanFlag, TokenUsage, Trace, micros_to_ms};
 use crate::db::entities::span;
-use crate::graphql::loaders::{ChildrenOf, FlagsOf, SpanId, TraceId};
-use crate::graphql::{Json, load_many, load_one};
+use crate::graphql::loaders::{FlagsOf, SpanId, TraceId};
+use crate::graphql::{Json, load_many, load_one, tree};
 use crate::model::SpanType;
 
 /// One operation inside a trace: an LLM call, a tool call, a function, a message.
@@ -44,7 +44,8 @@ impl Span {
     }
     /// The spans nested directly inside this one, in start order.
     async fn children(&self, ctx: &Context<'_>) -> Result<Vec<Span>> {
-        load_many(ctx, ChildrenOf(self.0.id)).await
+        let tree = tree(ctx, self.0.trace_id).await?;
+        Ok(tree.children_of(self.0.id).cloned().map(Span).collect())
     }
     /// Operation name, e.g. `openai.chat` or `search_docs`.
     async fn name(&self) -> &str {

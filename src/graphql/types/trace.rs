@@ -6,7 +6,7 @@ use super::{AgentUsage, Span, TokenUsage, micros_to_ms};
 use crate::db::entities::trace;
 use crate::filters::SpanFilter;
 use crate::graphql::loaders::{RootSpansOf, SpansOfTrace, UsageOfTrace};
-use crate::graphql::{Json, load_many, load_one};
+use crate::graphql::{Json, load_many, load_one, tree};
 use crate::model::TraceStatus;
 
 /// A complete record of one agent run.
@@ -70,14 +70,23 @@ impl Trace {
     }
     /// All spans of the trace in start order, optionally narrowed.
     async fn spans(&self, ctx: &Context<'_>, filter: Option<SpanFilter>) -> Result<Vec<Span>> {
-        let key = SpansOfTrace {
-            trace_id: self.0.id,
-            filter: filter.unwrap_or_default(),
-        };
-        load_many(ctx, key).await
+        match filter {
+            Some(filter) if filter != SpanFilter::default() => {
+                let key = SpansOfTrace {
+                    trace_id: self.0.id,
+                    filter,
+                };
+                load_many(ctx, key).await
+            }
+            _ => Ok(tree(ctx, self.0.id).await?.all().iter().cloned().map(Span).collect()),
+        }
     }
     /// The spans without a parent, in start order.
     async fn root_spans(&self, ctx: &Context<'_>) -> Result<Vec<Span>> {
+        // Going deeper needs the whole tree anyway; the roots alone use their own index.
+        if ctx.look_ahead().field("children").exists() {
+            return Ok(tree(ctx, self.0.id).await?.roots().cloned().map(Span).collect());
+        }
         load_many(ctx, RootSpansOf(self.0.id)).await
     }
     /// LLM usage summed over the trace's spans.

@@ -1,0 +1,201 @@
+//! Every rejected input gets its code and writes nothing.
+
+use serde_json::json;
+
+use crate::helpers::{error_code, id, spawn_app, spawn_app_with};
+
+const CREATE: &str = "mutation($i: CreateTraceInput!) { createTrace(input: $i) { id } }";
+const ADD: &str = "mutation($i: AddSpanInput!) { addSpan(input: $i) { id } }";
+
+#[tokio::test]
+async fn malformed_scalars_are_bad_user_input() {
+    let app = spawn_app().await;
+    let tid = app.create_trace(json!({"name": "t"})).await["id"].clone();
+    let cases = [
+        (
+            "query($id: UUID!) { trace(id: $id) { id } }",
+            json!({"id": "not-a-uuid"}),
+        ),
+        ("{ trace(id: \"12345\") { id } }", json!({})),
+        (CREATE, json!({"i": {"name": "t", "startedAt": "yesterday"}})),
+        (CREATE, json!({"i": {"name": "t", "startedAt": "2026-13-01T00:00:00Z"}})),
+        (CREATE, json!({"i": {"name": "t", "agentId": "123"}})),
+        (ADD, json!({"i": {"traceId": tid, "name": "s", "spanType": "BANANA"}})),
+        (
+            ADD,
+            json!({"i": {"traceId": tid, "name": "s", "spanType": "TOOL", "endedAt": 5}}),
+        ),
+        ("{ traces(limit: \"ten\") { totalCount } }", json!({})),
+        ("{ nope }", json!({})),
+        ("{ traces { ", json!({})),
+    ];
+    for (query, vars) in cases {
+        assert_eq!(
+            app.error_code(query, vars.clone()).await,
+            "BAD_USER_INPUT",
+            "{query} {vars}"
+        );
+    }
+    assert_eq!(app.counts().await, (1, 0));
+}
+
+#[tokio::test]
+async fn invalid_values_are_rejected_with_their_field() {
+    let app = spawn_app().await;
+    let tid = app
+        .create_trace(json!({"name": "t", "startedAt": "2026-11-01T00:00:00Z"}))
+        .await["id"]
+        .clone();
+    let cases = [
+        (CREATE, json!({"i": {"name": ""}}), "name"),
+        (CREATE, json!({"i": {"name": "t", "metadata": [1, 2]}}), "metadata"),
+        (CREATE, json!({"i": {"name": "t", "metadata": "text"}}), "metadata"),
+        (
+            CREATE,
+            json!({"i": {"name": "t", "startedAt": "2026-11-01T00:00:00Z", "endedAt": "2026-10-01T00:00:00Z"}}),
+            "endedAt",
+        ),
+        (
+            CREATE,
+            json!({"i": {"name": "t", "startedAt": "1969-12-31T23:59:59Z"}}),
+            "startedAt",
+        ),
+        (
+            ADD,
+            json!({"i": {"traceId": tid, "name": "s", "spanType": "TOOL",
+                "startedAt": "2026-11-01T00:00:05Z", "endedAt": "2026-11-01T00:00:04Z"}}),
+            "endedAt",
+        ),
+        (
+            ADD,
+            json!({"i": {"traceId": tid, "name": "s", "spanType": "LLM", "metadata": {"input_tokens": -5}}}),
+            "metadata.input_tokens",
+        ),
+        (
+            ADD,
+            json!({"i": {"traceId": tid, "name": "s", "spanType": "LLM", "metadata": {"cost_usd": "free"}}}),
+            "metadata.cost_usd",
+        ),
+        (
+            ADD,
+            json!({"i": {"traceId": tid, "name": "s", "spanType": "TOOL", "inputText": "a\u{0}b"}}),
+            "inputText",
+        ),
+        (
+            ADD,
+            json!({"i": {"traceId": tid, "name": "s", "spanType": "TOOL", "metadata": {"k": "a\u{0}"}}}),
+            "metadata",
+        ),
+    ];
+    for (query, vars, field) in cases {
+        let body = app.gql(query, vars.clone()).await;
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{vars}");
+        assert_eq!(body["errors"][0]["extensions"]["field"], field, "{vars}");
+    }
+    assert_eq!(app.counts().await, (1, 0));
+}
+
+#[tokio::test]
+async fn unknown_references_are_not_found() {
+    let app = spawn_app().await;
+    let tid = app.create_trace(json!({"name": "t"})).await["id"].clone();
+    let cases = [
+        (ADD, json!({"i": {"traceId": id(), "name": "s", "spanType": "TOOL"}})),
+        (
+            ADD,
+            json!({"i": {"traceId": tid, "parentId": id(), "name": "s", "spanType": "TOOL"}}),
+        ),
+        ("mutation($id: UUID!) { endTrace(id: $id) { id } }", json!({"id": id()})),
+        ("mutation($id: UUID!) { endSpan(id: $id) { id } }", json!({"id": id()})),
+        (
+            "mutation($id: UUID!) { flagSpan(id: $id, reason: \"x\") { id } }",
+            json!({"id": id()}),
+        ),
+        (
+            "mutation($id: UUID!) { unflagSpan(id: $id) { id } }",
+            json!({"id": id()}),
+        ),
+    ];
+    for (query, vars) in cases {
+        assert_eq!(app.error_code(query, vars.clone()).await, "NOT_FOUND", "{query}");
+    }
+    assert_eq!(app.counts().await, (1, 0));
+}
+
+#[tokio::test]
+async fn limit_outside_range_is_bad_user_input() {
+    let app = spawn_app().await;
+    for (query, limit) in [
+        ("query($l: Int) { traces(limit: $l) { totalCount } }", 0),
+        ("query($l: Int) { traces(limit: $l) { totalCount } }", 501),
+        ("query($l: Int) { spans(limit: $l) { totalCount } }", -1),
+        ("query($l: Int) { agentUsage(limit: $l) { totalCount } }", 1000),
+    ] {
+        let body = app.gql(query, json!({"l": limit})).await;
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{limit}");
+        assert_eq!(body["errors"][0]["extensions"]["field"], "limit");
+    }
+    let body = app.gql("{ traces(offset: -1) { totalCount } }", json!({})).await;
+    assert_eq!(error_code(&body), "BAD_USER_INPUT");
+}
+
+#[tokio::test]
+async fn oversized_text_is_limit_exceeded_never_truncated() {
+    let app = spawn_app_with(|c| {
+        c.max_text_bytes = 1024;
+        c.max_batch_spans = 3;
+    })
+    .await;
+    let tid = app.create_trace(json!({"name": "t"})).await["id"].clone();
+    let big = "x".repeat(1025);
+    let cases = [
+        json!({"traceId": tid, "name": "s", "spanType": "TOOL", "inputText": big}),
+        json!({"traceId": tid, "name": "s", "spanType": "TOOL", "outputText": big}),
+        json!({"traceId": tid, "name": "s", "spanType": "TOOL", "error": big}),
+        json!({"traceId": tid, "name": "s", "spanType": "TOOL", "metadata": {"blob": big}}),
+        json!({"traceId": tid, "name": "n".repeat(2000), "spanType": "TOOL"}),
+    ];
+    for input in cases {
+        let body = app.gql(ADD, json!({"i": input})).await;
+        assert_eq!(error_code(&body), "LIMIT_EXCEEDED", "{body}");
+    }
+    // Exactly at the limit is accepted and stored whole.
+    let fits = "y".repeat(1024);
+    let stored = app
+        .ok(
+            "mutation($i: AddSpanInput!) { addSpan(input: $i) { inputText } }",
+            json!({"i": {"traceId": tid, "name": "s", "spanType": "TOOL", "inputText": fits}}),
+        )
+        .await;
+    assert_eq!(stored["addSpan"]["inputText"].as_str().unwrap().len(), 1024);
+
+    let span = json!({"traceId": tid, "name": "s", "spanType": "TOOL"});
+    let body = app
+        .gql(
+            "mutation($i: [AddSpanInput!]!) { addSpans(inputs: $i) { id } }",
+            json!({"i": [span, span, span, span]}),
+        )
+        .await;
+    assert_eq!(error_code(&body), "LIMIT_EXCEEDED");
+    assert_eq!(app.counts().await, (1, 1));
+}
+
+#[tokio::test]
+async fn default_text_limit_accepts_large_prompts() {
+    let app = spawn_app().await;
+    let tid = app.create_trace(json!({"name": "t"})).await["id"].clone();
+    let prompt = "context ".repeat(256 * 1024); // 2 MiB
+    let stored = app
+        .ok(
+            "mutation($i: AddSpanInput!) { addSpan(input: $i) { id } }",
+            json!({"i": {"traceId": tid, "name": "rag", "spanType": "LLM", "inputText": prompt}}),
+        )
+        .await;
+    let read = app
+        .ok(
+            "query($id: UUID!) { span(id: $id) { inputText } }",
+            json!({"id": stored["addSpan"]["id"]}),
+        )
+        .await;
+    assert_eq!(read["span"]["inputText"].as_str().unwrap().len(), prompt.len());
+}

@@ -1,0 +1,239 @@
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tracegraph::app::App;
+use tracegraph::config::Config;
+use tracegraph::db::StatementCounter;
+use uuid::Uuid;
+
+pub const PG_ENV: &str = "TRACEGRAPH_TEST_DATABASE_URL";
+
+pub struct TestApp {
+    pub base: String,
+    pub addr: std::net::SocketAddr,
+    pub database_url: String,
+    pub http: reqwest::Client,
+    pub statements: StatementCounter,
+    _database: TestDatabase,
+}
+
+/// A database that lives as long as the test: a temporary SQLite file, or a
+/// PostgreSQL database dropped at the end.
+pub enum TestDatabase {
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Postgres { admin_url: String, name: String },
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Self::Postgres { admin_url, name } = self {
+            let (admin_url, name) = (admin_url.clone(), name.clone());
+            // Drop runs outside any runtime we may block on: use a thread of its own.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    if let Ok(conn) = sea_orm::Database::connect(&admin_url).await {
+                        use sea_orm::ConnectionTrait;
+                        let _ = conn
+                            .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                            .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+pub async fn test_database() -> (String, TestDatabase) {
+    match std::env::var(PG_ENV) {
+        Ok(admin_url) if !admin_url.is_empty() => {
+            use sea_orm::ConnectionTrait;
+            let name = format!("tg_test_{}", Uuid::new_v4().simple());
+            let admin = sea_orm::Database::connect(&admin_url)
+                .await
+                .unwrap_or_else(|e| panic!("{PG_ENV} is set but PostgreSQL cannot be reached: {e}"));
+            admin
+                .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                .await
+                .expect("create test database");
+            let _ = admin.close().await;
+            let url = replace_database(&admin_url, &name);
+            (url, TestDatabase::Postgres { admin_url, name })
+        }
+        _ => {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let url = format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display());
+            (url, TestDatabase::Sqlite(dir))
+        }
+    }
+}
+
+fn replace_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let prefix = match base.rfind('/') {
+        Some(i) if base[..i].contains("://") && i > base.find("://").unwrap() + 2 => &base[..i],
+        _ => base,
+    };
+    format!("{prefix}/{name}{query}")
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
+    let (database_url, database) = test_database().await;
+    let mut config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database_url: database_url.clone(),
+        db_max_connections: 4,
+        ..Config::default()
+    };
+    configure(&mut config);
+    let app = App::build(config).await.expect("app builds");
+    let addr = app.local_addr();
+    let statements = app.statements();
+    tokio::spawn(app.run_until(std::future::pending()));
+    TestApp {
+        base: format!("http://{addr}"),
+        addr,
+        database_url,
+        http: reqwest::Client::new(),
+        statements,
+        _database: database,
+    }
+}
+
+impl TestApp {
+    /// Posts a GraphQL request and returns the JSON body.
+    pub async fn gql(&self, query: &str, variables: Value) -> Value {
+        let response = self
+            .http
+            .post(format!("{}/graphql", self.base))
+            .json(&json!({"query": query, "variables": variables}))
+            .send()
+            .await
+            .expect("request sent");
+        response.json().await.expect("JSON body")
+    }
+
+    /// Posts and asserts success, returning `data`.
+    pub async fn ok(&self, query: &str, variables: Value) -> Value {
+        let body = self.gql(query, variables).await;
+        assert!(body.get("errors").is_none(), "unexpected errors: {body}");
+        body["data"].clone()
+    }
+
+    /// Posts and returns the first error's code, asserting there is one.
+    pub async fn error_code(&self, query: &str, variables: Value) -> String {
+        let body = self.gql(query, variables).await;
+        error_code(&body)
+    }
+
+    pub async fn create_trace(&self, input: Value) -> Value {
+        let data = self
+            .ok(
+                "mutation($i: CreateTraceInput!) { createTrace(input: $i) { id name agentId productId startedAt endedAt status } }",
+                json!({"i": input}),
+            )
+            .await;
+        data["createTrace"].clone()
+    }
+
+    pub async fn add_spans(&self, inputs: Value) -> Value {
+        let data = self
+            .ok(
+                "mutation($i: [AddSpanInput!]!) { addSpans(inputs: $i) { id traceId parentId name spanType } }",
+                json!({"i": inputs}),
+            )
+            .await;
+        data["addSpans"].clone()
+    }
+
+    /// How many traces and spans exist: proof that a rejected write wrote nothing.
+    pub async fn counts(&self) -> (u64, u64) {
+        let data = self
+            .ok(
+                "{ traces(limit: 1) { totalCount } spans(limit: 1) { totalCount } }",
+                json!({}),
+            )
+            .await;
+        (
+            data["traces"]["totalCount"].as_u64().unwrap(),
+            data["spans"]["totalCount"].as_u64().unwrap(),
+        )
+    }
+
+    pub async fn ws(&self, protocol: &str) -> WsClient {
+        let mut request = format!("ws://{}/graphql/ws", self.addr).into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("Sec-WebSocket-Protocol", protocol.parse().unwrap());
+        let (socket, _) = tokio_tungstenite::connect_async(request).await.expect("ws connects");
+        WsClient { socket }
+    }
+}
+
+pub fn error_code(body: &Value) -> String {
+    let errors = body["errors"]
+        .as_array()
+        .unwrap_or_else(|| panic!("expected errors in {body}"));
+    assert!(!errors.is_empty(), "expected errors in {body}");
+    errors[0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("error without code: {body}"))
+        .to_owned()
+}
+
+pub fn id() -> String {
+    Uuid::new_v4().to_string()
+}
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+pub struct WsClient {
+    pub socket: Socket,
+}
+
+impl WsClient {
+    pub async fn send(&mut self, message: Value) {
+        self.socket
+            .send(Message::text(message.to_string()))
+            .await
+            .expect("ws send");
+    }
+
+    /// The next JSON message, skipping pings; panics after `timeout`.
+    pub async fn next_json(&mut self, timeout: Duration) -> Value {
+        loop {
+            let msg = tokio::time::timeout(timeout, self.socket.next())
+                .await
+                .expect("ws message before timeout")
+                .expect("ws open")
+                .expect("ws frame");
+            if let Message::Text(text) = msg {
+                let value: Value = serde_json::from_str(&text).expect("JSON frame");
+                if value["type"] == "ping" || value["type"] == "ka" {
+                    continue;
+                }
+                return value;
+            }
+        }
+    }
+
+    pub async fn init(&mut self) {
+        self.send(json!({"type": "connection_init", "payload": {}})).await;
+        let ack = self.next_json(Duration::from_secs(5)).await;
+        assert_eq!(ack["type"], "connection_ack", "{ack}");
+    }
+}

@@ -1,0 +1,15 @@
+//! Integration tests: the real app on an ephemeral port, spoken to over HTTP and
+//! WebSocket. SQLite (a temporary file) by default; set
+//! `TRACEGRAPH_TEST_DATABASE_URL=postgres://…` to run every test on PostgreSQL, each
+//! in a database of its own.
+
+mod helpers;
+
+mod errors;
+mod http;
+mod import;
+mod n_plus_one;
+mod schema_sdl;
+mod spans;
+mod subscriptions;
+mod traces;

@@ -1,0 +1,62 @@
+//! The dashboard query costs the same number of SQL statements for 5 traces as for 50.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, spawn_app};
+
+const DASHBOARD: &str = "query($n: Int) { traces(limit: $n, sort: STARTED_AT_DESC) { totalCount hasNextPage items {
+    id name status startedAt durationMs usage { totalTokens costUsd }
+    rootSpans { name spanType startedAt endedAt error usage { totalTokens costUsd }
+      children { name spanType startedAt endedAt error usage { totalTokens costUsd }
+        children { name spanType startedAt endedAt error usage { totalTokens costUsd } } } } } } }";
+
+/// `n` traces, each a root with two children with two grandchildren each.
+async fn seed(app: &TestApp, n: usize) {
+    for i in 0..n {
+        let tid = app
+            .create_trace(json!({"name": format!("t{i}"), "startedAt": format!("2026-11-01T00:00:{:02}Z", i % 60)}))
+            .await["id"]
+            .clone();
+        let root = uuid::Uuid::new_v4().to_string();
+        let mut spans = vec![json!({"id": root, "traceId": tid, "name": "run", "spanType": "FUNCTION"})];
+        for c in 0..2 {
+            let child = uuid::Uuid::new_v4().to_string();
+            spans.push(
+                json!({"id": child, "traceId": tid, "parentId": root, "name": format!("c{c}"), "spanType": "TOOL"}),
+            );
+            for g in 0..2 {
+                spans.push(
+                    json!({"traceId": tid, "parentId": child, "name": format!("g{g}"), "spanType": "LLM",
+                    "metadata": {"input_tokens": 10, "output_tokens": 5, "cost_usd": 0.001}}),
+                );
+            }
+        }
+        app.add_spans(Value::Array(spans)).await;
+    }
+}
+
+async fn statements_for(app: &TestApp, n: usize) -> u64 {
+    let before = app.statements.get();
+    let data = app.ok(DASHBOARD, json!({"n": n})).await;
+    let after = app.statements.get();
+    let items = data["traces"]["items"].as_array().unwrap();
+    assert_eq!(items.len(), n);
+    for t in items {
+        let grandchildren = &t["rootSpans"][0]["children"][1]["children"];
+        assert_eq!(grandchildren.as_array().unwrap().len(), 2, "tree fully loaded");
+        assert_eq!(grandchildren[0]["usage"]["totalTokens"], 15);
+        assert_eq!(t["usage"]["totalTokens"], 60);
+    }
+    after - before
+}
+
+#[tokio::test]
+async fn nested_dashboard_query_is_constant_in_statements() {
+    let app = spawn_app().await;
+    seed(&app, 50).await;
+    let five = statements_for(&app, 5).await;
+    let fifty = statements_for(&app, 50).await;
+    assert_eq!(five, fifty, "statement count grows with the page: N+1");
+    // traces, totalCount, and the span trees of the page.
+    assert_eq!(fifty, 3);
+}
