@@ -86,7 +86,7 @@ impl MigrationTrait for Migration {
             &[
                 "CREATE INDEX IF NOT EXISTS ix_span_trace_started ON span (trace_id, started_at, id)",
                 "CREATE INDEX IF NOT EXISTS ix_span_root ON span (trace_id, started_at, id) WHERE parent_id IS NULL",
-                "CREATE INDEX IF NOT EXISTS ix_span_parent_started ON span (parent_id, started_at, id)",
+                "CREATE INDEX IF NOT EXISTS ix_span_parent_started ON span (parent_id, started_at, id) WHERE parent_id IS NOT NULL",
                 "CREATE INDEX IF NOT EXISTS ix_span_started ON span (started_at, id)",
                 "CREATE INDEX IF NOT EXISTS ix_span_type_started ON span (span_type, started_at, id)",
                 "CREATE INDEX IF NOT EXISTS ix_span_agent_type_started ON span (agent_id, span_type, started_at, id)",

@@ -6,6 +6,7 @@
 mod helpers;
 
 mod errors;
+mod explain;
 mod http;
 mod import;
 mod n_plus_one;

@@ -5,7 +5,8 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, TryInsertResult,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Select,
+    TryInsertResult,
 };
 use uuid::Uuid;
 
@@ -294,7 +295,12 @@ pub fn condition(f: &SpanFilter) -> Condition {
         });
     }
     if let Some(flagged) = f.flagged {
-        c = c.add(Column::Flagged.eq(flagged));
+        // A literal, not a bound value, so PostgreSQL can use the partial index.
+        c = c.add(Expr::cust(if flagged {
+            r#""span"."flagged""#
+        } else {
+            r#"NOT "span"."flagged""#
+        }));
     }
     if let Some(t) = f.started_after {
         c = c.add(Column::StartedAt.gte(t));
@@ -311,6 +317,11 @@ pub async fn list(
     sort: SpanSort,
     window: Page,
 ) -> AppResult<Rows<span::Model>> {
+    page(conn, select(f, sort), window).await
+}
+
+/// The statement behind [`list`], apart so that its plan can be checked.
+pub fn select(f: &SpanFilter, sort: SpanSort) -> Select<span::Entity> {
     let select = span::Entity::find().filter(condition(f));
     let (column, nullable, desc) = match sort {
         SpanSort::StartedAtAsc => (Column::StartedAt, false, false),
@@ -320,7 +331,7 @@ pub async fn list(
         SpanSort::CostAsc => (Column::CostUsd, true, false),
         SpanSort::CostDesc => (Column::CostUsd, true, true),
     };
-    page(conn, order(select, column, nullable, Column::Id, desc), window).await
+    order(select, column, nullable, Column::Id, desc)
 }
 
 pub async fn count(conn: &impl ConnectionTrait, f: &SpanFilter) -> AppResult<u64> {
@@ -329,12 +340,14 @@ pub async fn count(conn: &impl ConnectionTrait, f: &SpanFilter) -> AppResult<u64
 
 /// Spans matching `cond`, in start order: the shape of every tree loader.
 pub async fn in_start_order(conn: &impl ConnectionTrait, cond: Condition) -> AppResult<Vec<span::Model>> {
-    Ok(span::Entity::find()
+    Ok(select_in_start_order(cond).all(conn).await?)
+}
+
+pub fn select_in_start_order(cond: Condition) -> Select<span::Entity> {
+    span::Entity::find()
         .filter(cond)
         .order_by_asc(Column::StartedAt)
         .order_by_asc(Column::Id)
-        .all(conn)
-        .await?)
 }
 
 pub async fn set_flagged(conn: &impl ConnectionTrait, id: Uuid, flagged: bool) -> AppResult<Option<span::Model>> {

@@ -2,7 +2,9 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, TryInsertResult};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, Select, TryInsertResult,
+};
 use uuid::Uuid;
 
 use super::{Rows, agent_usage, order, page};
@@ -124,6 +126,15 @@ pub async fn add_flagged(conn: &impl ConnectionTrait, id: Uuid, delta: i64) -> A
     Ok(())
 }
 
+const HAS_ERROR: &str = r#""trace"."has_error""#;
+const NO_ERROR: &str = r#"NOT "trace"."has_error""#;
+const HAS_FLAGGED: &str = r#""trace"."flagged_span_count" > 0"#;
+const NO_FLAGGED: &str = r#""trace"."flagged_span_count" = 0"#;
+
+fn literal(sql: &'static str) -> Expr {
+    Expr::cust(sql)
+}
+
 pub fn condition(f: &TraceFilter) -> Condition {
     let mut c = Condition::all();
     if let Some(agent) = f.agent {
@@ -141,20 +152,18 @@ pub fn condition(f: &TraceFilter) -> Condition {
     if let Some(t) = f.started_before {
         c = c.add(Column::StartedAt.lt(t));
     }
+    // Literal predicates, not bound values: only these match the partial indexes'
+    // `WHERE` clauses in PostgreSQL's plans.
     if let Some(has_error) = f.has_error {
-        c = c.add(Column::HasError.eq(has_error));
+        c = c.add(literal(if has_error { HAS_ERROR } else { NO_ERROR }));
     }
     if let Some(flagged) = f.has_flagged_spans {
-        c = c.add(if flagged {
-            Column::FlaggedSpanCount.gt(0)
-        } else {
-            Column::FlaggedSpanCount.eq(0)
-        });
+        c = c.add(literal(if flagged { HAS_FLAGGED } else { NO_FLAGGED }));
     }
     match f.status {
-        Some(TraceStatus::Error) => c.add(Column::HasError.eq(true)),
-        Some(TraceStatus::Running) => c.add(Column::HasError.eq(false)).add(Column::EndedAt.is_null()),
-        Some(TraceStatus::Ok) => c.add(Column::HasError.eq(false)).add(Column::EndedAt.is_not_null()),
+        Some(TraceStatus::Error) => c.add(literal(HAS_ERROR)),
+        Some(TraceStatus::Running) => c.add(literal(NO_ERROR)).add(Column::EndedAt.is_null()),
+        Some(TraceStatus::Ok) => c.add(literal(NO_ERROR)).add(Column::EndedAt.is_not_null()),
         None => c,
     }
 }
@@ -165,6 +174,11 @@ pub async fn list(
     sort: TraceSort,
     window: Page,
 ) -> AppResult<Rows<trace::Model>> {
+    page(conn, select(f, sort), window).await
+}
+
+/// The statement behind [`list`], apart so that its plan can be checked.
+pub fn select(f: &TraceFilter, sort: TraceSort) -> Select<trace::Entity> {
     let select = trace::Entity::find().filter(condition(f));
     let (column, nullable, desc) = match sort {
         TraceSort::StartedAtAsc => (Column::StartedAt, false, false),
@@ -176,7 +190,7 @@ pub async fn list(
         TraceSort::CostAsc => (Column::CostUsd, false, false),
         TraceSort::CostDesc => (Column::CostUsd, false, true),
     };
-    page(conn, order(select, column, nullable, Column::Id, desc), window).await
+    order(select, column, nullable, Column::Id, desc)
 }
 
 pub async fn count(conn: &impl ConnectionTrait, f: &TraceFilter) -> AppResult<u64> {
