@@ -357,3 +357,30 @@ async fn flag_and_unflag_keep_every_flag() {
         "BAD_USER_INPUT"
     );
 }
+
+#[tokio::test]
+async fn concurrent_retries_of_a_batch_store_each_span_once() {
+    let app = spawn_app().await;
+    let tid = trace(&app, &id()).await;
+    let batch: Vec<Value> = (0..20)
+        .map(|i| {
+            json!({"id": id(), "traceId": tid, "name": format!("s{i}"), "spanType": "LLM",
+                   "startedAt": "2026-11-01T00:00:01Z", "metadata": {"input_tokens": 1, "output_tokens": 1, "cost_usd": 0.25}})
+        })
+        .collect();
+    let calls = (0..6).map(|_| app.gql(ADD, json!({"i": batch})));
+    for body in futures::future::join_all(calls).await {
+        assert!(body.get("errors").is_none(), "a retry must succeed: {body}");
+    }
+    let t = app
+        .ok(
+            "query($id: UUID!) { trace(id: $id) { spanCount usage { llmCalls totalTokens costUsd } } }",
+            json!({"id": tid}),
+        )
+        .await;
+    assert_eq!(
+        t["trace"],
+        json!({"spanCount": 20, "usage": {"llmCalls": 20, "totalTokens": 40, "costUsd": 5.0}})
+    );
+    assert_eq!(app.counts().await, (1, 20));
+}
