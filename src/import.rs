@@ -6,6 +6,7 @@
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
+use async_graphql::Json;
 use chrono::{DateTime, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Deserialize;
@@ -161,7 +162,7 @@ fn add(batch: &mut Batch, record: Record, limits: &Limits) -> Result<(), AppErro
                 started_at: Some(started_at),
                 ended_at: None,
                 error: None,
-                metadata,
+                metadata: metadata.map(Json),
             };
             let trace = ingest::validate_trace(draft, limits)?;
             let end = ended_at
@@ -195,7 +196,7 @@ fn add(batch: &mut Batch, record: Record, limits: &Limits) -> Result<(), AppErro
                 input_text,
                 output_text,
                 error,
-                metadata,
+                metadata: metadata.map(Json),
             };
             batch.spans.push(ingest::validate_span(draft, limits)?);
         }

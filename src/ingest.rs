@@ -1,6 +1,7 @@
 //! Validation of writes: turns what a client sent into rows ready to store, or says
 //! exactly which field is wrong. Pure functions; nothing here touches the database.
 
+use async_graphql::{InputObject, Json};
 use chrono::{DateTime, SubsecRound, TimeZone, Utc};
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -11,33 +12,51 @@ use crate::error::{AppError, AppResult};
 use crate::model::SpanType;
 use crate::usage;
 
-/// A trace as a client describes it; unset fields take defaults.
-#[derive(Debug, Clone, Default)]
+/// A new trace. Give an `id` to make the call safe to retry.
+#[derive(InputObject, Debug, Clone, Default)]
+#[graphql(name = "CreateTraceInput")]
 pub struct TraceDraft {
+    /// Client-chosen id; repeating a create with the same id and content returns the same trace.
     pub id: Option<Uuid>,
+    /// What the run is, e.g. `support-chat`.
     pub name: String,
     pub agent_id: Option<Uuid>,
     pub product_id: Option<Uuid>,
+    /// Defaults to now.
     pub started_at: Option<DateTime<Utc>>,
+    /// Set to write a trace that has already ended; its usage record is written at once.
     pub ended_at: Option<DateTime<Utc>>,
+    /// The run's error, if it failed.
     pub error: Option<String>,
-    pub metadata: Option<Value>,
+    /// A JSON object.
+    pub metadata: Option<Json<Value>>,
 }
 
-/// A span as a client describes it.
-#[derive(Debug, Clone)]
+/// A new span. Give an `id` to make the call safe to retry.
+#[derive(InputObject, Debug, Clone)]
+#[graphql(name = "AddSpanInput")]
 pub struct SpanDraft {
+    /// Client-chosen id; repeating a write with the same id and content returns the same span.
     pub id: Option<Uuid>,
+    /// The trace the span belongs to; it must exist.
     pub trace_id: Uuid,
+    /// The enclosing span: stored already, or earlier or later in the same batch, and in the same trace.
     pub parent_id: Option<Uuid>,
+    /// Operation name.
     pub name: String,
     pub span_type: SpanType,
+    /// Defaults to now.
     pub started_at: Option<DateTime<Utc>>,
+    /// Not before `startedAt`.
     pub ended_at: Option<DateTime<Utc>>,
     pub input_text: Option<String>,
     pub output_text: Option<String>,
+    /// Error message if the operation failed.
     pub error: Option<String>,
-    pub metadata: Option<Value>,
+    /// A JSON object. LLM spans report usage here: `model`, `provider`,
+    /// `input_tokens`/`prompt_tokens`, `output_tokens`/`completion_tokens`,
+    /// `total_tokens`, `cost_usd`/`cost`.
+    pub metadata: Option<Json<Value>>,
 }
 
 /// A validated trace row plus which times the client chose, for the idempotency check.
@@ -116,8 +135,8 @@ pub fn check_name(value: &str) -> AppResult<()> {
 }
 
 /// Metadata must be a JSON object (null means empty) within the text size limit.
-pub fn check_metadata(value: Option<Value>, max: usize) -> AppResult<Map<String, Value>> {
-    let map = match value {
+pub fn check_metadata(value: Option<Json<Value>>, max: usize) -> AppResult<Map<String, Value>> {
+    let map = match value.map(|j| j.0) {
         None | Some(Value::Null) => return Ok(Map::new()),
         Some(Value::Object(map)) => map,
         Some(_) => return Err(AppError::bad_input("metadata", "must be a JSON object")),
@@ -146,17 +165,42 @@ fn contains_nul(value: &Value) -> bool {
     }
 }
 
+/// A record's checked times: the start defaults to now, the end may not precede it.
+struct Times {
+    started_at: DateTime<Utc>,
+    started_at_given: bool,
+    ended_at: Option<DateTime<Utc>>,
+    duration_us: Option<i64>,
+}
+
+impl Times {
+    fn check(started_at: Option<DateTime<Utc>>, ended_at: Option<DateTime<Utc>>) -> AppResult<Self> {
+        let started_at_given = started_at.is_some();
+        let started_at = match started_at {
+            Some(t) => normalize_time("startedAt", t)?,
+            None => now(),
+        };
+        let ended_at = ended_at.map(|t| normalize_time("endedAt", t)).transpose()?;
+        let duration_us = ended_at.map(|end| duration_us(started_at, end)).transpose()?;
+        Ok(Self {
+            started_at,
+            started_at_given,
+            ended_at,
+            duration_us,
+        })
+    }
+}
+
 pub fn validate_trace(draft: TraceDraft, limits: &Limits) -> AppResult<NewTrace> {
     check_name(&draft.name)?;
     check_opt_text("error", &draft.error, limits.max_text_bytes)?;
     let metadata = check_metadata(draft.metadata, limits.max_text_bytes)?;
-    let started_at_given = draft.started_at.is_some();
-    let started_at = match draft.started_at {
-        Some(t) => normalize_time("startedAt", t)?,
-        None => now(),
-    };
-    let ended_at = draft.ended_at.map(|t| normalize_time("endedAt", t)).transpose()?;
-    let duration_us = ended_at.map(|end| duration_us(started_at, end)).transpose()?;
+    let Times {
+        started_at,
+        started_at_given,
+        ended_at,
+        duration_us,
+    } = Times::check(draft.started_at, draft.ended_at)?;
     Ok(NewTrace {
         row: trace::Model {
             id: draft.id.unwrap_or_else(Uuid::now_v7),
@@ -197,13 +241,12 @@ pub fn validate_span(draft: SpanDraft, limits: &Limits) -> AppResult<NewSpan> {
     } else {
         usage::ExtractedUsage::default()
     };
-    let started_at_given = draft.started_at.is_some();
-    let started_at = match draft.started_at {
-        Some(t) => normalize_time("startedAt", t)?,
-        None => now(),
-    };
-    let ended_at = draft.ended_at.map(|t| normalize_time("endedAt", t)).transpose()?;
-    let duration_us = ended_at.map(|end| duration_us(started_at, end)).transpose()?;
+    let Times {
+        started_at,
+        started_at_given,
+        ended_at,
+        duration_us,
+    } = Times::check(draft.started_at, draft.ended_at)?;
     Ok(NewSpan {
         row: span::Model {
             id,
@@ -285,7 +328,7 @@ mod tests {
             input_text: None,
             output_text: None,
             error: None,
-            metadata: Some(json!({"input_tokens": 3, "output_tokens": 4})),
+            metadata: Some(Json(json!({"input_tokens": 3, "output_tokens": 4}))),
         }
     }
 
@@ -313,7 +356,7 @@ mod tests {
                 ..span_draft()
             },
             SpanDraft {
-                metadata: Some(json!([1])),
+                metadata: Some(Json(json!([1]))),
                 ..span_draft()
             },
             SpanDraft {

@@ -5,12 +5,11 @@ use async_graphql::{Context, Object, Result};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::types::inputs::{AddSpanInput, CreateTraceInput};
 use super::types::{Span, Trace};
 use super::{gql, write_state};
 use crate::db::store;
 use crate::error::{AppError, AppResult};
-use crate::ingest::{self, NewSpan};
+use crate::ingest::{self, NewSpan, SpanDraft, TraceDraft};
 use crate::write;
 
 pub struct Mutation;
@@ -18,22 +17,22 @@ pub struct Mutation;
 #[Object]
 impl Mutation {
     /// Starts a trace. With a client `id`, repeating the call returns the same trace.
-    async fn create_trace(&self, ctx: &Context<'_>, input: CreateTraceInput) -> Result<Trace> {
+    async fn create_trace(&self, ctx: &Context<'_>, input: TraceDraft) -> Result<Trace> {
         let s = write_state(ctx)?;
-        let new = gql(ingest::validate_trace(input.into(), &s.limits))?;
+        let new = gql(ingest::validate_trace(input, &s.limits))?;
         gql(write::create_trace(&s.db, new).await).map(Trace)
     }
 
     /// Adds one span. Its parent must be in the same trace.
-    async fn add_span(&self, ctx: &Context<'_>, input: AddSpanInput) -> Result<Span> {
+    async fn add_span(&self, ctx: &Context<'_>, input: SpanDraft) -> Result<Span> {
         let s = write_state(ctx)?;
-        let new = gql(ingest::validate_span(input.into(), &s.limits))?;
+        let new = gql(ingest::validate_span(input, &s.limits))?;
         let mut rows = gql(write::add_spans(&s.db, &s.live, vec![new]).await)?;
         Ok(Span(rows.remove(0)))
     }
 
     /// Adds a batch of spans in one transaction: all are stored, or none.
-    async fn add_spans(&self, ctx: &Context<'_>, inputs: Vec<AddSpanInput>) -> Result<Vec<Span>> {
+    async fn add_spans(&self, ctx: &Context<'_>, inputs: Vec<SpanDraft>) -> Result<Vec<Span>> {
         let s = write_state(ctx)?;
         let max = s.limits.max_batch_spans;
         if inputs.len() > max {
@@ -47,7 +46,7 @@ impl Mutation {
         let news: AppResult<Vec<NewSpan>> = inputs
             .into_iter()
             .enumerate()
-            .map(|(i, input)| ingest::validate_span(input.into(), &s.limits).map_err(|e| e.at(&format!("inputs[{i}]"))))
+            .map(|(i, input)| ingest::validate_span(input, &s.limits).map_err(|e| e.at(&format!("inputs[{i}]"))))
             .collect();
         let rows = gql(write::add_spans(&s.db, &s.live, gql(news)?).await)?;
         Ok(rows.into_iter().map(Span).collect())

@@ -2,7 +2,6 @@
 //! through the loaders.
 
 pub mod flag;
-pub mod inputs;
 pub mod page;
 pub mod span;
 pub mod trace;
