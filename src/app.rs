@@ -32,7 +32,7 @@ impl App {
         let db = db::connect(&config.database_url, config.db_max_connections).await?;
         let state = State {
             db: db.clone(),
-            live: LiveSpans::default(),
+            live: LiveSpans::with_buffer(config.live_buffer),
             limits: Limits::from(&config),
         };
         let schema = graphql::build_schema(state, &config);

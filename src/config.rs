@@ -13,6 +13,7 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 pub const DEFAULT_DB_MAX_CONNECTIONS: u32 = 16;
 pub const DEFAULT_QUERY_DEPTH: usize = 24;
 pub const DEFAULT_QUERY_COMPLEXITY: usize = 200_000;
+pub const DEFAULT_LIVE_BUFFER: usize = crate::live::SUBSCRIBER_BUFFER;
 pub const MAX_PAGE_LIMIT: i64 = 500;
 pub const MAX_NAME_BYTES: usize = 1024;
 
@@ -50,6 +51,10 @@ pub struct Config {
     /// Highest accepted query complexity.
     #[arg(long, env = "TRACEGRAPH_MAX_QUERY_COMPLEXITY", default_value_t = DEFAULT_QUERY_COMPLEXITY, global = true)]
     pub max_query_complexity: usize,
+
+    /// Live events a subscriber may fall behind by before its subscription ends with an error.
+    #[arg(long, env = "TRACEGRAPH_LIVE_BUFFER", default_value_t = DEFAULT_LIVE_BUFFER, global = true)]
+    pub live_buffer: usize,
 }
 
 impl Default for Config {
@@ -63,6 +68,7 @@ impl Default for Config {
             db_max_connections: DEFAULT_DB_MAX_CONNECTIONS,
             max_query_depth: DEFAULT_QUERY_DEPTH,
             max_query_complexity: DEFAULT_QUERY_COMPLEXITY,
+            live_buffer: DEFAULT_LIVE_BUFFER,
         }
     }
 }

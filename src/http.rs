@@ -4,10 +4,11 @@
 use async_graphql::http::GraphiQLSource;
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse, GraphQLSubscription};
 use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse};
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+use tower::ServiceExt;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 
@@ -29,7 +30,7 @@ pub fn router(schema: AppSchema, db: Db, max_body_bytes: usize) -> Router {
         db,
     };
     Router::new()
-        .route(GRAPHQL_PATH, get(graphiql).post(graphql))
+        .route(GRAPHQL_PATH, get(graphiql_or_websocket).post(graphql))
         .route_service(WS_PATH, GraphQLSubscription::new(schema))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -44,7 +45,22 @@ async fn graphql(State(state): State<HttpState>, request: GraphQLRequest) -> Gra
     state.schema.execute(request).await.into()
 }
 
-async fn graphiql() -> impl IntoResponse {
+/// GraphiQL opens its subscriptions on its own page's URL, so `/graphql` upgrades to
+/// a WebSocket as `/graphql/ws` does.
+async fn graphiql_or_websocket(State(state): State<HttpState>, request: Request) -> Response {
+    let wants_websocket = request
+        .headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if wants_websocket {
+        let Ok(response) = GraphQLSubscription::new(state.schema).oneshot(request).await;
+        return response;
+    }
+    graphiql().into_response()
+}
+
+fn graphiql() -> impl IntoResponse {
     Html(
         GraphiQLSource::build()
             .endpoint(GRAPHQL_PATH)

@@ -1,66 +1,97 @@
-//! The in-process feed of span events: writers publish after commit, each
-//! subscriber filters. A subscriber that falls behind by more than the buffer is told
-//! how many events it missed; writers never wait for subscribers.
+//! The in-process feeds of live events: writers publish after commit, each subscriber
+//! filters. A subscriber that falls behind by more than the buffer is told how many
+//! events it missed; writers never wait for subscribers.
 
 use std::sync::Arc;
 
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-use crate::db::entities::span;
+use crate::db::entities::{span, trace};
 use crate::model::SpanType;
 
 /// Events a subscriber may fall behind by before it is told it lagged.
 pub const SUBSCRIBER_BUFFER: usize = 4096;
 
+/// One kind of event, shared by reference among subscribers.
 #[derive(Debug, Clone)]
-pub struct SpanEvent {
-    pub span: Arc<span::Model>,
+pub struct Feed<T>(broadcast::Sender<Arc<T>>);
+
+impl<T> Feed<T> {
+    fn new(buffer: usize) -> Self {
+        Self(broadcast::channel(buffer.max(1)).0)
+    }
+
+    fn publish(&self, event: T) {
+        // No receiver is not an error: nobody is watching.
+        let _ = self.0.send(Arc::new(event));
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<T>> {
+        self.0.subscribe()
+    }
 }
 
 #[derive(Clone, Debug)]
 pub struct LiveSpans {
-    added: broadcast::Sender<SpanEvent>,
+    /// Spans newly written, in write order.
+    pub added: Feed<span::Model>,
+    /// Spans that ended or were flagged or unflagged.
+    pub updated: Feed<span::Model>,
+    /// Traces that ended.
+    pub trace_ended: Feed<trace::Model>,
 }
 
 impl Default for LiveSpans {
     fn default() -> Self {
-        Self {
-            added: broadcast::channel(SUBSCRIBER_BUFFER).0,
-        }
+        Self::with_buffer(SUBSCRIBER_BUFFER)
     }
 }
 
 impl LiveSpans {
-    /// Publishes newly written spans in write order.
-    pub fn publish_added(&self, spans: &[span::Model]) {
-        for span in spans {
-            // No receiver is not an error: nobody is watching.
-            let _ = self.added.send(SpanEvent {
-                span: Arc::new(span.clone()),
-            });
+    pub fn with_buffer(buffer: usize) -> Self {
+        Self {
+            added: Feed::new(buffer),
+            updated: Feed::new(buffer),
+            trace_ended: Feed::new(buffer),
         }
     }
 
-    pub fn subscribe_added(&self) -> broadcast::Receiver<SpanEvent> {
-        self.added.subscribe()
+    pub fn publish_added(&self, spans: &[span::Model]) {
+        for span in spans {
+            self.added.publish(span.clone());
+        }
+    }
+
+    pub fn publish_updated(&self, span: &span::Model) {
+        self.updated.publish(span.clone());
+    }
+
+    pub fn publish_trace_ended(&self, trace: &trace::Model) {
+        self.trace_ended.publish(trace.clone());
     }
 }
 
-/// The filters a `spanAdded` subscriber gave; unset ones match everything.
+/// The filters a subscriber gave; unset ones match everything.
 #[derive(Debug, Clone, Default)]
-pub struct SpanEventFilter {
+pub struct EventFilter {
     pub trace_id: Option<Uuid>,
     pub agent: Option<Uuid>,
     pub product_id: Option<Uuid>,
     pub span_type: Option<SpanType>,
 }
 
-impl SpanEventFilter {
-    pub fn matches(&self, s: &span::Model) -> bool {
+impl EventFilter {
+    pub fn matches_span(&self, s: &span::Model) -> bool {
         self.trace_id.is_none_or(|id| s.trace_id == id)
             && self.agent.is_none_or(|id| s.agent_id == Some(id))
             && self.product_id.is_none_or(|id| s.product_id == Some(id))
             && self.span_type.is_none_or(|t| s.span_type == t.as_str())
+    }
+
+    pub fn matches_trace(&self, t: &trace::Model) -> bool {
+        self.trace_id.is_none_or(|id| t.id == id)
+            && self.agent.is_none_or(|id| t.agent_id == Some(id))
+            && self.product_id.is_none_or(|id| t.product_id == Some(id))
     }
 }

@@ -4,6 +4,7 @@
 use sea_orm::DatabaseTransaction;
 
 use crate::db::entities::{span, trace};
+use crate::db::store::Changed;
 use crate::db::{Db, store};
 use crate::error::AppResult;
 use crate::ingest::{NewSpan, NewTrace};
@@ -27,4 +28,30 @@ pub async fn add_spans(db: &Db, live: &LiveSpans, news: Vec<NewSpan>) -> AppResu
     let written = transact(db, async |txn| store::spans::insert_batch(txn, news).await).await?;
     live.publish_added(&written.fresh);
     Ok(written.rows)
+}
+
+/// Runs a write that changes one span (an end, a flag) and publishes it if it changed.
+pub async fn update_span(
+    db: &Db,
+    live: &LiveSpans,
+    work: impl AsyncFnOnce(&DatabaseTransaction) -> AppResult<Changed<span::Model>>,
+) -> AppResult<span::Model> {
+    let out = transact(db, work).await?;
+    if out.changed {
+        live.publish_updated(&out.row);
+    }
+    Ok(out.row)
+}
+
+/// Ends a trace (writing its usage record) and publishes the end if it happened now.
+pub async fn end_trace(
+    db: &Db,
+    live: &LiveSpans,
+    work: impl AsyncFnOnce(&DatabaseTransaction) -> AppResult<Changed<trace::Model>>,
+) -> AppResult<trace::Model> {
+    let out = transact(db, work).await?;
+    if out.changed {
+        live.publish_trace_ended(&out.row);
+    }
+    Ok(out.row)
 }

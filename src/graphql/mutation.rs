@@ -68,7 +68,7 @@ impl Mutation {
                 gql(ingest::check_text(field, text, s.limits.max_text_bytes))?;
             }
         }
-        let row = gql(write::transact(&s.db, async |txn| {
+        let row = gql(write::update_span(&s.db, &s.live, async |txn| {
             store::spans::end(txn, id, ended_at, output_text, error).await
         })
         .await)?;
@@ -88,7 +88,10 @@ impl Mutation {
         if let Some(text) = &error {
             gql(ingest::check_text("error", text, s.limits.max_text_bytes))?;
         }
-        let row = gql(write::transact(&s.db, async |txn| store::traces::end(txn, id, ended_at, error).await).await)?;
+        let row = gql(write::end_trace(&s.db, &s.live, async |txn| {
+            store::traces::end(txn, id, ended_at, error).await
+        })
+        .await)?;
         Ok(Trace(row))
     }
 
@@ -99,14 +102,14 @@ impl Mutation {
             return gql(Err(AppError::bad_input("reason", "must not be empty")));
         }
         gql(ingest::check_text("reason", &reason, s.limits.max_text_bytes))?;
-        let row = gql(write::transact(&s.db, async |txn| store::flags::flag(txn, id, reason).await).await)?;
+        let row = gql(write::update_span(&s.db, &s.live, async |txn| store::flags::flag(txn, id, reason).await).await)?;
         Ok(Span(row))
     }
 
     /// Clears a span's flag; its flags stay on record as resolved.
     async fn unflag_span(&self, ctx: &Context<'_>, id: Uuid) -> Result<Span> {
         let s = write_state(ctx)?;
-        let row = gql(write::transact(&s.db, async |txn| store::flags::unflag(txn, id).await).await)?;
+        let row = gql(write::update_span(&s.db, &s.live, async |txn| store::flags::unflag(txn, id).await).await)?;
         Ok(Span(row))
     }
 }

@@ -174,8 +174,8 @@ impl TestApp {
         )
     }
 
-    pub async fn ws(&self, protocol: &str) -> WsClient {
-        let mut request = format!("ws://{}/graphql/ws", self.addr).into_client_request().unwrap();
+    pub async fn ws_at(&self, path: &str, protocol: &str) -> WsClient {
+        let mut request = format!("ws://{}{path}", self.addr).into_client_request().unwrap();
         request
             .headers_mut()
             .insert("Sec-WebSocket-Protocol", protocol.parse().unwrap());

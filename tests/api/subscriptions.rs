@@ -1,23 +1,36 @@
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{Value, json};
 
-use crate::helpers::{id, spawn_app};
+use crate::helpers::{TestApp, WsClient, id, spawn_app, spawn_app_with};
 
-const SUB: &str =
+const WAIT: Duration = Duration::from_secs(5);
+const ADDED: &str =
     "subscription($t: UUID, $k: SpanType) { spanAdded(traceId: $t, spanType: $k) { name traceId spanType } }";
+
+/// Subscribes over graphql-transport-ws and waits until the server has registered it.
+async fn subscribe(app: &TestApp, path: &str, query: &str, variables: Value) -> WsClient {
+    let mut ws = app.ws_at(path, "graphql-transport-ws").await;
+    ws.init().await;
+    ws.send(json!({"id": "1", "type": "subscribe", "payload": {"query": query, "variables": variables}}))
+        .await;
+    // The subscribe frame is handled asynchronously; give it a moment before writing.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    ws
+}
+
+async fn next_data(ws: &mut WsClient, field: &str) -> Value {
+    let msg = ws.next_json(WAIT).await;
+    assert_eq!(msg["type"], "next", "{msg}");
+    msg["payload"]["data"][field].clone()
+}
 
 #[tokio::test]
 async fn span_added_reaches_a_filtered_subscriber_in_order() {
     let app = spawn_app().await;
     let t1 = app.create_trace(json!({"name": "a"})).await["id"].clone();
     let t2 = app.create_trace(json!({"name": "b"})).await["id"].clone();
-    let mut ws = app.ws("graphql-transport-ws").await;
-    ws.init().await;
-    ws.send(json!({"id": "1", "type": "subscribe", "payload": {"query": SUB, "variables": {"t": t1, "k": "TOOL"}}}))
-        .await;
-    // Give the subscription a moment to register before writing.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut ws = subscribe(&app, "/graphql/ws", ADDED, json!({"t": t1, "k": "TOOL"})).await;
     let batch = json!([
         {"id": id(), "traceId": t2, "name": "other-trace", "spanType": "TOOL"},
         {"id": id(), "traceId": t1, "name": "llm", "spanType": "LLM"},
@@ -26,15 +39,119 @@ async fn span_added_reaches_a_filtered_subscriber_in_order() {
     ]);
     app.add_spans(batch.clone()).await;
     for want in ["first", "second"] {
-        let msg = ws.next_json(Duration::from_secs(5)).await;
-        assert_eq!(msg["type"], "next", "{msg}");
-        assert_eq!(msg["payload"]["data"]["spanAdded"]["name"], want);
-        assert_eq!(msg["payload"]["data"]["spanAdded"]["traceId"], t1);
+        let span = next_data(&mut ws, "spanAdded").await;
+        assert_eq!(span["name"], want);
+        assert_eq!(span["traceId"], t1);
     }
     // A retried batch publishes nothing twice: the next event is the new span.
     app.add_spans(batch).await;
     app.add_spans(json!([{"traceId": t1, "name": "third", "spanType": "TOOL"}]))
         .await;
-    let msg = ws.next_json(Duration::from_secs(5)).await;
-    assert_eq!(msg["payload"]["data"]["spanAdded"]["name"], "third", "{msg}");
+    assert_eq!(next_data(&mut ws, "spanAdded").await["name"], "third");
+}
+
+#[tokio::test]
+async fn subscriptions_work_on_the_graphiql_url_too() {
+    let app = spawn_app().await;
+    let tid = app.create_trace(json!({"name": "a"})).await["id"].clone();
+    let mut ws = subscribe(&app, "/graphql", ADDED, json!({"t": tid})).await;
+    app.add_spans(json!([{"traceId": tid, "name": "s", "spanType": "TEXT"}]))
+        .await;
+    assert_eq!(next_data(&mut ws, "spanAdded").await["name"], "s");
+}
+
+#[tokio::test]
+async fn legacy_graphql_ws_protocol() {
+    let app = spawn_app().await;
+    let tid = app.create_trace(json!({"name": "a"})).await["id"].clone();
+    let mut ws = app.ws_at("/graphql/ws", "graphql-ws").await;
+    ws.init().await;
+    ws.send(json!({"id": "1", "type": "start", "payload": {"query": ADDED, "variables": {"t": tid}}}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    app.add_spans(json!([{"traceId": tid, "name": "legacy", "spanType": "TOOL"}]))
+        .await;
+    let msg = ws.next_json(WAIT).await;
+    assert_eq!(msg["type"], "data", "{msg}");
+    assert_eq!(msg["payload"]["data"]["spanAdded"]["name"], "legacy");
+}
+
+#[tokio::test]
+async fn span_updated_follows_ends_and_flags_once_each() {
+    let app = spawn_app().await;
+    let agent = id();
+    let tid = app.create_trace(json!({"name": "a", "agentId": agent})).await["id"].clone();
+    let sid = app
+        .add_spans(json!([{"traceId": tid, "name": "s", "spanType": "TOOL", "startedAt": "2026-11-01T00:00:00Z"}]))
+        .await[0]["id"]
+        .clone();
+    let query = "subscription($a: UUID) { spanUpdated(agent: $a) { id endedAt flagged } }";
+    let mut ws = subscribe(&app, "/graphql/ws", query, json!({"a": agent})).await;
+    let end = "mutation($id: UUID!) { endSpan(id: $id, endedAt: \"2026-11-01T00:00:01Z\") { id } }";
+    app.ok(end, json!({"id": sid})).await;
+    app.ok(end, json!({"id": sid})).await; // a retry: no event
+    app.ok(
+        "mutation($id: UUID!) { flagSpan(id: $id, reason: \"r\") { id } }",
+        json!({"id": sid}),
+    )
+    .await;
+    app.ok(
+        "mutation($id: UUID!) { unflagSpan(id: $id) { id } }",
+        json!({"id": sid}),
+    )
+    .await;
+    app.ok(
+        "mutation($id: UUID!) { unflagSpan(id: $id) { id } }",
+        json!({"id": sid}),
+    )
+    .await; // already clear: no event
+    let ended = next_data(&mut ws, "spanUpdated").await;
+    assert_eq!(ended["endedAt"], "2026-11-01T00:00:01+00:00");
+    assert_eq!(next_data(&mut ws, "spanUpdated").await["flagged"], true);
+    assert_eq!(next_data(&mut ws, "spanUpdated").await["flagged"], false);
+    // Nothing more: the no-ops published nothing. A new change is the next event.
+    app.ok(
+        "mutation($id: UUID!) { flagSpan(id: $id, reason: \"again\") { id } }",
+        json!({"id": sid}),
+    )
+    .await;
+    assert_eq!(next_data(&mut ws, "spanUpdated").await["flagged"], true);
+}
+
+#[tokio::test]
+async fn trace_ended_is_filtered_by_agent() {
+    let app = spawn_app().await;
+    let (mine, other) = (id(), id());
+    let query = "subscription($a: UUID) { traceEnded(agent: $a) { id name status } }";
+    let mut ws = subscribe(&app, "/graphql/ws", query, json!({"a": mine})).await;
+    let end = "mutation($id: UUID!) { endTrace(id: $id) { id } }";
+    let theirs = app.create_trace(json!({"name": "theirs", "agentId": other})).await["id"].clone();
+    app.ok(end, json!({"id": theirs})).await;
+    let ours = app.create_trace(json!({"name": "ours", "agentId": mine})).await["id"].clone();
+    app.ok(end, json!({"id": ours})).await;
+    let ended = next_data(&mut ws, "traceEnded").await;
+    assert_eq!(ended["name"], "ours");
+    assert_eq!(ended["status"], "OK");
+}
+
+#[tokio::test]
+async fn a_subscriber_that_falls_behind_is_told_how_much_it_missed() {
+    let app = spawn_app_with(|c| c.live_buffer = 4).await;
+    let tid = app.create_trace(json!({"name": "a"})).await["id"].clone();
+    let mut ws = subscribe(&app, "/graphql/ws", ADDED, json!({"t": tid})).await;
+    // One batch publishes all its spans before the subscriber can run: it lags by 16.
+    let batch: Vec<Value> = (0..20)
+        .map(|i| json!({"traceId": tid, "name": format!("s{i}"), "spanType": "TOOL"}))
+        .collect();
+    app.add_spans(Value::Array(batch)).await;
+    let msg = ws.next_json(WAIT).await;
+    assert_eq!(msg["type"], "next", "{msg}");
+    let error = &msg["payload"]["errors"][0];
+    assert_eq!(error["extensions"]["code"], "LIMIT_EXCEEDED", "{msg}");
+    assert!(error["message"].as_str().unwrap().contains("16"), "{msg}");
+    let done = ws.next_json(WAIT).await;
+    assert_eq!(
+        done["type"], "complete",
+        "the subscription ends after the lag error: {done}"
+    );
 }

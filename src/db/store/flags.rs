@@ -4,13 +4,13 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
 use uuid::Uuid;
 
-use super::{spans, traces};
+use super::{Changed, spans, traces};
 use crate::db::entities::{span, span_flag};
 use crate::error::AppResult;
 use crate::ingest;
 
 /// Flags a span with a reason. Flagging a flagged span adds the new reason to its history.
-pub async fn flag(conn: &impl ConnectionTrait, span_id: Uuid, reason: String) -> AppResult<span::Model> {
+pub async fn flag(conn: &impl ConnectionTrait, span_id: Uuid, reason: String) -> AppResult<Changed<span::Model>> {
     let stored = spans::get(conn, span_id).await?;
     span_flag::Entity::insert(span_flag::ActiveModel::from(span_flag::Model {
         id: Uuid::now_v7(),
@@ -22,20 +22,21 @@ pub async fn flag(conn: &impl ConnectionTrait, span_id: Uuid, reason: String) ->
     }))
     .exec_without_returning(conn)
     .await?;
+    // A new reason on a flagged span is a change too: its flags grew.
     match spans::set_flagged(conn, span_id, true).await? {
         Some(row) => {
             traces::add_flagged(conn, row.trace_id, 1).await?;
-            Ok(row)
+            Ok(Changed::new(row))
         }
-        None => spans::get(conn, span_id).await,
+        None => Ok(Changed::new(spans::get(conn, span_id).await?)),
     }
 }
 
 /// Clears a span's flag; its flags stay on record, marked resolved.
-pub async fn unflag(conn: &impl ConnectionTrait, span_id: Uuid) -> AppResult<span::Model> {
+pub async fn unflag(conn: &impl ConnectionTrait, span_id: Uuid) -> AppResult<Changed<span::Model>> {
     let Some(row) = spans::set_flagged(conn, span_id, false).await? else {
         // Not flagged (or unknown: `get` says which).
-        return spans::get(conn, span_id).await;
+        return Ok(Changed::unchanged(spans::get(conn, span_id).await?));
     };
     span_flag::Entity::update_many()
         .col_expr(span_flag::Column::ResolvedAt, Expr::value(ingest::now()))
@@ -44,7 +45,7 @@ pub async fn unflag(conn: &impl ConnectionTrait, span_id: Uuid) -> AppResult<spa
         .exec(conn)
         .await?;
     traces::add_flagged(conn, row.trace_id, -1).await?;
-    Ok(row)
+    Ok(Changed::new(row))
 }
 
 pub async fn of_spans(conn: &impl ConnectionTrait, span_ids: Vec<Uuid>) -> AppResult<Vec<span_flag::Model>> {

@@ -12,6 +12,24 @@ use sea_orm::{ConnectionTrait, EntityTrait, IntoSimpleExpr, QueryOrder, QuerySel
 use crate::error::AppResult;
 use crate::filters::Page;
 
+/// A row after a write that may have been a no-op (a repeated end, a second unflag):
+/// `changed` says whether anything happened, so that only real changes are published.
+#[derive(Debug, Clone)]
+pub struct Changed<T> {
+    pub row: T,
+    pub changed: bool,
+}
+
+impl<T> Changed<T> {
+    pub fn new(row: T) -> Self {
+        Self { row, changed: true }
+    }
+
+    pub fn unchanged(row: T) -> Self {
+        Self { row, changed: false }
+    }
+}
+
 /// A page of rows and whether more follow.
 #[derive(Debug, Clone)]
 pub struct Rows<T> {

@@ -10,7 +10,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{Rows, agent_usage, order, page, traces};
+use super::{Changed, Rows, agent_usage, order, page, traces};
 use crate::db::entities::span::{self, Column};
 use crate::error::{AppError, AppResult};
 use crate::filters::{Page, SpanFilter, SpanSort};
@@ -231,14 +231,14 @@ pub async fn end(
     ended_at: Option<DateTime<Utc>>,
     output_text: Option<String>,
     error: Option<String>,
-) -> AppResult<span::Model> {
+) -> AppResult<Changed<span::Model>> {
     let stored = get(conn, id).await?;
     if let Some(previous) = stored.ended_at {
         let same = ended_at.is_none_or(|t| t == previous)
             && (output_text.is_none() || output_text == stored.output_text)
             && (error.is_none() || error == stored.error);
         if same {
-            return Ok(stored);
+            return Ok(Changed::unchanged(stored));
         }
         return Err(AppError::Conflict(format!("span {id} already ended at {previous}")));
     }
@@ -267,7 +267,7 @@ pub async fn end(
         };
         traces::add_totals(conn, row.trace_id, &totals).await?;
     }
-    Ok(row)
+    Ok(Changed::new(row))
 }
 
 pub fn condition(f: &SpanFilter) -> Condition {

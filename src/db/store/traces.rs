@@ -7,7 +7,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{Rows, agent_usage, order, page};
+use super::{Changed, Rows, agent_usage, order, page};
 use crate::db::entities::trace::{self, Column};
 use crate::error::{AppError, AppResult};
 use crate::filters::{Page, TraceFilter, TraceSort};
@@ -55,13 +55,13 @@ pub async fn end(
     id: Uuid,
     ended_at: Option<DateTime<Utc>>,
     error: Option<String>,
-) -> AppResult<trace::Model> {
+) -> AppResult<Changed<trace::Model>> {
     let stored = get(conn, id).await?;
     if let Some(previous) = stored.ended_at {
         let same_time = ended_at.is_none_or(|t| t == previous);
         let same_error = error.is_none() || error == stored.error;
         if same_time && same_error {
-            return Ok(stored);
+            return Ok(Changed::unchanged(stored));
         }
         return Err(AppError::Conflict(format!("trace {id} already ended at {previous}")));
     }
@@ -81,8 +81,9 @@ pub async fn end(
     let ended = update.exec_with_returning(conn).await?.into_iter().next();
     agent_usage::record(conn, id).await?;
     match ended {
-        Some(row) => Ok(row),
-        None => get(conn, id).await,
+        Some(row) => Ok(Changed::new(row)),
+        // Ended concurrently by another call, which made the change.
+        None => Ok(Changed::unchanged(get(conn, id).await?)),
     }
 }
 
