@@ -4,14 +4,14 @@
 use std::future::Future;
 use std::net::SocketAddr;
 
-use sea_orm::DbErr;
+use sea_orm::{DbBackend, DbErr};
 use tokio::net::TcpListener;
 
 use crate::config::{Config, Limits};
 use crate::db::{self, Db, StatementCounter};
 use crate::graphql::{self, State};
 use crate::http;
-use crate::live::LiveSpans;
+use crate::live::{self, LiveSpans};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -25,14 +25,22 @@ pub struct App {
     listener: TcpListener,
     router: axum::Router,
     db: Db,
+    bridge: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl App {
     pub async fn build(config: Config) -> Result<Self, StartError> {
         let db = db::connect(&config.database_url, config.db_max_connections).await?;
+        let mut live = LiveSpans::with_buffer(config.live_buffer);
+        let bridge = if db.backend() == DbBackend::Postgres {
+            live = live.relayed();
+            Some(live::postgres::spawn_bridge(config.database_url.clone(), db.clone(), live.clone()).await?)
+        } else {
+            None
+        };
         let state = State {
             db: db.clone(),
-            live: LiveSpans::with_buffer(config.live_buffer),
+            live,
             limits: Limits::from(&config),
         };
         let schema = graphql::build_schema(state, &config);
@@ -43,7 +51,12 @@ impl App {
                 addr: config.listen,
                 source,
             })?;
-        Ok(Self { listener, router, db })
+        Ok(Self {
+            listener,
+            router,
+            db,
+            bridge,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -62,9 +75,13 @@ impl App {
 
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         tracing::info!(addr = %self.local_addr(), "tracegraph listening");
-        axum::serve(self.listener, self.router)
+        let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
-            .await
+            .await;
+        if let Some(bridge) = self.bridge {
+            bridge.abort();
+        }
+        served
     }
 }
 

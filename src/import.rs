@@ -112,7 +112,11 @@ pub async fn import_lines(
     batch_traces: usize,
     on_batch: impl Fn(&Report),
 ) -> Result<Report, ImportError> {
-    let live = LiveSpans::default();
+    // On PostgreSQL the imported spans reach the subscribers of running servers.
+    let mut live = LiveSpans::default();
+    if db.backend() == sea_orm::DbBackend::Postgres {
+        live = live.relayed();
+    }
     let mut report = Report::default();
     let mut batch = Batch::default();
     for (index, line) in BufReader::new(reader).lines().enumerate() {
@@ -213,7 +217,7 @@ async fn flush(db: &Db, live: &LiveSpans, batch: Batch, line: usize, report: &mu
             store::traces::create(txn, pending.trace).await?;
             ends.extend(pending.end.map(|end| (id, end)));
         }
-        let written = store::spans::insert_batch(txn, batch.spans).await?;
+        let written = write::insert_spans(txn, live, batch.spans).await?;
         for (id, (ended_at, error)) in ends {
             store::traces::end(txn, id, Some(ended_at), error).await?;
         }

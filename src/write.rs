@@ -5,10 +5,12 @@ use sea_orm::DatabaseTransaction;
 
 use crate::db::entities::{span, trace};
 use crate::db::store::Changed;
+use crate::db::store::spans::Written;
 use crate::db::{Db, store};
 use crate::error::AppResult;
 use crate::ingest::{NewSpan, NewTrace};
 use crate::live::LiveSpans;
+use crate::live::postgres::EventKind;
 
 /// Runs `work` in one write transaction; an error (or a panic) rolls everything back.
 pub async fn transact<T>(db: &Db, work: impl AsyncFnOnce(&DatabaseTransaction) -> AppResult<T>) -> AppResult<T> {
@@ -25,9 +27,18 @@ pub async fn create_trace(db: &Db, new: NewTrace) -> AppResult<trace::Model> {
 /// Stores a batch of spans, all or nothing, and publishes the newly written ones after
 /// commit (a retried batch publishes nothing twice).
 pub async fn add_spans(db: &Db, live: &LiveSpans, news: Vec<NewSpan>) -> AppResult<Vec<span::Model>> {
-    let written = transact(db, async |txn| store::spans::insert_batch(txn, news).await).await?;
+    let written = transact(db, async |txn| insert_spans(txn, live, news).await).await?;
     live.publish_added(&written.fresh);
     Ok(written.rows)
+}
+
+/// Stores spans in the caller's transaction and tells the other instances; the
+/// caller publishes `fresh` locally after commit.
+pub async fn insert_spans(txn: &DatabaseTransaction, live: &LiveSpans, news: Vec<NewSpan>) -> AppResult<Written> {
+    let written = store::spans::insert_batch(txn, news).await?;
+    let ids: Vec<_> = written.fresh.iter().map(|s| s.id).collect();
+    relay(live, txn, EventKind::SpansAdded, &ids).await?;
+    Ok(written)
 }
 
 /// Runs a write that changes one span (an end, a flag) and publishes it if it changed.
@@ -36,7 +47,14 @@ pub async fn update_span(
     live: &LiveSpans,
     work: impl AsyncFnOnce(&DatabaseTransaction) -> AppResult<Changed<span::Model>>,
 ) -> AppResult<span::Model> {
-    let out = transact(db, work).await?;
+    let out = transact(db, async |txn| {
+        let out = work(txn).await?;
+        if out.changed {
+            relay(live, txn, EventKind::SpanUpdated, &[out.row.id]).await?;
+        }
+        Ok(out)
+    })
+    .await?;
     if out.changed {
         live.publish_updated(&out.row);
     }
@@ -49,9 +67,24 @@ pub async fn end_trace(
     live: &LiveSpans,
     work: impl AsyncFnOnce(&DatabaseTransaction) -> AppResult<Changed<trace::Model>>,
 ) -> AppResult<trace::Model> {
-    let out = transact(db, work).await?;
+    let out = transact(db, async |txn| {
+        let out = work(txn).await?;
+        if out.changed {
+            relay(live, txn, EventKind::TraceEnded, &[out.row.id]).await?;
+        }
+        Ok(out)
+    })
+    .await?;
     if out.changed {
         live.publish_trace_ended(&out.row);
     }
     Ok(out.row)
+}
+
+/// Tells the other instances, inside the transaction, so they hear of it on commit only.
+async fn relay(live: &LiveSpans, txn: &DatabaseTransaction, kind: EventKind, ids: &[uuid::Uuid]) -> AppResult<()> {
+    match &live.relay {
+        Some(relay) if !ids.is_empty() => relay.notify(txn, kind, ids).await,
+        _ => Ok(()),
+    }
 }

@@ -17,7 +17,8 @@ pub struct TestApp {
     pub database_url: String,
     pub http: reqwest::Client,
     pub statements: StatementCounter,
-    _database: TestDatabase,
+    /// Dropped with the first instance on a database; `None` for a second instance.
+    _database: Option<TestDatabase>,
 }
 
 /// A database that lives as long as the test: a temporary SQLite file, or a
@@ -93,6 +94,14 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     let (database_url, database) = test_database().await;
+    start(database_url, Some(database), configure).await
+}
+
+pub fn on_postgres() -> bool {
+    std::env::var(PG_ENV).is_ok_and(|url| !url.is_empty())
+}
+
+async fn start(database_url: String, database: Option<TestDatabase>, configure: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         database_url: database_url.clone(),
@@ -115,6 +124,11 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
 }
 
 impl TestApp {
+    /// Another server instance on the same database.
+    pub async fn second_instance(&self) -> TestApp {
+        start(self.database_url.clone(), None, |_| {}).await
+    }
+
     /// Posts a GraphQL request and returns the JSON body.
     pub async fn gql(&self, query: &str, variables: Value) -> Value {
         let response = self

@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, WsClient, id, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, WsClient, id, on_postgres, spawn_app, spawn_app_with};
 
 const WAIT: Duration = Duration::from_secs(5);
 const ADDED: &str =
@@ -154,4 +154,33 @@ async fn a_subscriber_that_falls_behind_is_told_how_much_it_missed() {
         done["type"], "complete",
         "the subscription ends after the lag error: {done}"
     );
+}
+
+#[tokio::test]
+async fn on_postgres_events_cross_server_instances_once() {
+    if !on_postgres() {
+        eprintln!("skipped: SQLite serves one instance; set TRACEGRAPH_TEST_DATABASE_URL");
+        return;
+    }
+    let a = spawn_app().await;
+    let b = a.second_instance().await;
+    let tid = a.create_trace(json!({"name": "cross"})).await["id"].clone();
+    let mut on_b = subscribe(&b, "/graphql/ws", ADDED, json!({"t": tid})).await;
+    let ended_query = "subscription { traceEnded { id } }";
+    let mut ends_on_b = subscribe(&b, "/graphql/ws", ended_query, json!({})).await;
+    let batch = json!([
+        {"id": id(), "traceId": tid, "name": "one", "spanType": "TOOL", "startedAt": "2026-11-01T00:00:01Z"},
+        {"id": id(), "traceId": tid, "name": "two", "spanType": "TOOL", "startedAt": "2026-11-01T00:00:02Z"},
+    ]);
+    a.add_spans(batch.clone()).await;
+    assert_eq!(next_data(&mut on_b, "spanAdded").await["name"], "one");
+    assert_eq!(next_data(&mut on_b, "spanAdded").await["name"], "two");
+    // Received once: a retry on A and a new span on B itself; the next event is B's span.
+    a.add_spans(batch).await;
+    b.add_spans(json!([{"traceId": tid, "name": "three", "spanType": "TOOL"}]))
+        .await;
+    assert_eq!(next_data(&mut on_b, "spanAdded").await["name"], "three");
+    a.ok("mutation($id: UUID!) { endTrace(id: $id) { id } }", json!({"id": tid}))
+        .await;
+    assert_eq!(next_data(&mut ends_on_b, "traceEnded").await["id"], tid);
 }

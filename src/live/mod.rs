@@ -1,6 +1,9 @@
 //! The in-process feeds of live events: writers publish after commit, each subscriber
 //! filters. A subscriber that falls behind by more than the buffer is told how many
-//! events it missed; writers never wait for subscribers.
+//! events it missed; writers never wait for subscribers. On PostgreSQL, `postgres`
+//! relays events between server instances.
+
+pub mod postgres;
 
 use std::sync::Arc;
 
@@ -40,6 +43,8 @@ pub struct LiveSpans {
     pub updated: Feed<span::Model>,
     /// Traces that ended.
     pub trace_ended: Feed<trace::Model>,
+    /// Set on PostgreSQL: writes also tell the other instances.
+    pub relay: Option<postgres::Relay>,
 }
 
 impl Default for LiveSpans {
@@ -54,7 +59,14 @@ impl LiveSpans {
             added: Feed::new(buffer),
             updated: Feed::new(buffer),
             trace_ended: Feed::new(buffer),
+            relay: None,
         }
+    }
+
+    /// Feeds that also reach other instances sharing a PostgreSQL database.
+    pub fn relayed(mut self) -> Self {
+        self.relay = Some(postgres::Relay::new());
+        self
     }
 
     pub fn publish_added(&self, spans: &[span::Model]) {

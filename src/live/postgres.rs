@@ -1,0 +1,181 @@
+//! Live events across server instances on one PostgreSQL database. A write sends a
+//! NOTIFY inside its own transaction, so PostgreSQL delivers it only on commit, in
+//! commit order; the payload carries ids only (NOTIFY payloads are limited to 8000
+//! bytes), and each other instance reads the rows and publishes them to its own
+//! subscribers. An instance ignores its own notifications: it published locally.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use sea_orm::sqlx::postgres::PgListener;
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use uuid::Uuid;
+
+use super::LiveSpans;
+use crate::db::{Db, store};
+use crate::error::AppResult;
+
+pub const CHANNEL: &str = "tracegraph_live";
+/// Ids per notification: 100 × 37 bytes stays far below the 8000-byte payload limit.
+const IDS_PER_NOTIFY: usize = 100;
+const RECONNECT_DELAY: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    SpansAdded,
+    SpanUpdated,
+    TraceEnded,
+}
+
+impl EventKind {
+    fn tag(self) -> &'static str {
+        match self {
+            Self::SpansAdded => "added",
+            Self::SpanUpdated => "updated",
+            Self::TraceEnded => "ended",
+        }
+    }
+
+    fn from_tag(tag: &str) -> Option<Self> {
+        [Self::SpansAdded, Self::SpanUpdated, Self::TraceEnded]
+            .into_iter()
+            .find(|k| k.tag() == tag)
+    }
+}
+
+/// This instance's identity on the channel.
+#[derive(Debug, Clone)]
+pub struct Relay {
+    instance: Uuid,
+}
+
+impl Default for Relay {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Relay {
+    pub fn new() -> Self {
+        Self {
+            instance: Uuid::new_v4(),
+        }
+    }
+
+    /// Queues notifications for `ids` in the caller's transaction.
+    pub async fn notify(&self, txn: &impl ConnectionTrait, kind: EventKind, ids: &[Uuid]) -> AppResult<()> {
+        for chunk in ids.chunks(IDS_PER_NOTIFY) {
+            let ids: Vec<String> = chunk.iter().map(Uuid::to_string).collect();
+            let payload = format!("{} {} {}", kind.tag(), self.instance, ids.join(","));
+            let stmt = Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT pg_notify($1, $2)",
+                [CHANNEL.into(), payload.into()],
+            );
+            txn.execute_raw(stmt).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Listens for the other instances' events and publishes them locally. The first
+/// LISTEN is done before this returns, so the instance hears every event committed
+/// after it starts; a lost connection is re-established (events committed while it is
+/// down are not replayed).
+pub async fn spawn_bridge(url: String, db: Db, live: LiveSpans) -> Result<tokio::task::JoinHandle<()>, sea_orm::DbErr> {
+    let relay = live.relay.clone().unwrap_or_default();
+    let first = connect(&url)
+        .await
+        .map_err(|e| sea_orm::DbErr::Custom(format!("live relay: {e}")))?;
+    Ok(tokio::spawn(async move {
+        let mut listener = Some(first);
+        loop {
+            let current = match listener.take() {
+                Some(l) => Ok(l),
+                None => connect(&url).await,
+            };
+            let result = match current {
+                Ok(l) => serve(l, &db, &live, &relay).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "live relay disconnected; reconnecting");
+            }
+            tokio::time::sleep(RECONNECT_DELAY).await;
+        }
+    }))
+}
+
+async fn connect(url: &str) -> Result<PgListener, sea_orm::sqlx::Error> {
+    let mut listener = PgListener::connect(url).await?;
+    listener.listen(CHANNEL).await?;
+    Ok(listener)
+}
+
+async fn serve(mut listener: PgListener, db: &Db, live: &LiveSpans, relay: &Relay) -> Result<(), sea_orm::sqlx::Error> {
+    loop {
+        let notification = listener.recv().await?;
+        let Some((kind, instance, ids)) = parse(notification.payload()) else {
+            tracing::warn!(payload = notification.payload(), "unreadable live notification");
+            continue;
+        };
+        if instance == relay.instance {
+            continue;
+        }
+        if let Err(e) = republish(db, live, kind, ids).await {
+            tracing::error!(error = %e, "cannot read a relayed live event");
+        }
+    }
+}
+
+fn parse(payload: &str) -> Option<(EventKind, Uuid, Vec<Uuid>)> {
+    let mut parts = payload.splitn(3, ' ');
+    let kind = EventKind::from_tag(parts.next()?)?;
+    let instance = parts.next()?.parse().ok()?;
+    let ids = parts
+        .next()?
+        .split(',')
+        .map(str::parse)
+        .collect::<Result<Vec<Uuid>, _>>()
+        .ok()?;
+    Some((kind, instance, ids))
+}
+
+async fn republish(db: &Db, live: &LiveSpans, kind: EventKind, ids: Vec<Uuid>) -> AppResult<()> {
+    match kind {
+        EventKind::SpansAdded | EventKind::SpanUpdated => {
+            let mut rows: HashMap<Uuid, _> = store::spans::by_ids(&db.read, ids.iter().copied())
+                .await?
+                .into_iter()
+                .map(|s| (s.id, s))
+                .collect();
+            // Keep the writer's order.
+            let ordered: Vec<_> = ids.iter().filter_map(|id| rows.remove(id)).collect();
+            if kind == EventKind::SpansAdded {
+                live.publish_added(&ordered);
+            } else {
+                ordered.iter().for_each(|s| live.publish_updated(s));
+            }
+        }
+        EventKind::TraceEnded => {
+            for trace in store::traces::by_ids(&db.read, ids).await? {
+                live.publish_trace_ended(&trace);
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_round_trips() {
+        let (instance, a, b) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let payload = format!("added {instance} {a},{b}");
+        assert_eq!(parse(&payload), Some((EventKind::SpansAdded, instance, vec![a, b])));
+        assert_eq!(parse("bogus x y"), None);
+        assert_eq!(parse(&format!("ended {instance} not-a-uuid")), None);
+    }
+}
