@@ -11,8 +11,9 @@ use uuid::Uuid;
 
 use super::state;
 use super::types::{Span, Trace};
+use crate::db::entities::span;
 use crate::error::AppError;
-use crate::live::EventFilter;
+use crate::live::{EventFilter, Feed};
 use crate::model::SpanType;
 
 pub struct Subscription;
@@ -36,8 +37,7 @@ impl Subscription {
             product_id,
             span_type,
         };
-        let rx = state(ctx)?.live.added.subscribe();
-        Ok(follow(rx, move |s| filter.matches_span(s).then(|| Span(s.clone()))))
+        Ok(spans(&state(ctx)?.live.added, filter))
     }
 
     /// Every span that from now on ends, or is flagged or unflagged, matching all given
@@ -56,8 +56,7 @@ impl Subscription {
             product_id,
             span_type,
         };
-        let rx = state(ctx)?.live.updated.subscribe();
-        Ok(follow(rx, move |s| filter.matches_span(s).then(|| Span(s.clone()))))
+        Ok(spans(&state(ctx)?.live.updated, filter))
     }
 
     /// Every trace that from now on ends, matching all given filters.
@@ -75,6 +74,12 @@ impl Subscription {
         let rx = state(ctx)?.live.trace_ended.subscribe();
         Ok(follow(rx, move |t| filter.matches_trace(t).then(|| Trace(t.clone()))))
     }
+}
+
+fn spans(feed: &Feed<span::Model>, filter: EventFilter) -> impl Stream<Item = Result<Span>> + use<> {
+    follow(feed.subscribe(), move |s| {
+        filter.matches_span(s).then(|| Span(s.clone()))
+    })
 }
 
 /// Turns a feed into a subscriber's stream: `pick` filters and converts each event; a
