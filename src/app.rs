@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use sea_orm::{DbBackend, DbErr};
 use tokio::net::TcpListener;
@@ -12,6 +13,10 @@ use crate::db::{self, Db, StatementCounter};
 use crate::graphql::{self, State};
 use crate::http;
 use crate::live::{self, LiveSpans};
+use crate::ws::WsShutdown;
+
+/// How long open WebSockets get to receive their `complete` messages at shutdown.
+const WS_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -26,6 +31,7 @@ pub struct App {
     router: axum::Router,
     db: Db,
     bridge: Option<tokio::task::JoinHandle<()>>,
+    ws_shutdown: WsShutdown,
 }
 
 impl App {
@@ -44,7 +50,8 @@ impl App {
             limits: Limits::from(&config),
         };
         let schema = graphql::build_schema(state, &config);
-        let router = http::router(schema, db.clone(), config.max_body_bytes);
+        let ws_shutdown = WsShutdown::default();
+        let router = http::router(schema, db.clone(), &config, ws_shutdown.clone());
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| StartError::Bind {
@@ -56,6 +63,7 @@ impl App {
             router,
             db,
             bridge,
+            ws_shutdown,
         })
     }
 
@@ -75,6 +83,12 @@ impl App {
 
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         tracing::info!(addr = %self.local_addr(), "tracegraph listening");
+        let ws = self.ws_shutdown.clone();
+        let shutdown = async move {
+            shutdown.await;
+            // WebSockets are upgraded out of the server's reach: end them ourselves.
+            ws.close_all(WS_SHUTDOWN_GRACE).await;
+        };
         let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await;

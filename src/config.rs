@@ -14,6 +14,11 @@ pub const DEFAULT_DB_MAX_CONNECTIONS: u32 = 16;
 pub const DEFAULT_QUERY_DEPTH: usize = 24;
 pub const DEFAULT_QUERY_COMPLEXITY: usize = 200_000;
 pub const DEFAULT_LIVE_BUFFER: usize = crate::live::SUBSCRIBER_BUFFER;
+pub const DEFAULT_WS_INIT_TIMEOUT_MS: u64 = 3000;
+pub const DEFAULT_WS_KEEPALIVE_SECS: u64 = 15;
+pub const DEFAULT_WS_MAX_SUBSCRIPTIONS: usize = 100;
+/// One WebSocket message; a GraphQL subscribe frame is small.
+pub const DEFAULT_WS_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 pub const MAX_PAGE_LIMIT: i64 = 500;
 pub const MAX_NAME_BYTES: usize = 1024;
 
@@ -55,6 +60,22 @@ pub struct Config {
     /// Live events a subscriber may fall behind by before its subscription ends with an error.
     #[arg(long, env = "TRACEGRAPH_LIVE_BUFFER", default_value_t = DEFAULT_LIVE_BUFFER, global = true)]
     pub live_buffer: usize,
+
+    /// How long a WebSocket client has to send `connection_init`, in milliseconds.
+    #[arg(long, env = "TRACEGRAPH_WS_INIT_TIMEOUT_MS", default_value_t = DEFAULT_WS_INIT_TIMEOUT_MS, global = true)]
+    pub ws_init_timeout_ms: u64,
+
+    /// Seconds between keep-alive pings on an idle WebSocket.
+    #[arg(long, env = "TRACEGRAPH_WS_KEEPALIVE_SECS", default_value_t = DEFAULT_WS_KEEPALIVE_SECS, global = true)]
+    pub ws_keepalive_secs: u64,
+
+    /// Most subscriptions open at once on one WebSocket connection.
+    #[arg(long, env = "TRACEGRAPH_WS_MAX_SUBSCRIPTIONS", default_value_t = DEFAULT_WS_MAX_SUBSCRIPTIONS, global = true)]
+    pub ws_max_subscriptions: usize,
+
+    /// Largest WebSocket message accepted, in bytes.
+    #[arg(long, env = "TRACEGRAPH_WS_MAX_MESSAGE_BYTES", default_value_t = DEFAULT_WS_MAX_MESSAGE_BYTES, global = true)]
+    pub ws_max_message_bytes: usize,
 }
 
 impl Default for Config {
@@ -69,6 +90,21 @@ impl Default for Config {
             max_query_depth: DEFAULT_QUERY_DEPTH,
             max_query_complexity: DEFAULT_QUERY_COMPLEXITY,
             live_buffer: DEFAULT_LIVE_BUFFER,
+            ws_init_timeout_ms: DEFAULT_WS_INIT_TIMEOUT_MS,
+            ws_keepalive_secs: DEFAULT_WS_KEEPALIVE_SECS,
+            ws_max_subscriptions: DEFAULT_WS_MAX_SUBSCRIPTIONS,
+            ws_max_message_bytes: DEFAULT_WS_MAX_MESSAGE_BYTES,
+        }
+    }
+}
+
+impl Config {
+    pub fn ws_settings(&self) -> crate::ws::WsSettings {
+        crate::ws::WsSettings {
+            init_timeout: std::time::Duration::from_millis(self.ws_init_timeout_ms),
+            keepalive: std::time::Duration::from_secs(self.ws_keepalive_secs.max(1)),
+            max_subscriptions: self.ws_max_subscriptions,
+            max_message_bytes: self.ws_max_message_bytes,
         }
     }
 }

@@ -2,18 +2,20 @@
 //! and the health probes.
 
 use async_graphql::http::GraphiQLSource;
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse, GraphQLSubscription};
+use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::Router;
-use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use tower::ServiceExt;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::config::Config;
 use crate::db::Db;
 use crate::graphql::{self, AppSchema};
+use crate::ws::{self, WsSettings, WsShutdown};
 
 pub const GRAPHQL_PATH: &str = "/graphql";
 pub const WS_PATH: &str = "/graphql/ws";
@@ -22,16 +24,21 @@ pub const WS_PATH: &str = "/graphql/ws";
 struct HttpState {
     schema: AppSchema,
     db: Db,
+    ws: WsSettings,
+    ws_shutdown: WsShutdown,
 }
 
-pub fn router(schema: AppSchema, db: Db, max_body_bytes: usize) -> Router {
+pub fn router(schema: AppSchema, db: Db, config: &Config, ws_shutdown: WsShutdown) -> Router {
+    let max_body_bytes = config.max_body_bytes;
     let state = HttpState {
-        schema: schema.clone(),
+        schema,
         db,
+        ws: config.ws_settings(),
+        ws_shutdown,
     };
     Router::new()
         .route(GRAPHQL_PATH, get(graphiql_or_websocket).post(graphql))
-        .route_service(WS_PATH, GraphQLSubscription::new(schema))
+        .route(WS_PATH, get(websocket))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .with_state(state)
@@ -48,16 +55,15 @@ async fn graphql(State(state): State<HttpState>, request: GraphQLRequest) -> Gra
 /// GraphiQL opens its subscriptions on its own page's URL, so `/graphql` upgrades to
 /// a WebSocket as `/graphql/ws` does.
 async fn graphiql_or_websocket(State(state): State<HttpState>, request: Request) -> Response {
-    let wants_websocket = request
-        .headers()
-        .get(header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
-    if wants_websocket {
-        let Ok(response) = GraphQLSubscription::new(state.schema).oneshot(request).await;
-        return response;
+    let (mut parts, _) = request.into_parts();
+    match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
+        Ok(upgrade) => ws::upgrade(upgrade, state.schema, state.ws, state.ws_shutdown),
+        Err(_) => graphiql().into_response(),
     }
-    graphiql().into_response()
+}
+
+async fn websocket(State(state): State<HttpState>, upgrade: WebSocketUpgrade) -> Response {
+    ws::upgrade(upgrade, state.schema, state.ws, state.ws_shutdown)
 }
 
 fn graphiql() -> impl IntoResponse {

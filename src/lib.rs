@@ -30,3 +30,5 @@ pub mod telemetry;
 pub mod usage;
 /// Write transactions and publishing.
 pub mod write;
+/// GraphQL over WebSocket, both protocols.
+pub mod ws;

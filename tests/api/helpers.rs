@@ -19,6 +19,8 @@ pub struct TestApp {
     pub statements: StatementCounter,
     /// Dropped with the first instance on a database; `None` for a second instance.
     _database: Option<TestDatabase>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 /// A database that lives as long as the test: a temporary SQLite file, or a
@@ -112,8 +114,13 @@ async fn start(database_url: String, database: Option<TestDatabase>, configure: 
     let app = App::build(config).await.expect("app builds");
     let addr = app.local_addr();
     let statements = app.statements();
-    tokio::spawn(app.run_until(std::future::pending()));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async move {
+        let _ = stopped.await;
+    }));
     TestApp {
+        stop: Some(stop),
+        server: Some(server),
         base: format!("http://{addr}"),
         addr,
         database_url,
@@ -124,6 +131,16 @@ async fn start(database_url: String, database: Option<TestDatabase>, configure: 
 }
 
 impl TestApp {
+    /// Shuts the server down as a signal would, and waits until it has stopped.
+    pub async fn shut_down(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task").expect("server stops cleanly");
+        }
+    }
+
     /// Another server instance on the same database.
     pub async fn second_instance(&self) -> TestApp {
         start(self.database_url.clone(), None, |_| {}).await
@@ -198,6 +215,24 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// A WebSocket client whose socket takes in little: when it stops reading, the
+    /// server's writes back up within a few frames.
+    pub async fn ws_with_small_window(&self) -> WsClient {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let stream = socket.connect(self.addr).await.unwrap();
+        let mut request = format!("ws://{}/graphql/ws", self.addr).into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse().unwrap());
+        let (socket, _) = tokio_tungstenite::client_async(request, tokio_tungstenite::MaybeTlsStream::Plain(stream))
+            .await
+            .expect("ws connects");
+        WsClient { socket }
+    }
+}
+
 pub fn error_code(body: &Value) -> String {
     let errors = body["errors"]
         .as_array()
@@ -249,5 +284,26 @@ impl WsClient {
         self.send(json!({"type": "connection_init", "payload": {}})).await;
         let ack = self.next_json(Duration::from_secs(5)).await;
         assert_eq!(ack["type"], "connection_ack", "{ack}");
+    }
+}
+
+impl WsClient {
+    /// Reads until the server closes, returning its close code (0 if it gave none).
+    pub async fn close_code(&mut self, timeout: Duration) -> u16 {
+        loop {
+            let next = tokio::time::timeout(timeout, self.socket.next())
+                .await
+                .expect("server closes before timeout");
+            match next {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)).unwrap_or(0),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return 0,
+            }
+        }
+    }
+
+    pub async fn subscribe(&mut self, id: &str, query: &str, variables: Value) {
+        self.send(json!({"id": id, "type": "subscribe", "payload": {"query": query, "variables": variables}}))
+            .await;
     }
 }

@@ -14,3 +14,4 @@ mod schema_sdl;
 mod spans;
 mod subscriptions;
 mod traces;
+mod websocket;

@@ -184,3 +184,122 @@ async fn on_postgres_events_cross_server_instances_once() {
         .await;
     assert_eq!(next_data(&mut ends_on_b, "traceEnded").await["id"], tid);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_from_concurrent_writers_arrive_once_in_write_order_per_trace() {
+    let app = spawn_app().await;
+    let (writers, per_writer) = (4, 250);
+    let mut traces = Vec::new();
+    for w in 0..writers {
+        traces.push(
+            app.create_trace(json!({"name": format!("w{w}")})).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let query = "subscription { spanAdded { traceId name } }";
+    let mut ws = subscribe(&app, "/graphql/ws", query, json!({})).await;
+    let add = "mutation($i: AddSpanInput!) { addSpan(input: $i) { id } }";
+    let writes = traces.iter().map(|tid| {
+        let app = &app;
+        async move {
+            for i in 0..per_writer {
+                app.ok(
+                    add,
+                    json!({"i": {"traceId": tid, "name": format!("{i}"), "spanType": "TOOL"}}),
+                )
+                .await;
+            }
+        }
+    });
+    futures::future::join_all(writes).await;
+    let mut seen: std::collections::HashMap<String, Vec<u32>> = std::collections::HashMap::new();
+    for _ in 0..writers * per_writer {
+        let span = next_data(&mut ws, "spanAdded").await;
+        let name: u32 = span["name"].as_str().unwrap().parse().unwrap();
+        seen.entry(span["traceId"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(name);
+    }
+    for tid in &traces {
+        let want: Vec<u32> = (0..per_writer).collect();
+        assert_eq!(seen[tid], want, "trace {tid}: every span once, in write order");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_subscriber_overflows_alone_while_99_others_get_everything() {
+    let app = spawn_app_with(|c| c.live_buffer = 512).await;
+    let tid = app.create_trace(json!({"name": "busy"})).await["id"].clone();
+    let small = "subscription($t: UUID) { spanAdded(traceId: $t) { name } }";
+    let big = "subscription($t: UUID) { spanAdded(traceId: $t) { name inputText } }";
+    let mut stalled = app.ws_with_small_window().await;
+    stalled.init().await;
+    stalled.subscribe("big", big, json!({"t": tid})).await;
+    let mut healthy = Vec::new();
+    for _ in 0..99 {
+        healthy.push(subscribe_quiet(&app, small, json!({"t": tid})).await);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let (batches, per_batch) = (30, 50);
+    let total = batches * per_batch;
+    let readers: Vec<_> = healthy
+        .into_iter()
+        .map(|mut ws| {
+            tokio::spawn(async move {
+                let mut names = Vec::with_capacity(total);
+                while names.len() < total {
+                    let msg = ws.next_json(Duration::from_secs(60)).await;
+                    assert_eq!(msg["type"], "next", "{msg}");
+                    names.push(msg["payload"]["data"]["spanAdded"]["name"].as_str().unwrap().to_owned());
+                }
+                names
+            })
+        })
+        .collect();
+    let prompt = "p".repeat(10_000);
+    for b in 0..batches {
+        let batch: Vec<Value> = (0..per_batch)
+            .map(|i| json!({"traceId": tid, "name": format!("{}", b * per_batch + i), "spanType": "LLM", "inputText": prompt}))
+            .collect();
+        app.add_spans(Value::Array(batch)).await;
+    }
+    let want: Vec<String> = (0..total).map(|i| i.to_string()).collect();
+    for reader in readers {
+        assert_eq!(
+            reader.await.unwrap(),
+            want,
+            "a healthy subscriber gets every span in order"
+        );
+    }
+    // The stalled one now reads: what fit in its buffers, then the lag error, then the end.
+    let mut received = 0;
+    loop {
+        let msg = stalled.next_json(Duration::from_secs(10)).await;
+        if msg["type"] == "complete" {
+            break;
+        }
+        assert_eq!(msg["type"], "next", "{msg}");
+        if let Some(error) = msg["payload"]["errors"].get(0) {
+            assert_eq!(error["extensions"]["code"], "LIMIT_EXCEEDED", "{msg}");
+            assert!(error["message"].as_str().unwrap().contains("lagged"), "{msg}");
+            let done = stalled.next_json(Duration::from_secs(10)).await;
+            assert_eq!(done["type"], "complete");
+            break;
+        }
+        received += 1;
+    }
+    assert!(
+        received < total,
+        "the stalled subscriber overflowed (got {received} of {total})"
+    );
+}
+
+async fn subscribe_quiet(app: &TestApp, query: &str, variables: Value) -> WsClient {
+    let mut ws = app.ws_at("/graphql/ws", "graphql-transport-ws").await;
+    ws.init().await;
+    ws.subscribe("1", query, variables).await;
+    ws
+}

@@ -1,0 +1,194 @@
+//! The graphql-transport-ws protocol's rules, each with its close code.
+
+use std::time::Duration;
+
+use futures::SinkExt;
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::helpers::{spawn_app, spawn_app_with};
+
+const WAIT: Duration = Duration::from_secs(5);
+const SUB: &str = "subscription { spanAdded { name } }";
+
+#[tokio::test]
+async fn no_connection_init_in_time_closes_4408() {
+    let app = spawn_app_with(|c| c.ws_init_timeout_ms = 200).await;
+    let mut ws = app.ws_at("/graphql/ws", "graphql-transport-ws").await;
+    assert_eq!(ws.close_code(WAIT).await, 4408);
+}
+
+#[tokio::test]
+async fn subscribe_before_ack_closes_4401() {
+    let app = spawn_app().await;
+    let mut ws = app.ws_at("/graphql/ws", "graphql-transport-ws").await;
+    ws.subscribe("1", SUB, json!({})).await;
+    assert_eq!(ws.close_code(WAIT).await, 4401);
+}
+
+#[tokio::test]
+async fn a_second_connection_init_closes_4429() {
+    let app = spawn_app().await;
+    let mut ws = app.ws_at("/graphql/ws", "graphql-transport-ws").await;
+    ws.init().await;
+    ws.send(json!({"type": "connection_init"})).await;
+    assert_eq!(ws.close_code(WAIT).await, 4429);
+}
+
+#[tokio::test]
+async fn a_reused_subscription_id_closes_4409() {
+    let app = spawn_app().await;
+    let mut ws = app.ws_at("/graphql/ws", "graphql-transport-ws").await;
+    ws.init().await;
+    ws.subscribe("same", SUB, json!({})).await;
+    ws.subscribe("same", SUB, json!({})).await;
+    assert_eq!(ws.close_code(WAIT).await, 4409);
+}
+
+#[tokio::test]
+async fn invalid_messages_close_4400() {
+    let app = spawn_app().await;
+    let cases = [
+        Message::text("not json"),
+        Message::text("[1, 2]"),
+        Message::text(r#"{"type": "launch_rockets"}"#),
+        Message::text(r#"{"type": "subscribe", "payload": {"query": "{ __typename }"}}"#),
+        Message::text(r#"{"type": "subscribe", "id": "1", "payload": "nope"}"#),
+        Message::binary(vec![1u8, 2, 3]),
+    ];
+    for message in cases {
+        let mut ws = app.ws_at("/graphql/ws", "graphql-transport-ws").await;
+        ws.init().await;
+        ws.socket.send(message.clone()).await.unwrap();
+        assert_eq!(ws.close_code(WAIT).await, 4400, "{message:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_server_pings_and_answers_pings() {
+    let app = spawn_app_with(|c| c.ws_keepalive_secs = 1).await;
+    let mut ws = app.ws_at("/graphql/ws", "graphql-transport-ws").await;
+    ws.init().await;
+    ws.send(json!({"type": "ping", "payload": {"n": 7}})).await;
+    let mut got_pong = false;
+    let mut got_ping = false;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(4);
+    while !(got_pong && got_ping) && tokio::time::Instant::now() < deadline {
+        let Ok(Some(Ok(Message::Text(text)))) =
+            tokio::time::timeout(WAIT, futures::StreamExt::next(&mut ws.socket)).await
+        else {
+            continue;
+        };
+        let msg: serde_json::Value = serde_json::from_str(&text).unwrap();
+        match msg["type"].as_str() {
+            Some("pong") => {
+                assert_eq!(msg["payload"], json!({"n": 7}));
+                got_pong = true;
+            }
+            Some("ping") => got_ping = true,
+            _ => {}
+        }
+    }
+    assert!(got_pong, "pong answers ping");
+    assert!(got_ping, "keep-alive ping within the interval");
+}
+
+#[tokio::test]
+async fn oversized_frames_end_the_connection() {
+    let app = spawn_app_with(|c| c.ws_max_message_bytes = 1024).await;
+    let mut ws = app.ws_at("/graphql/ws", "graphql-transport-ws").await;
+    ws.init().await;
+    let big = format!("{{\"type\":\"ping\",\"payload\":{{\"x\":\"{}\"}}}}", "x".repeat(4096));
+    let _ = ws.socket.send(Message::text(big)).await;
+    // The connection ends (1009 "message too big", or a reset); it does not answer.
+    let code = ws.close_code(WAIT).await;
+    assert!(code == 1009 || code == 0, "closed with {code}");
+}
+
+#[tokio::test]
+async fn subscriptions_per_connection_are_capped_with_an_error() {
+    let app = spawn_app_with(|c| c.ws_max_subscriptions = 2).await;
+    let tid = app.create_trace(json!({"name": "t"})).await["id"].clone();
+    let mut ws = app.ws_at("/graphql/ws", "graphql-transport-ws").await;
+    ws.init().await;
+    ws.subscribe("a", SUB, json!({})).await;
+    ws.subscribe("b", SUB, json!({})).await;
+    ws.subscribe("c", SUB, json!({})).await;
+    let refused = ws.next_json(WAIT).await;
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert_eq!(refused["id"], "c");
+    assert_eq!(refused["payload"][0]["extensions"]["code"], "LIMIT_EXCEEDED");
+    // The two within the cap still work.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    app.add_spans(json!([{"traceId": tid, "name": "s", "spanType": "TOOL"}]))
+        .await;
+    let mut ids = vec![];
+    for _ in 0..2 {
+        let msg = ws.next_json(WAIT).await;
+        assert_eq!(msg["type"], "next", "{msg}");
+        ids.push(msg["id"].as_str().unwrap().to_owned());
+    }
+    ids.sort();
+    assert_eq!(ids, ["a", "b"]);
+}
+
+#[tokio::test]
+async fn an_invalid_operation_gets_an_error_message() {
+    let app = spawn_app().await;
+    let mut ws = app.ws_at("/graphql/ws", "graphql-transport-ws").await;
+    ws.init().await;
+    ws.subscribe("1", "subscription { spanAdded { noSuchField } }", json!({}))
+        .await;
+    let msg = ws.next_json(WAIT).await;
+    assert_eq!(msg["type"], "error", "{msg}");
+    assert_eq!(msg["payload"][0]["extensions"]["code"], "BAD_USER_INPUT");
+    // The id is free again: the operation ended.
+    ws.subscribe("1", "{ __typename }", json!({})).await;
+    assert_eq!(ws.next_json(WAIT).await["type"], "next");
+    assert_eq!(ws.next_json(WAIT).await["type"], "complete");
+}
+
+#[tokio::test]
+async fn queries_and_mutations_run_over_the_socket_too() {
+    let app = spawn_app().await;
+    let mut ws = app.ws_at("/graphql/ws", "graphql-transport-ws").await;
+    ws.init().await;
+    ws.subscribe(
+        "m",
+        "mutation { createTrace(input: {name: \"over-ws\"}) { name } }",
+        json!({}),
+    )
+    .await;
+    let msg = ws.next_json(WAIT).await;
+    assert_eq!(msg["payload"]["data"]["createTrace"]["name"], "over-ws");
+    assert_eq!(ws.next_json(WAIT).await["type"], "complete");
+}
+
+#[tokio::test]
+async fn complete_from_the_client_stops_a_subscription() {
+    let app = spawn_app().await;
+    let tid = app.create_trace(json!({"name": "t"})).await["id"].clone();
+    let mut ws = app.ws_at("/graphql/ws", "graphql-transport-ws").await;
+    ws.init().await;
+    ws.subscribe("1", SUB, json!({})).await;
+    ws.send(json!({"type": "complete", "id": "1"})).await;
+    ws.subscribe("2", SUB, json!({})).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    app.add_spans(json!([{"traceId": tid, "name": "s", "spanType": "TOOL"}]))
+        .await;
+    let msg = ws.next_json(WAIT).await;
+    assert_eq!(msg["id"], "2", "only the live subscription hears it: {msg}");
+}
+
+#[tokio::test]
+async fn shutdown_completes_open_subscriptions() {
+    let mut app = spawn_app().await;
+    let mut ws = app.ws_at("/graphql/ws", "graphql-transport-ws").await;
+    ws.init().await;
+    ws.subscribe("live", SUB, json!({})).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    app.shut_down().await;
+    let msg = ws.next_json(WAIT).await;
+    assert_eq!(msg, json!({"type": "complete", "id": "live"}));
+    assert_eq!(ws.close_code(WAIT).await, 1001);
+}
