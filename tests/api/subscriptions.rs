@@ -175,6 +175,15 @@ async fn on_postgres_events_cross_server_instances_once() {
     a.add_spans(batch.clone()).await;
     assert_eq!(next_data(&mut on_b, "spanAdded").await["name"], "one");
     assert_eq!(next_data(&mut on_b, "spanAdded").await["name"], "two");
+    // Beyond NOTIFY's 8000-byte payload: 250 spans in one batch, each with a large input.
+    let big = "x".repeat(20_000);
+    let many: Vec<Value> = (0..250)
+        .map(|i| json!({"traceId": tid, "name": format!("bulk{i}"), "spanType": "LLM", "inputText": big}))
+        .collect();
+    a.add_spans(Value::Array(many)).await;
+    for i in 0..250 {
+        assert_eq!(next_data(&mut on_b, "spanAdded").await["name"], format!("bulk{i}"));
+    }
     // Received once: a retry on A and a new span on B itself; the next event is B's span.
     a.add_spans(batch).await;
     b.add_spans(json!([{"traceId": tid, "name": "three", "spanType": "TOOL"}]))
@@ -302,4 +311,29 @@ async fn subscribe_quiet(app: &TestApp, query: &str, variables: Value) -> WsClie
     ws.init().await;
     ws.subscribe("1", query, variables).await;
     ws
+}
+
+#[tokio::test]
+async fn span_added_filters_by_agent_and_product() {
+    let app = spawn_app().await;
+    let (agent, product) = (id(), id());
+    let mine = app
+        .create_trace(json!({"name": "m", "agentId": agent, "productId": product}))
+        .await["id"]
+        .clone();
+    let same_agent_other_product = app.create_trace(json!({"name": "o", "agentId": agent})).await["id"].clone();
+    let other = app.create_trace(json!({"name": "x", "productId": product})).await["id"].clone();
+    let query = "subscription($a: UUID, $p: UUID) { spanAdded(agent: $a, productId: $p) { name } }";
+    let mut ws = subscribe(&app, "/graphql/ws", query, json!({"a": agent, "p": product})).await;
+    let by_product = "subscription($p: UUID) { spanAdded(productId: $p) { name } }";
+    let mut ws_product = subscribe(&app, "/graphql/ws", by_product, json!({"p": product})).await;
+    app.add_spans(json!([
+        {"traceId": same_agent_other_product, "name": "agent-only", "spanType": "TOOL"},
+        {"traceId": other, "name": "product-only", "spanType": "TOOL"},
+        {"traceId": mine, "name": "both", "spanType": "TOOL"},
+    ]))
+    .await;
+    assert_eq!(next_data(&mut ws, "spanAdded").await["name"], "both");
+    assert_eq!(next_data(&mut ws_product, "spanAdded").await["name"], "product-only");
+    assert_eq!(next_data(&mut ws_product, "spanAdded").await["name"], "both");
 }
