@@ -19,6 +19,7 @@ pub const DEFAULT_WS_KEEPALIVE_SECS: u64 = 15;
 pub const DEFAULT_WS_MAX_SUBSCRIPTIONS: usize = 100;
 /// One WebSocket message; a GraphQL subscribe frame is small.
 pub const DEFAULT_WS_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 30_000;
 pub const MAX_PAGE_LIMIT: i64 = 500;
 pub const MAX_NAME_BYTES: usize = 1024;
 
@@ -76,6 +77,19 @@ pub struct Config {
     /// Largest WebSocket message accepted, in bytes.
     #[arg(long, env = "TRACEGRAPH_WS_MAX_MESSAGE_BYTES", default_value_t = DEFAULT_WS_MAX_MESSAGE_BYTES, global = true)]
     pub ws_max_message_bytes: usize,
+
+    /// Longest a GraphQL request may run, in milliseconds; past it the request is
+    /// refused with `LIMIT_EXCEEDED` and its writes are rolled back.
+    #[arg(long, env = "TRACEGRAPH_REQUEST_TIMEOUT_MS", default_value_t = DEFAULT_REQUEST_TIMEOUT_MS, global = true)]
+    pub request_timeout_ms: u64,
+
+    /// Do not serve GraphiQL (production deployments).
+    #[arg(long, env = "TRACEGRAPH_DISABLE_GRAPHIQL", global = true)]
+    pub disable_graphiql: bool,
+
+    /// Refuse introspection queries (production deployments).
+    #[arg(long, env = "TRACEGRAPH_DISABLE_INTROSPECTION", global = true)]
+    pub disable_introspection: bool,
 }
 
 impl Default for Config {
@@ -94,6 +108,9 @@ impl Default for Config {
             ws_keepalive_secs: DEFAULT_WS_KEEPALIVE_SECS,
             ws_max_subscriptions: DEFAULT_WS_MAX_SUBSCRIPTIONS,
             ws_max_message_bytes: DEFAULT_WS_MAX_MESSAGE_BYTES,
+            request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
+            disable_graphiql: false,
+            disable_introspection: false,
         }
     }
 }

@@ -44,12 +44,16 @@ pub fn build_schema(state: State, config: &Config) -> AppSchema {
     // their own (`request_loaders`).
     let loaders = request_loaders(&state.db);
     loaders.enable_all_cache(false);
-    schema_builder()
+    let builder = schema_builder()
         .data(loaders)
         .data(state)
         .limit_depth(config.max_query_depth)
-        .limit_complexity(config.max_query_complexity)
-        .finish()
+        .limit_complexity(config.max_query_complexity);
+    if config.disable_introspection {
+        builder.disable_introspection().finish()
+    } else {
+        builder.finish()
+    }
 }
 
 /// Loaders for one request: span trees are cached for its lifetime only.

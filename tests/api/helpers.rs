@@ -143,7 +143,11 @@ impl TestApp {
 
     /// Another server instance on the same database.
     pub async fn second_instance(&self) -> TestApp {
-        start(self.database_url.clone(), None, |_| {}).await
+        self.second_instance_with(|_| {}).await
+    }
+
+    pub async fn second_instance_with(&self, configure: impl FnOnce(&mut Config)) -> TestApp {
+        start(self.database_url.clone(), None, configure).await
     }
 
     /// Posts a GraphQL request and returns the JSON body.

@@ -1,4 +1,36 @@
-use crate::helpers::spawn_app;
+//! GraphQL over HTTP: status codes, media types, CSRF, GET, limits.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+
+const GQL_JSON: &str = "application/graphql-response+json";
+
+async fn post_raw(
+    app: &TestApp,
+    content_type: &str,
+    accept: Option<&str>,
+    body: impl Into<reqwest::Body>,
+) -> (StatusCode, String, Value) {
+    let mut request = app
+        .http
+        .post(format!("{}/graphql", app.base))
+        .header("content-type", content_type)
+        .body(body);
+    if let Some(accept) = accept {
+        request = request.header("accept", accept);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let media = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let body = response.json().await.unwrap_or(Value::Null);
+    (status, media, body)
+}
 
 #[tokio::test]
 async fn health_and_readiness() {
@@ -20,8 +52,190 @@ async fn graphiql_is_served_on_get() {
 }
 
 #[tokio::test]
+async fn graphiql_and_introspection_can_be_switched_off() {
+    let app = spawn_app_with(|c| {
+        c.disable_graphiql = true;
+        c.disable_introspection = true;
+    })
+    .await;
+    let page = app.http.get(format!("{}/graphql", app.base)).send().await.unwrap();
+    assert_eq!(page.status(), 400);
+    let body = app.gql("{ __schema { types { name } } }", json!({})).await;
+    assert_eq!(
+        body["data"]["__schema"],
+        Value::Null,
+        "introspection answers nothing: {body}"
+    );
+    assert!(app.gql("{ traces { totalCount } }", json!({})).await["errors"].is_null());
+}
+
+#[tokio::test]
 async fn unknown_route_is_404() {
     let app = spawn_app().await;
     let response = app.http.get(format!("{}/nope", app.base)).send().await.unwrap();
     assert_eq!(response.status(), 404);
+}
+
+#[tokio::test]
+async fn unparsable_bodies_are_400_with_a_graphql_error() {
+    let app = spawn_app().await;
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("malformed JSON", b"{\"query\": ".to_vec()),
+        ("invalid UTF-8", vec![b'{', 0xff, 0xfe, b'}']),
+        ("batch", br#"[{"query": "{ __typename }"}]"#.to_vec()),
+        ("no query", br#"{"variables": {}}"#.to_vec()),
+        (
+            "variables not an object",
+            br#"{"query": "{ __typename }", "variables": [1]}"#.to_vec(),
+        ),
+        (
+            "huge number",
+            br#"{"query": "{ __typename }", "variables": {"n": 1e999999}}"#.to_vec(),
+        ),
+    ];
+    for (what, body) in cases {
+        for accept in [None, Some(GQL_JSON)] {
+            let (status, _, json) = post_raw(&app, "application/json", accept, body.clone()).await;
+            assert_eq!(status, 400, "{what} {accept:?}");
+            assert_eq!(
+                json["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+                "{what}: {json}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn graphql_response_json_uses_4xx_for_request_errors() {
+    let app = spawn_app().await;
+    let bad = json!({"query": "{ noSuchField }"}).to_string();
+    let (status, media, _) = post_raw(&app, "application/json", Some(GQL_JSON), bad.clone()).await;
+    assert_eq!(status, 400);
+    assert!(media.starts_with(GQL_JSON), "{media}");
+    // The legacy media type keeps 200 for a well-formed GraphQL response.
+    let (status, media, body) = post_raw(&app, "application/json", Some("application/json"), bad).await;
+    assert_eq!(status, 200);
+    assert!(media.starts_with("application/json"), "{media}");
+    assert_eq!(body["errors"][0]["extensions"]["code"], "BAD_USER_INPUT");
+    let good = json!({"query": "{ traces { totalCount } }"}).to_string();
+    let (status, media, body) = post_raw(&app, "application/json", Some(GQL_JSON), good.clone()).await;
+    assert_eq!(status, 200);
+    assert!(media.starts_with(GQL_JSON));
+    assert_eq!(body["data"]["traces"]["totalCount"], 0);
+    // A field error after execution started is still a 200 with data.
+    let partial = json!({"query": "{ traces(limit: 0) { totalCount } }"}).to_string();
+    let (status, _, body) = post_raw(&app, "application/json", Some(GQL_JSON), partial).await;
+    assert_eq!(body["errors"][0]["extensions"]["code"], "BAD_USER_INPUT");
+    assert_eq!(status, 200);
+    let (status, _, _) = post_raw(&app, "application/json", Some("text/html"), good).await;
+    assert_eq!(status, 406);
+}
+
+#[tokio::test]
+async fn csrf_refuses_preflight_free_content_types() {
+    let app = spawn_app().await;
+    let body = json!({"query": "mutation { createTrace(input: {name: \"csrf\"}) { id } }"}).to_string();
+    for content_type in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+    ] {
+        let (status, _, json) = post_raw(&app, content_type, None, body.clone()).await;
+        assert_eq!(status, 400, "{content_type}");
+        assert_eq!(json["errors"][0]["extensions"]["code"], "FORBIDDEN");
+    }
+    assert_eq!(app.counts().await, (0, 0));
+    // With a header a browser cannot add unasked, text/plain JSON is accepted.
+    let response = app
+        .http
+        .post(format!("{}/graphql", app.base))
+        .header("content-type", "text/plain")
+        .header("x-tracegraph-csrf", "1")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(app.counts().await, (1, 0));
+    let (status, _, _) = post_raw(&app, "application/xml", None, body).await;
+    assert_eq!(status, 415);
+}
+
+#[tokio::test]
+async fn get_runs_queries_only() {
+    let app = spawn_app().await;
+    let url = format!("{}/graphql", app.base);
+    let response = app
+        .http
+        .get(&url)
+        .query(&[
+            ("query", "query($l: Int) { traces(limit: $l) { totalCount } }"),
+            ("variables", "{\"l\": 5}"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["data"]["traces"]["totalCount"], 0);
+    let mutation = app
+        .http
+        .get(&url)
+        .query(&[("query", "mutation { createTrace(input: {name: \"x\"}) { id } }")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mutation.status(), 405);
+    let bad_vars = app
+        .http
+        .get(&url)
+        .query(&[("query", "{ __typename }"), ("variables", "{nope")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad_vars.status(), 400);
+    assert_eq!(app.counts().await, (0, 0));
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_are_413() {
+    let app = spawn_app_with(|c| c.max_body_bytes = 4096).await;
+    let body = json!({"query": "{ __typename }", "variables": {"pad": "x".repeat(8192)}}).to_string();
+    let (status, _, json) = post_raw(&app, "application/json", None, body).await;
+    assert_eq!(status, 413);
+    assert_eq!(json["errors"][0]["extensions"]["code"], "LIMIT_EXCEEDED");
+}
+
+#[tokio::test]
+async fn a_request_over_its_time_limit_is_refused_and_rolled_back() {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    let app = spawn_app().await;
+    let hurried = app.second_instance_with(|c| c.request_timeout_ms = 300).await;
+    let tid = app.create_trace(json!({"name": "t"})).await["id"].clone();
+    // Another client holds the trace row (PostgreSQL) or the write lock (SQLite), so the
+    // write cannot finish in time, whatever the machine's speed.
+    let other = sea_orm::Database::connect(&app.database_url).await.unwrap();
+    let blocker = other.begin().await.unwrap();
+    let lock = if other.get_database_backend() == sea_orm::DbBackend::Sqlite {
+        "UPDATE trace SET name = name".to_owned()
+    } else {
+        format!("SELECT id FROM trace WHERE id = '{}' FOR UPDATE", tid.as_str().unwrap())
+    };
+    blocker.execute_unprepared(&lock).await.unwrap();
+    let spans: Vec<Value> = (0..10)
+        .map(|i| json!({"traceId": tid, "name": format!("{i}"), "spanType": "TOOL"}))
+        .collect();
+    let body = hurried
+        .gql(
+            "mutation($i: [AddSpanInput!]!) { addSpans(inputs: $i) { id } }",
+            json!({"i": spans}),
+        )
+        .await;
+    blocker.rollback().await.unwrap();
+    assert_eq!(body["errors"][0]["extensions"]["code"], "LIMIT_EXCEEDED", "{body}");
+    assert_eq!(
+        body["errors"][0]["extensions"]["limit"],
+        "request timeout in milliseconds"
+    );
+    assert_eq!(app.counts().await, (1, 0), "nothing of the batch was kept");
 }

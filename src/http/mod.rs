@@ -1,0 +1,136 @@
+//! HTTP routes: GraphQL over POST and GET, GraphiQL, subscriptions over WebSocket,
+//! and the health probes.
+
+mod graphql;
+
+use std::time::Duration;
+
+use async_graphql::http::GraphiQLSource;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{FromRequestParts, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use tower_http::trace::TraceLayer;
+
+use self::graphql::{GetParams, Media, Refusal};
+use crate::config::Config;
+use crate::db::Db;
+use crate::error::code;
+use crate::graphql::{self as gql, AppSchema};
+use crate::ws::{self, WsSettings, WsShutdown};
+
+pub use self::graphql::GRAPHQL_RESPONSE_JSON;
+
+pub const GRAPHQL_PATH: &str = "/graphql";
+pub const WS_PATH: &str = "/graphql/ws";
+
+#[derive(Clone)]
+struct HttpState {
+    schema: AppSchema,
+    db: Db,
+    ws: WsSettings,
+    ws_shutdown: WsShutdown,
+    max_body_bytes: usize,
+    request_timeout: Duration,
+    graphiql: bool,
+}
+
+pub fn router(schema: AppSchema, db: Db, config: &Config, ws_shutdown: WsShutdown) -> Router {
+    let state = HttpState {
+        schema,
+        db,
+        ws: config.ws_settings(),
+        ws_shutdown,
+        max_body_bytes: config.max_body_bytes,
+        request_timeout: Duration::from_millis(config.request_timeout_ms.max(1)),
+        graphiql: !config.disable_graphiql,
+    };
+    Router::new()
+        .route(GRAPHQL_PATH, get(get_graphql).post(post_graphql))
+        .route(WS_PATH, get(websocket))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+        .layer(TraceLayer::new_for_http())
+}
+
+async fn post_graphql(State(state): State<HttpState>, headers: HeaderMap, body: Body) -> Response {
+    let Some(media) = Media::negotiate(&headers) else {
+        return not_acceptable();
+    };
+    match graphql::read_post(&headers, body, state.max_body_bytes).await {
+        Ok(request) => execute(&state, request, media).await,
+        Err(refusal) => refusal.into_response(media),
+    }
+}
+
+/// `GET /graphql` runs a query given as parameters, upgrades to a WebSocket (GraphiQL
+/// opens its subscriptions on its own page's URL), or shows GraphiQL.
+async fn get_graphql(State(state): State<HttpState>, request: Request) -> Response {
+    let (mut parts, _) = request.into_parts();
+    if let Ok(upgrade) = WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
+        return ws::upgrade(upgrade, state.schema, state.ws, state.ws_shutdown);
+    }
+    let params = Query::<GetParams>::from_request_parts(&mut parts, &state).await;
+    let Some(media) = Media::negotiate(&parts.headers) else {
+        return not_acceptable();
+    };
+    match params {
+        Ok(Query(params)) if params.query.is_some() => match graphql::read_get(params) {
+            Ok(request) => execute(&state, request, media).await,
+            Err(refusal) => refusal.into_response(media),
+        },
+        Ok(_) if state.graphiql => graphiql().into_response(),
+        Ok(_) => Refusal::new(
+            StatusCode::BAD_REQUEST,
+            code::BAD_USER_INPUT,
+            "missing `query` parameter",
+        )
+        .into_response(media),
+        Err(e) => Refusal::new(StatusCode::BAD_REQUEST, code::BAD_USER_INPUT, e.body_text()).into_response(media),
+    }
+}
+
+async fn execute(state: &HttpState, request: async_graphql::Request, media: Media) -> Response {
+    let request = request.data(gql::request_loaders(&state.db));
+    // A request past its time is dropped, and with it any open transaction (rolled back).
+    let response = match tokio::time::timeout(state.request_timeout, state.schema.execute(request)).await {
+        Ok(response) => response,
+        Err(_) => graphql::timed_out(state.request_timeout),
+    };
+    graphql::respond(graphql::status_of(media, &response), media, &response)
+}
+
+fn not_acceptable() -> Response {
+    (
+        StatusCode::NOT_ACCEPTABLE,
+        "accepts application/graphql-response+json or application/json",
+    )
+        .into_response()
+}
+
+async fn websocket(State(state): State<HttpState>, upgrade: WebSocketUpgrade) -> Response {
+    ws::upgrade(upgrade, state.schema, state.ws, state.ws_shutdown)
+}
+
+fn graphiql() -> impl IntoResponse {
+    Html(
+        GraphiQLSource::build()
+            .endpoint(GRAPHQL_PATH)
+            .subscription_endpoint(WS_PATH)
+            .title("tracegraph")
+            .finish(),
+    )
+}
+
+/// Ready when the database answers.
+async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
+    if state.db.ping().await {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "database unreachable")
+    }
+}
