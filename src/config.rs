@@ -12,7 +12,12 @@ pub const DEFAULT_MAX_BATCH_SPANS: usize = 1000;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 pub const DEFAULT_DB_MAX_CONNECTIONS: u32 = 16;
 pub const DEFAULT_QUERY_DEPTH: usize = 24;
-pub const DEFAULT_QUERY_COMPLEXITY: usize = 200_000;
+/// A page of 50 traces with three levels of spans costs about 50,000.
+pub const DEFAULT_QUERY_COMPLEXITY: usize = 500_000;
+pub const DEFAULT_QUERY_TOKENS: usize = 20_000;
+pub const DEFAULT_QUERY_ALIASES: usize = 50;
+pub const DEFAULT_QUERY_ROOT_FIELDS: usize = 20;
+pub const DEFAULT_QUERY_DIRECTIVES: usize = 50;
 pub const DEFAULT_LIVE_BUFFER: usize = crate::live::SUBSCRIBER_BUFFER;
 pub const DEFAULT_WS_INIT_TIMEOUT_MS: u64 = 3000;
 pub const DEFAULT_WS_KEEPALIVE_SECS: u64 = 15;
@@ -57,6 +62,22 @@ pub struct Config {
     /// Highest accepted query complexity.
     #[arg(long, env = "TRACEGRAPH_MAX_QUERY_COMPLEXITY", default_value_t = DEFAULT_QUERY_COMPLEXITY, global = true)]
     pub max_query_complexity: usize,
+
+    /// Most lexical tokens in one query document.
+    #[arg(long, env = "TRACEGRAPH_MAX_QUERY_TOKENS", default_value_t = DEFAULT_QUERY_TOKENS, global = true)]
+    pub max_query_tokens: usize,
+
+    /// Most aliases in one query document.
+    #[arg(long, env = "TRACEGRAPH_MAX_QUERY_ALIASES", default_value_t = DEFAULT_QUERY_ALIASES, global = true)]
+    pub max_query_aliases: usize,
+
+    /// Most fields at the top of one operation.
+    #[arg(long, env = "TRACEGRAPH_MAX_QUERY_ROOT_FIELDS", default_value_t = DEFAULT_QUERY_ROOT_FIELDS, global = true)]
+    pub max_query_root_fields: usize,
+
+    /// Most directives in one query document.
+    #[arg(long, env = "TRACEGRAPH_MAX_QUERY_DIRECTIVES", default_value_t = DEFAULT_QUERY_DIRECTIVES, global = true)]
+    pub max_query_directives: usize,
 
     /// Live events a subscriber may fall behind by before its subscription ends with an error.
     #[arg(long, env = "TRACEGRAPH_LIVE_BUFFER", default_value_t = DEFAULT_LIVE_BUFFER, global = true)]
@@ -103,6 +124,10 @@ impl Default for Config {
             db_max_connections: DEFAULT_DB_MAX_CONNECTIONS,
             max_query_depth: DEFAULT_QUERY_DEPTH,
             max_query_complexity: DEFAULT_QUERY_COMPLEXITY,
+            max_query_tokens: DEFAULT_QUERY_TOKENS,
+            max_query_aliases: DEFAULT_QUERY_ALIASES,
+            max_query_root_fields: DEFAULT_QUERY_ROOT_FIELDS,
+            max_query_directives: DEFAULT_QUERY_DIRECTIVES,
             live_buffer: DEFAULT_LIVE_BUFFER,
             ws_init_timeout_ms: DEFAULT_WS_INIT_TIMEOUT_MS,
             ws_keepalive_secs: DEFAULT_WS_KEEPALIVE_SECS,

@@ -63,8 +63,26 @@ fn add_code(error: &mut ServerError) {
         error.extensions = extended.extensions;
         return;
     }
-    error
-        .extensions
-        .get_or_insert_with(Default::default)
-        .set("code", code::BAD_USER_INPUT);
+    let limit = engine_limit(&error.message);
+    let ext = error.extensions.get_or_insert_with(Default::default);
+    match limit {
+        Some(limit) => {
+            ext.set("code", code::LIMIT_EXCEEDED);
+            ext.set("limit", limit);
+        }
+        None => ext.set("code", code::BAD_USER_INPUT),
+    }
+}
+
+/// async-graphql's own limit errors, known by their messages (it gives them no code).
+fn engine_limit(message: &str) -> Option<&'static str> {
+    if message.starts_with("Query is nested too deep") {
+        Some("depth")
+    } else if message.starts_with("Query is too complex") {
+        Some("complexity")
+    } else if message.contains("recursion depth") || message.contains("recursion limit") {
+        Some("recursion depth")
+    } else {
+        None
+    }
 }

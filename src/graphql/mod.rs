@@ -1,6 +1,7 @@
 //! The GraphQL schema: roots, types, loaders, and how it is built with or without data.
 
 pub mod errors;
+pub mod limits;
 pub mod loaders;
 pub mod mutation;
 pub mod query;
@@ -47,8 +48,16 @@ pub fn build_schema(state: State, config: &Config) -> AppSchema {
     let builder = schema_builder()
         .data(loaders)
         .data(state)
+        .extension(limits::QueryLimits {
+            max_tokens: config.max_query_tokens,
+            max_aliases: config.max_query_aliases,
+            max_root_fields: config.max_query_root_fields,
+            max_directives: config.max_query_directives,
+        })
         .limit_depth(config.max_query_depth)
-        .limit_complexity(config.max_query_complexity);
+        .limit_complexity(config.max_query_complexity)
+        // Caps the parser's own recursion, so nesting cannot exhaust the stack.
+        .limit_recursive_depth(config.max_query_depth.saturating_mul(2).max(32));
     if config.disable_introspection {
         builder.disable_introspection().finish()
     } else {

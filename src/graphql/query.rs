@@ -14,6 +14,7 @@ pub struct Query;
 #[Object]
 impl Query {
     /// A page of traces, newest first unless sorted otherwise.
+    #[graphql(complexity = "page_cost(limit, child_complexity)")]
     async fn traces(
         &self,
         ctx: &Context<'_>,
@@ -49,6 +50,7 @@ impl Query {
 
     /// A page of spans across traces, oldest first unless sorted otherwise.
     /// `filter: {flagged: true}, sort: STARTED_AT_DESC` is the review queue.
+    #[graphql(complexity = "page_cost(limit, child_complexity)")]
     async fn spans(
         &self,
         ctx: &Context<'_>,
@@ -72,6 +74,7 @@ impl Query {
     }
 
     /// Usage records of ended traces, newest first, with totals over all matching records.
+    #[graphql(complexity = "page_cost(limit, child_complexity)")]
     async fn agent_usage(
         &self,
         ctx: &Context<'_>,
@@ -88,4 +91,12 @@ impl Query {
             filter,
         })
     }
+}
+
+/// A page costs its selection once per row it may return.
+fn page_cost(limit: Option<i64>, child_complexity: usize) -> usize {
+    let rows = limit
+        .unwrap_or(crate::filters::DEFAULT_PAGE_LIMIT)
+        .clamp(1, crate::config::MAX_PAGE_LIMIT) as usize;
+    rows.saturating_mul(child_complexity)
 }

@@ -9,6 +9,7 @@ mod errors;
 mod explain;
 mod http;
 mod import;
+mod limits;
 mod n_plus_one;
 mod schema_sdl;
 mod spans;

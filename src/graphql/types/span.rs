@@ -2,6 +2,7 @@ use async_graphql::{Context, Object, Result};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::trace::CHILDREN_PER_SPAN;
 use super::{SpanFlag, TokenUsage, Trace, micros_to_ms};
 use crate::db::entities::span;
 use crate::graphql::loaders::{FlagsOf, SpanId, TraceId};
@@ -43,6 +44,7 @@ impl Span {
         }
     }
     /// The spans nested directly inside this one, in start order.
+    #[graphql(complexity = "CHILDREN_PER_SPAN * child_complexity")]
     async fn children(&self, ctx: &Context<'_>) -> Result<Vec<Span>> {
         let tree = tree(ctx, self.0.trace_id).await?;
         Ok(tree.children_of(self.0.id).cloned().map(Span).collect())
@@ -93,6 +95,7 @@ impl Span {
         self.0.flagged
     }
     /// Every flag ever put on the span, oldest first, resolved ones included.
+    #[graphql(complexity = "CHILDREN_PER_SPAN * child_complexity")]
     async fn flags(&self, ctx: &Context<'_>) -> Result<Vec<SpanFlag>> {
         load_many(ctx, FlagsOf(self.0.id)).await
     }

@@ -9,6 +9,10 @@ use crate::graphql::loaders::{RootSpansOf, SpansOfTrace, UsageOfTrace};
 use crate::graphql::{Json, load_many, load_one, tree};
 use crate::model::TraceStatus;
 
+/// Expected list sizes, for query complexity: a cost estimate, not a cap.
+pub const SPANS_PER_TRACE: usize = 100;
+pub const CHILDREN_PER_SPAN: usize = 5;
+
 /// A complete record of one agent run.
 pub struct Trace(pub trace::Model);
 
@@ -69,6 +73,7 @@ impl Trace {
         self.0.flagged_span_count
     }
     /// All spans of the trace in start order, optionally narrowed.
+    #[graphql(complexity = "SPANS_PER_TRACE * child_complexity")]
     async fn spans(&self, ctx: &Context<'_>, filter: Option<SpanFilter>) -> Result<Vec<Span>> {
         match filter {
             Some(filter) if filter != SpanFilter::default() => {
@@ -82,6 +87,7 @@ impl Trace {
         }
     }
     /// The spans without a parent, in start order.
+    #[graphql(complexity = "CHILDREN_PER_SPAN * child_complexity")]
     async fn root_spans(&self, ctx: &Context<'_>) -> Result<Vec<Span>> {
         // Going deeper needs the whole tree anyway; the roots alone use their own index.
         if ctx.look_ahead().field("children").exists() {

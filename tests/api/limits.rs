@@ -1,0 +1,79 @@
+//! Every query limit refuses with `LIMIT_EXCEEDED` naming itself, and lets the
+//! ordinary dashboard query through.
+
+use serde_json::json;
+
+use crate::helpers::{spawn_app, spawn_app_with};
+
+/// Deep but cheap: `parent` is one span, so only the depth limit applies.
+fn nested(depth: usize) -> String {
+    let mut q = String::from("name");
+    for _ in 0..depth {
+        q = format!("parent {{ {q} }}");
+    }
+    format!("{{ span(id: \"00000000-0000-0000-0000-000000000000\") {{ {q} }} }}")
+}
+
+#[tokio::test]
+async fn each_query_limit_is_refused_by_name() {
+    let app = spawn_app_with(|c| {
+        c.max_query_depth = 8;
+        c.max_query_complexity = 20_000;
+        c.max_query_aliases = 3;
+        c.max_query_root_fields = 3;
+        c.max_query_directives = 2;
+        c.max_query_tokens = 200;
+    })
+    .await;
+    let cases = [
+        (nested(10), "depth"),
+        (
+            "{ traces(limit: 500) { items { spans { name } } } }".to_owned(),
+            "complexity",
+        ),
+        (
+            "{ a: traces { totalCount } b: traces { totalCount } c: spans { totalCount } d: spans { totalCount } }"
+                .to_owned(),
+            "aliases",
+        ),
+        (
+            "{ traces { totalCount } spans { totalCount } agentUsage { totalCount } __typename }".to_owned(),
+            "root fields",
+        ),
+        (
+            "{ traces @skip(if: false) { totalCount @include(if: true) hasNextPage @include(if: true) } }".to_owned(),
+            "directives",
+        ),
+        (format!("{{ {} }}", "__typename ".repeat(300)), "tokens"),
+    ];
+    for (query, limit) in cases {
+        let body = app.gql(&query, json!({})).await;
+        let error = &body["errors"][0];
+        assert_eq!(error["extensions"]["code"], "LIMIT_EXCEEDED", "{limit}: {body}");
+        assert_eq!(error["extensions"]["limit"], limit, "{body}");
+    }
+}
+
+#[tokio::test]
+async fn the_dashboard_query_fits_the_default_limits() {
+    let app = spawn_app().await;
+    let dashboard = "{ traces(limit: 50) { totalCount items { id name usage { costUsd }
+        rootSpans { name spanType startedAt endedAt error usage { totalTokens }
+          children { name spanType startedAt endedAt error usage { totalTokens }
+            children { name spanType startedAt endedAt error usage { totalTokens } } } } } } }";
+    app.ok(dashboard, json!({})).await;
+}
+
+#[tokio::test]
+async fn fragment_cycles_and_deep_nesting_are_refused_cleanly() {
+    let app = spawn_app().await;
+    let cycle =
+        "{ spans { items { ...A } } } fragment A on Span { children { ...B } } fragment B on Span { parent { ...A } }";
+    let code = app.error_code(cycle, json!({})).await;
+    assert!(code == "BAD_USER_INPUT" || code == "LIMIT_EXCEEDED", "{code}");
+    // Far past every limit: refused, and the server stays up.
+    let deep = format!("{}{}", "{ a ".repeat(5000), "}".repeat(5000));
+    let code = app.error_code(&deep, json!({})).await;
+    assert!(code == "BAD_USER_INPUT" || code == "LIMIT_EXCEEDED", "{code}");
+    assert_eq!(app.counts().await, (0, 0));
+}
