@@ -9,7 +9,7 @@ use sea_orm::{DbBackend, DbErr};
 use tokio::net::TcpListener;
 
 use crate::config::{Config, Limits};
-use crate::db::{self, Db, StatementCounter};
+use crate::db::{self, Db, StatementCounter, store};
 use crate::graphql::{self, State};
 use crate::http;
 use crate::live::{self, LiveSpans};
@@ -24,6 +24,14 @@ pub enum StartError {
     Database(#[from] DbErr),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
+    #[error(
+        "refusing to serve {addr} without API keys: anyone who can reach it could read and write traces. \
+         Create a key (`tracegraph keys create NAME --scope admin`), listen on a loopback address, \
+         or pass --insecure"
+    )]
+    Insecure { addr: SocketAddr },
+    #[error("{0}")]
+    Store(#[from] crate::error::AppError),
 }
 
 pub struct App {
@@ -37,6 +45,7 @@ pub struct App {
 impl App {
     pub async fn build(config: Config) -> Result<Self, StartError> {
         let db = db::connect(&config.database_url, config.db_max_connections).await?;
+        check_exposure(&config, &db).await?;
         let mut live = LiveSpans::with_buffer(config.live_buffer);
         let bridge = if db.backend() == DbBackend::Postgres {
             live = live.relayed();
@@ -97,6 +106,18 @@ impl App {
         }
         served
     }
+}
+
+/// With no API key, only a loopback address is served, unless the operator insists.
+async fn check_exposure(config: &Config, db: &Db) -> Result<(), StartError> {
+    if config.listen.ip().is_loopback() || store::keys::any_active(&db.read).await? {
+        return Ok(());
+    }
+    if !config.insecure {
+        return Err(StartError::Insecure { addr: config.listen });
+    }
+    tracing::warn!(addr = %config.listen, "serving without API keys on a non-loopback address (--insecure)");
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::app::App;
+use crate::auth::{self, Scope};
 use crate::config::{Config, Limits};
+use crate::db::store;
 use crate::{db, graphql, import, telemetry};
 
 /// A GraphQL trace store for AI-agent runs.
@@ -31,6 +33,11 @@ pub enum Command {
         #[arg(default_value = "schema.graphql")]
         out: PathBuf,
     },
+    /// Create, list and revoke API keys.
+    Keys {
+        #[command(subcommand)]
+        action: KeysCommand,
+    },
     /// Load an NDJSON data set (as written by `gen_dataset.py`). Safe to repeat.
     Import {
         /// The NDJSON file, or `-` for standard input.
@@ -39,6 +46,25 @@ pub enum Command {
         #[arg(long, default_value_t = import::DEFAULT_BATCH_TRACES)]
         batch_traces: usize,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key and print it; it is shown this once and stored only as a hash.
+    Create {
+        /// A unique name, shown in listings and on the flags the key makes.
+        name: String,
+        /// What the key may do; repeat for several.
+        #[arg(long = "scope", value_enum, required = true)]
+        scopes: Vec<Scope>,
+        /// Limit the key to this product; repeat for several. Without it, every product.
+        #[arg(long = "product")]
+        products: Vec<uuid::Uuid>,
+    },
+    /// List keys (never the keys themselves).
+    List,
+    /// Revoke a key; requests with it fail from the next one on.
+    Revoke { name: String },
 }
 
 pub fn main() -> ExitCode {
@@ -80,11 +106,52 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 eprintln!("wrote {}", out.display());
             }
         }
+        Command::Keys { action } => {
+            let db = db::connect(&config.database_url, 1).await?;
+            keys(&db, action).await?;
+        }
         Command::Import { file, batch_traces } => {
             let db = db::connect(&config.database_url, config.db_max_connections).await?;
             let limits = Limits::from(&config);
             let report = import::import_file(&db, &limits, &file, batch_traces.max(1)).await?;
             eprintln!("imported {} traces and {} spans", report.traces, report.spans);
+        }
+    }
+    Ok(())
+}
+
+async fn keys(db: &db::Db, action: KeysCommand) -> anyhow::Result<()> {
+    match action {
+        KeysCommand::Create { name, scopes, products } => {
+            let products = (!products.is_empty()).then_some(products);
+            let (row, key) = auth::generate(&name, &scopes, products);
+            store::keys::insert(&db.write, row).await?;
+            eprintln!("created key {name:?}; store it now, it is not shown again:");
+            println!("{key}");
+        }
+        KeysCommand::List => {
+            println!(
+                "{:<24} {:<14} {:<20} {:<26} status",
+                "name", "prefix", "scopes", "created"
+            );
+            for key in store::keys::all(&db.read).await? {
+                let status = match key.revoked_at {
+                    Some(at) => format!("revoked {}", at.format("%Y-%m-%d %H:%M")),
+                    None => "active".into(),
+                };
+                let products = key.products.map(|p| format!(" products={p}")).unwrap_or_default();
+                println!(
+                    "{:<24} {:<14} {:<20} {:<26} {status}{products}",
+                    key.name,
+                    format!("{}…", key.prefix),
+                    key.scopes,
+                    key.created_at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+                );
+            }
+        }
+        KeysCommand::Revoke { name } => {
+            store::keys::revoke(&db.write, &name).await?;
+            eprintln!("revoked key {name:?}");
         }
     }
     Ok(())

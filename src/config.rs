@@ -24,6 +24,7 @@ pub const DEFAULT_WS_KEEPALIVE_SECS: u64 = 15;
 pub const DEFAULT_WS_MAX_SUBSCRIPTIONS: usize = 100;
 /// One WebSocket message; a GraphQL subscribe frame is small.
 pub const DEFAULT_WS_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+pub const DEFAULT_WS_MAX_PER_KEY: usize = 50;
 pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 30_000;
 pub const MAX_PAGE_LIMIT: i64 = 500;
 pub const MAX_NAME_BYTES: usize = 1024;
@@ -99,6 +100,14 @@ pub struct Config {
     #[arg(long, env = "TRACEGRAPH_WS_MAX_MESSAGE_BYTES", default_value_t = DEFAULT_WS_MAX_MESSAGE_BYTES, global = true)]
     pub ws_max_message_bytes: usize,
 
+    /// Most WebSocket connections open at once with one API key.
+    #[arg(long, env = "TRACEGRAPH_WS_MAX_PER_KEY", default_value_t = DEFAULT_WS_MAX_PER_KEY, global = true)]
+    pub ws_max_per_key: usize,
+
+    /// Serve without API keys on a non-loopback address (refused otherwise).
+    #[arg(long, env = "TRACEGRAPH_INSECURE", global = true)]
+    pub insecure: bool,
+
     /// Longest a GraphQL request may run, in milliseconds; past it the request is
     /// refused with `LIMIT_EXCEEDED` and its writes are rolled back.
     #[arg(long, env = "TRACEGRAPH_REQUEST_TIMEOUT_MS", default_value_t = DEFAULT_REQUEST_TIMEOUT_MS, global = true)]
@@ -133,6 +142,8 @@ impl Default for Config {
             ws_keepalive_secs: DEFAULT_WS_KEEPALIVE_SECS,
             ws_max_subscriptions: DEFAULT_WS_MAX_SUBSCRIPTIONS,
             ws_max_message_bytes: DEFAULT_WS_MAX_MESSAGE_BYTES,
+            ws_max_per_key: DEFAULT_WS_MAX_PER_KEY,
+            insecure: false,
             request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
             disable_graphiql: false,
             disable_introspection: false,

@@ -33,6 +33,10 @@ pub enum AppError {
         actual: u64,
         max: u64,
     },
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    Forbidden(String),
     #[error("the database is busy; retry later")]
     Overloaded,
     #[error("live feed lagged by {0} events; resubscribe")]
@@ -57,6 +61,8 @@ impl AppError {
             Self::NotFound { .. } => code::NOT_FOUND,
             Self::Conflict(_) => code::CONFLICT,
             Self::LimitExceeded { .. } | Self::SubscriberLagged(_) => code::LIMIT_EXCEEDED,
+            Self::Unauthenticated(_) => code::UNAUTHENTICATED,
+            Self::Forbidden(_) => code::FORBIDDEN,
             Self::Overloaded => code::OVERLOADED,
             Self::Internal(_) => code::INTERNAL,
         }

@@ -26,6 +26,9 @@ pub struct TraceFilter {
     pub has_error: Option<bool>,
     /// `true`: only traces with at least one flagged span; `false`: only unflagged ones.
     pub has_flagged_spans: Option<bool>,
+    /// Set by the server for a product-scoped key, never by the client.
+    #[graphql(skip)]
+    pub products: Option<Vec<Uuid>>,
 }
 
 /// Narrows a span list; all given fields must match.
@@ -49,6 +52,9 @@ pub struct SpanFilter {
     pub started_after: Option<DateTime<Utc>>,
     /// Only spans that started before this time.
     pub started_before: Option<DateTime<Utc>>,
+    /// Set by the server for a product-scoped key, never by the client.
+    #[graphql(skip)]
+    pub products: Option<Vec<Uuid>>,
 }
 
 /// Narrows a list of usage records; all given fields must match.
@@ -62,6 +68,9 @@ pub struct AgentUsageFilter {
     pub created_after: Option<DateTime<Utc>>,
     /// Only records written before this time.
     pub created_before: Option<DateTime<Utc>>,
+    /// Set by the server for a product-scoped key, never by the client.
+    #[graphql(skip)]
+    pub products: Option<Vec<Uuid>>,
 }
 
 /// Order of a trace list. Ties are broken by id, so pages never overlap.

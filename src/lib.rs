@@ -2,7 +2,9 @@
 
 /// The application: database, schema and HTTP server wired together.
 pub mod app;
-/// Command line: `serve`, `migrate`, `export-schema`, `import`.
+/// API keys, scopes and product restrictions.
+pub mod auth;
+/// Command line: `serve`, `migrate`, `export-schema`, `import`, `keys`.
 pub mod cli;
 /// Settings from flags and `TRACEGRAPH_*` variables.
 pub mod config;

@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::{Access, Auth, SocketSlot};
 use crate::error::code;
 use crate::graphql::AppSchema;
 
@@ -71,11 +72,16 @@ impl Protocol {
     }
 }
 
+/// How often an open connection re-checks that its key is still active.
+const KEY_RECHECK: Duration = Duration::from_secs(1);
+
 pub fn upgrade(
     upgrade: WebSocketUpgrade,
     schema: AppSchema,
     settings: WsSettings,
     shutdown: WsShutdown,
+    auth: Auth,
+    header_key: Option<String>,
 ) -> HttpResponse {
     let upgrade = upgrade
         .protocols([TRANSPORT_WS, LEGACY_WS])
@@ -91,6 +97,9 @@ pub fn upgrade(
             schema,
             settings,
             protocol,
+            auth,
+            header_key,
+            access: None,
             acked: false,
             init_received: false,
             subscriptions: HashMap::new(),
@@ -116,6 +125,11 @@ struct Connection {
     schema: AppSchema,
     settings: WsSettings,
     protocol: Protocol,
+    auth: Auth,
+    /// A key sent as the upgrade request's `Authorization` header.
+    header_key: Option<String>,
+    /// Set by `connection_init`, with the key's WebSocket slot.
+    access: Option<(Access, SocketSlot)>,
     acked: bool,
     init_received: bool,
     subscriptions: HashMap<String, JoinHandle<()>>,
@@ -129,6 +143,8 @@ impl Connection {
         tokio::pin!(init_deadline);
         let mut keepalive = tokio::time::interval(self.settings.keepalive);
         keepalive.tick().await;
+        let mut recheck = tokio::time::interval(KEY_RECHECK);
+        recheck.tick().await;
 
         let close = loop {
             tokio::select! {
@@ -162,6 +178,12 @@ impl Connection {
                     };
                     if send(&mut sink, &ping).await.is_err() {
                         break None;
+                    }
+                }
+                _ = recheck.tick(), if matches!(self.access, Some((Access::Key(_), _))) => {
+                    let access = self.access.as_ref().map(|(a, _)| a.clone()).unwrap_or_default();
+                    if !self.auth.still_active(&access).await {
+                        break Some((4403, "Forbidden: the API key was revoked".to_owned()));
                     }
                 }
                 _ = shutdown.changed() => {
@@ -203,13 +225,23 @@ impl Connection {
                 if self.init_received {
                     return Step::Close(4429, "Too many initialisation requests".into());
                 }
-                if msg.get("payload").is_some_and(|p| !p.is_object() && !p.is_null()) {
+                let payload = msg.get("payload").cloned().unwrap_or(Value::Null);
+                if !payload.is_object() && !payload.is_null() {
                     return Step::Close(
                         4400,
                         "Invalid message: connection_init payload must be an object".into(),
                     );
                 }
                 self.init_received = true;
+                let key = init_key(&payload).or_else(|| self.header_key.clone());
+                let access = match self.auth.resolve(key.as_deref()).await {
+                    Ok(access) => access,
+                    Err(e) => return Step::Close(4403, format!("Forbidden: {e}")),
+                };
+                match self.auth.open_socket(&access) {
+                    Ok(slot) => self.access = Some((access, slot)),
+                    Err(e) => return Step::Close(4403, format!("Forbidden: {e}")),
+                }
                 self.acked = true;
                 let _ = send(sink, &json!({"type": "connection_ack"})).await;
                 if self.protocol == Protocol::Legacy {
@@ -238,7 +270,7 @@ impl Connection {
                     return Step::Close(4409, format!("Subscriber for {id} already exists"));
                 }
                 let request = match msg.get("payload").cloned().map(serde_json::from_value::<Request>) {
-                    Some(Ok(request)) => request,
+                    Some(Ok(request)) => request.data(self.access.as_ref().map(|(a, _)| a.clone()).unwrap_or_default()),
                     _ => {
                         return Step::Close(
                             4400,
@@ -318,6 +350,14 @@ impl Connection {
                 .await;
         })
     }
+}
+
+/// The key in a `connection_init` payload, as clients commonly send it.
+fn init_key(payload: &Value) -> Option<String> {
+    ["Authorization", "authorization", "apiKey", "token"]
+        .iter()
+        .find_map(|k| payload.get(*k).and_then(Value::as_str))
+        .map(str::to_owned)
 }
 
 fn is_request_error(response: &Response) -> bool {

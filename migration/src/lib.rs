@@ -6,6 +6,7 @@ mod m20261124_000001_create_trace;
 mod m20261124_000002_create_span;
 mod m20261124_000003_create_span_flag;
 mod m20261124_000004_create_agent_usage;
+mod m20261124_000005_create_api_key;
 mod sql;
 
 pub struct Migrator;
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000002_create_span::Migration),
             Box::new(m20261124_000003_create_span_flag::Migration),
             Box::new(m20261124_000004_create_agent_usage::Migration),
+            Box::new(m20261124_000005_create_api_key::Migration),
         ]
     }
 }

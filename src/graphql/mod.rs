@@ -13,6 +13,7 @@ use std::sync::Arc;
 use async_graphql::dataloader::{DataLoader, Loader};
 use async_graphql::{Context, ErrorExtensions, SDLExportOptions, Schema, SchemaBuilder};
 
+use crate::auth::{Access, Scope};
 use crate::config::{Config, Limits};
 use crate::db::Db;
 use crate::error::AppResult;
@@ -84,11 +85,46 @@ pub(crate) fn state<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a State> {
     ctx.data::<State>()
 }
 
-/// The state for a mutation. It forgets the request's cached span trees first, so the
-/// mutation's own selection reads what it wrote.
-pub(crate) fn write_state<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a State> {
+static OPEN: Access = Access::Open;
+
+/// The caller's access, after checking it has `scope`. Without a transport that sets
+/// one (the schema used directly), access is open.
+pub(crate) fn allow<'a>(ctx: &Context<'a>, scope: Scope) -> async_graphql::Result<&'a Access> {
+    let access = ctx.data_opt::<Access>().unwrap_or(&OPEN);
+    gql(access.require(scope))?;
+    Ok(access)
+}
+
+/// Refuses when a product-scoped caller touches spans of another product's traces.
+pub(crate) async fn check_trace_products(
+    access: &Access,
+    db: &Db,
+    trace_ids: impl IntoIterator<Item = uuid::Uuid>,
+) -> async_graphql::Result<()> {
+    if access.products().is_none() {
+        return Ok(());
+    }
+    for trace in gql(crate::db::store::traces::by_ids(&db.read, trace_ids).await)? {
+        gql(access.check_product(trace.product_id))?;
+    }
+    Ok(())
+}
+
+/// As [`check_trace_products`], for one span.
+pub(crate) async fn check_span_product(access: &Access, db: &Db, span_id: uuid::Uuid) -> async_graphql::Result<()> {
+    if access.products().is_none() {
+        return Ok(());
+    }
+    let span = gql(crate::db::store::spans::get(&db.read, span_id).await)?;
+    gql(access.check_product(span.product_id))
+}
+
+/// The state for a mutation needing `scope`. It forgets the request's cached span
+/// trees first, so the mutation's own selection reads what it wrote.
+pub(crate) fn write_state<'a>(ctx: &Context<'a>, scope: Scope) -> async_graphql::Result<(&'a State, &'a Access)> {
+    let access = allow(ctx, scope)?;
     ctx.data::<AppLoader>()?.clear::<loaders::TreeOf>();
-    state(ctx)
+    Ok((state(ctx)?, access))
 }
 
 /// The span tree of a trace, loaded once per request.

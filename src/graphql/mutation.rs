@@ -6,7 +6,9 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::types::{Span, Trace};
-use super::{gql, write_state};
+use super::{State, check_span_product, check_trace_products, gql, write_state};
+use crate::auth::{Access, Scope};
+use crate::db::entities::span;
 use crate::db::store;
 use crate::error::{AppError, AppResult};
 use crate::ingest::{self, NewSpan, SpanDraft, TraceDraft};
@@ -18,22 +20,23 @@ pub struct Mutation;
 impl Mutation {
     /// Starts a trace. With a client `id`, repeating the call returns the same trace.
     async fn create_trace(&self, ctx: &Context<'_>, input: TraceDraft) -> Result<Trace> {
-        let s = write_state(ctx)?;
+        let (s, access) = write_state(ctx, Scope::Ingest)?;
+        gql(access.check_product(input.product_id))?;
         let new = gql(ingest::validate_trace(input, &s.limits))?;
         gql(write::create_trace(&s.db, new).await).map(Trace)
     }
 
     /// Adds one span. Its parent must be in the same trace.
     async fn add_span(&self, ctx: &Context<'_>, input: SpanDraft) -> Result<Span> {
-        let s = write_state(ctx)?;
+        let (s, access) = write_state(ctx, Scope::Ingest)?;
         let new = gql(ingest::validate_span(input, &s.limits))?;
-        let mut rows = gql(write::add_spans(&s.db, &s.live, vec![new]).await)?;
+        let mut rows = store_spans(s, access, vec![new]).await?;
         Ok(Span(rows.remove(0)))
     }
 
     /// Adds a batch of spans in one transaction: all are stored, or none.
     async fn add_spans(&self, ctx: &Context<'_>, inputs: Vec<SpanDraft>) -> Result<Vec<Span>> {
-        let s = write_state(ctx)?;
+        let (s, access) = write_state(ctx, Scope::Ingest)?;
         let max = s.limits.max_batch_spans;
         if inputs.len() > max {
             return gql(Err(AppError::LimitExceeded {
@@ -48,7 +51,7 @@ impl Mutation {
             .enumerate()
             .map(|(i, input)| ingest::validate_span(input, &s.limits).map_err(|e| e.at(&format!("inputs[{i}]"))))
             .collect();
-        let rows = gql(write::add_spans(&s.db, &s.live, gql(news)?).await)?;
+        let rows = store_spans(s, access, gql(news)?).await?;
         Ok(rows.into_iter().map(Span).collect())
     }
 
@@ -61,7 +64,8 @@ impl Mutation {
         output_text: Option<String>,
         error: Option<String>,
     ) -> Result<Span> {
-        let s = write_state(ctx)?;
+        let (s, access) = write_state(ctx, Scope::Ingest)?;
+        check_span_product(access, &s.db, id).await?;
         let ended_at = gql(ended_at.map(|t| ingest::normalize_time("endedAt", t)).transpose())?;
         for (field, text) in [("outputText", &output_text), ("error", &error)] {
             if let Some(text) = text {
@@ -83,7 +87,8 @@ impl Mutation {
         #[graphql(desc = "Defaults to now.")] ended_at: Option<DateTime<Utc>>,
         error: Option<String>,
     ) -> Result<Trace> {
-        let s = write_state(ctx)?;
+        let (s, access) = write_state(ctx, Scope::Ingest)?;
+        check_trace_products(access, &s.db, [id]).await?;
         let ended_at = gql(ended_at.map(|t| ingest::normalize_time("endedAt", t)).transpose())?;
         if let Some(text) = &error {
             gql(ingest::check_text("error", text, s.limits.max_text_bytes))?;
@@ -97,7 +102,8 @@ impl Mutation {
 
     /// Flags a span for review with a reason; every flag is kept with its time.
     async fn flag_span(&self, ctx: &Context<'_>, id: Uuid, reason: String) -> Result<Span> {
-        let s = write_state(ctx)?;
+        let (s, access) = write_state(ctx, Scope::Admin)?;
+        check_span_product(access, &s.db, id).await?;
         if reason.trim().is_empty() {
             return gql(Err(AppError::bad_input("reason", "must not be empty")));
         }
@@ -108,8 +114,15 @@ impl Mutation {
 
     /// Clears a span's flag; its flags stay on record as resolved.
     async fn unflag_span(&self, ctx: &Context<'_>, id: Uuid) -> Result<Span> {
-        let s = write_state(ctx)?;
+        let (s, access) = write_state(ctx, Scope::Admin)?;
+        check_span_product(access, &s.db, id).await?;
         let row = gql(write::update_span(&s.db, &s.live, async |txn| store::flags::unflag(txn, id).await).await)?;
         Ok(Span(row))
     }
+}
+
+/// Stores validated spans once the caller may write to each span's trace.
+async fn store_spans(s: &State, access: &Access, news: Vec<NewSpan>) -> Result<Vec<span::Model>> {
+    check_trace_products(access, &s.db, news.iter().map(|n| n.row.trace_id)).await?;
+    gql(write::add_spans(&s.db, &s.live, news).await)
 }

@@ -5,7 +5,8 @@ use uuid::Uuid;
 
 use super::loaders::{SpanId, TraceId};
 use super::types::{AgentUsagePage, Span, SpanPage, Trace, TracePage};
-use super::{db, gql, load_one, prefetch_trees};
+use super::{allow, db, gql, load_one, prefetch_trees};
+use crate::auth::Scope;
 use crate::db::store;
 use crate::filters::{AgentUsageFilter, Page, SpanFilter, SpanSort, TraceFilter, TraceSort};
 
@@ -23,8 +24,10 @@ impl Query {
         #[graphql(default_with = "Some(50)", desc = "Page size, 1 to 500.")] limit: Option<i64>,
         #[graphql(default_with = "Some(0)")] offset: Option<i64>,
     ) -> Result<TracePage> {
+        let access = allow(ctx, Scope::Read)?;
         let window = gql(Page::from_args(limit, offset))?;
-        let filter = filter.unwrap_or_default();
+        let mut filter = filter.unwrap_or_default();
+        filter.products = gql(access.restrict(filter.product_id))?;
         let rows = gql(store::traces::list(&db(ctx)?.read, &filter, sort.unwrap_or_default(), window).await)?;
         let items = ctx.look_ahead().field("items");
         if items.field("rootSpans").field("children").exists() || items.field("spans").exists() {
@@ -40,12 +43,22 @@ impl Query {
 
     /// One trace by id; null if there is none.
     async fn trace(&self, ctx: &Context<'_>, id: Uuid) -> Result<Option<Trace>> {
-        load_one(ctx, TraceId(id)).await
+        let access = allow(ctx, Scope::Read)?;
+        let trace: Option<Trace> = load_one(ctx, TraceId(id)).await?;
+        if let Some(t) = &trace {
+            gql(access.check_product(t.0.product_id))?;
+        }
+        Ok(trace)
     }
 
     /// One span by id; null if there is none.
     async fn span(&self, ctx: &Context<'_>, id: Uuid) -> Result<Option<Span>> {
-        load_one(ctx, SpanId(id)).await
+        let access = allow(ctx, Scope::Read)?;
+        let span: Option<Span> = load_one(ctx, SpanId(id)).await?;
+        if let Some(s) = &span {
+            gql(access.check_product(s.0.product_id))?;
+        }
+        Ok(span)
     }
 
     /// A page of spans across traces, oldest first unless sorted otherwise.
@@ -59,8 +72,10 @@ impl Query {
         #[graphql(default_with = "Some(50)", desc = "Page size, 1 to 500.")] limit: Option<i64>,
         #[graphql(default_with = "Some(0)")] offset: Option<i64>,
     ) -> Result<SpanPage> {
+        let access = allow(ctx, Scope::Read)?;
         let window = gql(Page::from_args(limit, offset))?;
-        let filter = filter.unwrap_or_default();
+        let mut filter = filter.unwrap_or_default();
+        filter.products = gql(access.restrict(filter.product_id))?;
         let rows = gql(store::spans::list(&db(ctx)?.read, &filter, sort.unwrap_or_default(), window).await)?;
         if ctx.look_ahead().field("items").field("children").exists() {
             let ids: Vec<Uuid> = rows.items.iter().map(|s| s.trace_id).collect();
@@ -82,8 +97,10 @@ impl Query {
         #[graphql(default_with = "Some(50)", desc = "Page size, 1 to 500.")] limit: Option<i64>,
         #[graphql(default_with = "Some(0)")] offset: Option<i64>,
     ) -> Result<AgentUsagePage> {
+        let access = allow(ctx, Scope::Read)?;
         let window = gql(Page::from_args(limit, offset))?;
-        let filter = filter.unwrap_or_default();
+        let mut filter = filter.unwrap_or_default();
+        filter.products = gql(access.restrict(filter.product_id))?;
         let rows = gql(store::agent_usage::list(&db(ctx)?.read, &filter, window).await)?;
         Ok(AgentUsagePage {
             items: rows.items.into_iter().map(Into::into).collect(),

@@ -9,8 +9,9 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use uuid::Uuid;
 
-use super::state;
 use super::types::{Span, Trace};
+use super::{allow, gql, state};
+use crate::auth::Scope;
 use crate::db::entities::span;
 use crate::error::AppError;
 use crate::live::{EventFilter, Feed};
@@ -32,6 +33,7 @@ impl Subscription {
         span_type: Option<SpanType>,
     ) -> Result<impl Stream<Item = Result<Span>> + use<>> {
         let filter = EventFilter {
+            products: gql(allow(ctx, Scope::Read)?.restrict(product_id))?,
             trace_id,
             agent,
             product_id,
@@ -51,6 +53,7 @@ impl Subscription {
         span_type: Option<SpanType>,
     ) -> Result<impl Stream<Item = Result<Span>> + use<>> {
         let filter = EventFilter {
+            products: gql(allow(ctx, Scope::Read)?.restrict(product_id))?,
             trace_id,
             agent,
             product_id,
@@ -67,6 +70,7 @@ impl Subscription {
         product_id: Option<Uuid>,
     ) -> Result<impl Stream<Item = Result<Trace>> + use<>> {
         let filter = EventFilter {
+            products: gql(allow(ctx, Scope::Read)?.restrict(product_id))?,
             agent,
             product_id,
             ..Default::default()

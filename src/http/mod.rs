@@ -10,15 +10,16 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{FromRequestParts, Query, Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use tower_http::trace::TraceLayer;
 
 use self::graphql::{GetParams, Media, Refusal};
+use crate::auth::Auth;
 use crate::config::Config;
 use crate::db::Db;
-use crate::error::code;
+use crate::error::{AppError, code};
 use crate::graphql::{self as gql, AppSchema};
 use crate::ws::{self, WsSettings, WsShutdown};
 
@@ -36,10 +37,12 @@ struct HttpState {
     max_body_bytes: usize,
     request_timeout: Duration,
     graphiql: bool,
+    auth: Auth,
 }
 
 pub fn router(schema: AppSchema, db: Db, config: &Config, ws_shutdown: WsShutdown) -> Router {
     let state = HttpState {
+        auth: Auth::new(db.clone(), config.ws_max_per_key),
         schema,
         db,
         ws: config.ws_settings(),
@@ -62,7 +65,7 @@ async fn post_graphql(State(state): State<HttpState>, headers: HeaderMap, body: 
         return not_acceptable();
     };
     match graphql::read_post(&headers, body, state.max_body_bytes).await {
-        Ok(request) => execute(&state, request, media).await,
+        Ok(request) => execute(&state, request, media, &headers).await,
         Err(refusal) => refusal.into_response(media),
     }
 }
@@ -72,7 +75,7 @@ async fn post_graphql(State(state): State<HttpState>, headers: HeaderMap, body: 
 async fn get_graphql(State(state): State<HttpState>, request: Request) -> Response {
     let (mut parts, _) = request.into_parts();
     if let Ok(upgrade) = WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
-        return ws::upgrade(upgrade, state.schema, state.ws, state.ws_shutdown);
+        return open_socket(state, upgrade, &parts.headers);
     }
     let params = Query::<GetParams>::from_request_parts(&mut parts, &state).await;
     let Some(media) = Media::negotiate(&parts.headers) else {
@@ -80,7 +83,7 @@ async fn get_graphql(State(state): State<HttpState>, request: Request) -> Respon
     };
     match params {
         Ok(Query(params)) if params.query.is_some() => match graphql::read_get(params) {
-            Ok(request) => execute(&state, request, media).await,
+            Ok(request) => execute(&state, request, media, &parts.headers).await,
             Err(refusal) => refusal.into_response(media),
         },
         Ok(_) if state.graphiql => graphiql().into_response(),
@@ -94,8 +97,19 @@ async fn get_graphql(State(state): State<HttpState>, request: Request) -> Respon
     }
 }
 
-async fn execute(state: &HttpState, request: async_graphql::Request, media: Media) -> Response {
-    let request = request.data(gql::request_loaders(&state.db));
+async fn execute(state: &HttpState, request: async_graphql::Request, media: Media, headers: &HeaderMap) -> Response {
+    let access = match state.auth.resolve(authorization(headers)).await {
+        Ok(access) => access,
+        Err(e) => {
+            let status = match e {
+                AppError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+                AppError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            return Refusal::new(status, e.code(), e.to_string()).into_response(media);
+        }
+    };
+    let request = request.data(gql::request_loaders(&state.db)).data(access);
     // A request past its time is dropped, and with it any open transaction (rolled back).
     let response = match tokio::time::timeout(state.request_timeout, state.schema.execute(request)).await {
         Ok(response) => response,
@@ -112,8 +126,24 @@ fn not_acceptable() -> Response {
         .into_response()
 }
 
-async fn websocket(State(state): State<HttpState>, upgrade: WebSocketUpgrade) -> Response {
-    ws::upgrade(upgrade, state.schema, state.ws, state.ws_shutdown)
+async fn websocket(State(state): State<HttpState>, headers: HeaderMap, upgrade: WebSocketUpgrade) -> Response {
+    open_socket(state, upgrade, &headers)
+}
+
+fn open_socket(state: HttpState, upgrade: WebSocketUpgrade, headers: &HeaderMap) -> Response {
+    let header_key = authorization(headers).map(str::to_owned);
+    ws::upgrade(
+        upgrade,
+        state.schema,
+        state.ws,
+        state.ws_shutdown,
+        state.auth,
+        header_key,
+    )
+}
+
+fn authorization(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
 }
 
 fn graphiql() -> impl IntoResponse {

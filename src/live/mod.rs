@@ -91,19 +91,29 @@ pub struct EventFilter {
     pub agent: Option<Uuid>,
     pub product_id: Option<Uuid>,
     pub span_type: Option<SpanType>,
+    /// Forced for a product-scoped key.
+    pub products: Option<Vec<Uuid>>,
 }
 
 impl EventFilter {
+    fn product_allowed(&self, product: Option<Uuid>) -> bool {
+        self.products
+            .as_ref()
+            .is_none_or(|allowed| product.is_some_and(|p| allowed.contains(&p)))
+    }
+
     pub fn matches_span(&self, s: &span::Model) -> bool {
         self.trace_id.is_none_or(|id| s.trace_id == id)
             && self.agent.is_none_or(|id| s.agent_id == Some(id))
             && self.product_id.is_none_or(|id| s.product_id == Some(id))
             && self.span_type.is_none_or(|t| s.span_type == t.as_str())
+            && self.product_allowed(s.product_id)
     }
 
     pub fn matches_trace(&self, t: &trace::Model) -> bool {
         self.trace_id.is_none_or(|id| t.id == id)
             && self.agent.is_none_or(|id| t.agent_id == Some(id))
             && self.product_id.is_none_or(|id| t.product_id == Some(id))
+            && self.product_allowed(t.product_id)
     }
 }

@@ -237,6 +237,45 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// Runs the real `tracegraph` CLI against this app's database.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tracegraph"))
+            .args(args)
+            .env("TRACEGRAPH_DATABASE_URL", &self.database_url)
+            .output()
+            .expect("tracegraph runs")
+    }
+
+    /// Creates an API key with the CLI and returns it.
+    pub fn create_key(&self, name: &str, scopes: &[&str], products: &[&str]) -> String {
+        let mut args = vec!["keys", "create", name];
+        for s in scopes {
+            args.extend(["--scope", s]);
+        }
+        for p in products {
+            args.extend(["--product", p]);
+        }
+        let out = self.cli(&args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    /// Posts a GraphQL request with a key; returns status and body.
+    pub async fn gql_as(&self, key: &str, query: &str, variables: Value) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}/graphql", self.base))
+            .bearer_auth(key)
+            .json(&json!({"query": query, "variables": variables}))
+            .send()
+            .await
+            .expect("request sent");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("JSON body"))
+    }
+}
+
 pub fn error_code(body: &Value) -> String {
     let errors = body["errors"]
         .as_array()

@@ -85,6 +85,9 @@ pub fn condition(f: &AgentUsageFilter) -> Condition {
     if let Some(product) = f.product_id {
         c = c.add(Column::ProductId.eq(product));
     }
+    if let Some(products) = &f.products {
+        c = c.add(Column::ProductId.is_in(products.iter().copied()));
+    }
     if let Some(t) = f.created_after {
         c = c.add(Column::CreatedAt.gte(t));
     }

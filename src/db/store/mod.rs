@@ -3,6 +3,7 @@
 
 pub mod agent_usage;
 pub mod flags;
+pub mod keys;
 pub mod spans;
 pub mod traces;
 

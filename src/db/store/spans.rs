@@ -281,6 +281,9 @@ pub fn condition(f: &SpanFilter) -> Condition {
     if let Some(product) = f.product_id {
         c = c.add(Column::ProductId.eq(product));
     }
+    if let Some(products) = &f.products {
+        c = c.add(Column::ProductId.is_in(products.iter().copied()));
+    }
     if let Some(kind) = f.span_type {
         c = c.add(Column::SpanType.eq(kind.as_str()));
     }

@@ -144,6 +144,9 @@ pub fn condition(f: &TraceFilter) -> Condition {
     if let Some(product) = f.product_id {
         c = c.add(Column::ProductId.eq(product));
     }
+    if let Some(products) = &f.products {
+        c = c.add(Column::ProductId.is_in(products.iter().copied()));
+    }
     if let Some(name) = &f.name {
         c = c.add(Column::Name.eq(name.as_str()));
     }

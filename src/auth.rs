@@ -1,0 +1,284 @@
+//! API keys: scopes, product restrictions, and turning a presented key into an
+//! `Access`. Keys are random, shown once, stored as SHA-256 hashes, found by a short
+//! prefix and compared in constant time.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+use crate::db::entities::api_key;
+use crate::db::{Db, store};
+use crate::error::{AppError, AppResult};
+
+const KEY_PREFIX: &str = "tg_";
+/// Characters of a key kept in clear to find its row: the `tg_` and 9 of its 64 hex digits.
+const LOOKUP_CHARS: usize = 12;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scope {
+    /// Write traces and spans.
+    Ingest,
+    /// Queries and subscriptions.
+    Read,
+    /// Everything, including flags.
+    Admin,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ingest => "ingest",
+            Self::Read => "read",
+            Self::Admin => "admin",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        [Self::Ingest, Self::Read, Self::Admin]
+            .into_iter()
+            .find(|x| x.as_str() == s)
+    }
+}
+
+/// Who is asking. `Open` only when no key exists and the server listens on loopback.
+#[derive(Debug, Clone, Default)]
+pub enum Access {
+    #[default]
+    Open,
+    Key(KeyAccess),
+}
+
+#[derive(Debug, Clone)]
+pub struct KeyAccess {
+    pub id: Uuid,
+    pub name: String,
+    pub scopes: Vec<Scope>,
+    pub products: Option<Vec<Uuid>>,
+}
+
+impl Access {
+    pub fn require(&self, scope: Scope) -> AppResult<()> {
+        match self {
+            Self::Open => Ok(()),
+            Self::Key(k) if k.scopes.contains(&Scope::Admin) || k.scopes.contains(&scope) => Ok(()),
+            Self::Key(k) => Err(AppError::Forbidden(format!(
+                "key {:?} lacks the {} scope",
+                k.name,
+                scope.as_str()
+            ))),
+        }
+    }
+
+    /// The products this access is limited to; `None` for all.
+    pub fn products(&self) -> Option<&[Uuid]> {
+        match self {
+            Self::Open => None,
+            Self::Key(k) => k.products.as_deref(),
+        }
+    }
+
+    /// Refuses a record of a product outside the key's (a product-less record included).
+    pub fn check_product(&self, product: Option<Uuid>) -> AppResult<()> {
+        match self.products() {
+            None => Ok(()),
+            Some(allowed) if product.is_some_and(|p| allowed.contains(&p)) => Ok(()),
+            Some(_) => Err(AppError::Forbidden("this key may not access that product".into())),
+        }
+    }
+
+    /// For a list filter: refuses another product, or returns the products to force
+    /// when the filter names none.
+    pub fn restrict(&self, requested: Option<Uuid>) -> AppResult<Option<Vec<Uuid>>> {
+        match (self.products(), requested) {
+            (None, _) => Ok(None),
+            (Some(_), Some(p)) => self.check_product(Some(p)).map(|()| None),
+            (Some(allowed), None) => Ok(Some(allowed.to_vec())),
+        }
+    }
+
+    pub fn key_name(&self) -> Option<&str> {
+        match self {
+            Self::Open => None,
+            Self::Key(k) => Some(&k.name),
+        }
+    }
+}
+
+pub fn hash(key: &str) -> String {
+    Sha256::digest(key.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A new key row and the key itself, which is never stored.
+pub fn generate(name: &str, scopes: &[Scope], products: Option<Vec<Uuid>>) -> (api_key::Model, String) {
+    let key = format!("{KEY_PREFIX}{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
+    let row = api_key::Model {
+        id: Uuid::now_v7(),
+        name: name.to_owned(),
+        prefix: key[..LOOKUP_CHARS].to_owned(),
+        key_hash: hash(&key),
+        scopes: scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(","),
+        products: products.map(|p| serde_json::json!(p)),
+        created_at: chrono::Utc::now(),
+        revoked_at: None,
+    };
+    (row, key)
+}
+
+fn access_of(row: &api_key::Model) -> Access {
+    let products = row
+        .products
+        .as_ref()
+        .and_then(|v| serde_json::from_value::<Vec<Uuid>>(v.clone()).ok());
+    Access::Key(KeyAccess {
+        id: row.id,
+        name: row.name.clone(),
+        scopes: row.scopes.split(',').filter_map(Scope::parse).collect(),
+        products,
+    })
+}
+
+/// The value of `Authorization: Bearer <key>`, or of a bare key.
+pub fn bearer(value: &str) -> &str {
+    let value = value.trim();
+    match value.split_once(' ') {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
+        _ => value,
+    }
+}
+
+/// Open WebSockets per key id.
+type SocketCounts = Arc<Mutex<HashMap<Uuid, usize>>>;
+
+/// Resolves keys against the database, and counts each key's open WebSockets.
+#[derive(Clone)]
+pub struct Auth {
+    db: Db,
+    max_ws_per_key: usize,
+    open_sockets: SocketCounts,
+}
+
+impl Auth {
+    pub fn new(db: Db, max_ws_per_key: usize) -> Self {
+        Self {
+            db,
+            max_ws_per_key,
+            open_sockets: Arc::default(),
+        }
+    }
+
+    /// Every request asks the database: a revoked key stops working at once, and the
+    /// first key created turns authentication on.
+    pub async fn resolve(&self, presented: Option<&str>) -> AppResult<Access> {
+        let Some(key) = presented.map(bearer).filter(|k| !k.is_empty()) else {
+            if store::keys::any_active(&self.db.read).await? {
+                return Err(AppError::Unauthenticated(
+                    "an API key is required: send `Authorization: Bearer <key>`".into(),
+                ));
+            }
+            return Ok(Access::Open);
+        };
+        let invalid = || AppError::Unauthenticated("invalid or revoked API key".into());
+        let lookup = key.get(..LOOKUP_CHARS).ok_or_else(invalid)?;
+        let presented_hash = hash(key);
+        let candidates = store::keys::active_by_prefix(&self.db.read, lookup).await?;
+        candidates
+            .iter()
+            .find(|row| bool::from(row.key_hash.as_bytes().ct_eq(presented_hash.as_bytes())))
+            .map(access_of)
+            .ok_or_else(invalid)
+    }
+
+    /// Whether a key seen earlier is still active (for long-lived connections).
+    pub async fn still_active(&self, access: &Access) -> bool {
+        match access {
+            Access::Open => true,
+            // A database hiccup does not cut live feeds; the next check decides.
+            Access::Key(k) => store::keys::is_active(&self.db.read, k.id).await.unwrap_or(true),
+        }
+    }
+
+    /// Takes a WebSocket slot for the key, refused past the per-key limit.
+    pub fn open_socket(&self, access: &Access) -> AppResult<SocketSlot> {
+        let Access::Key(k) = access else {
+            return Ok(SocketSlot { release: None });
+        };
+        let mut open = self.open_sockets.lock().unwrap_or_else(|e| e.into_inner());
+        let count = open.entry(k.id).or_default();
+        if *count >= self.max_ws_per_key {
+            return Err(AppError::LimitExceeded {
+                field: "connection_init".into(),
+                limit: "WebSocket connections per key",
+                actual: *count as u64 + 1,
+                max: self.max_ws_per_key as u64,
+            });
+        }
+        *count += 1;
+        Ok(SocketSlot {
+            release: Some((self.open_sockets.clone(), k.id)),
+        })
+    }
+}
+
+/// An open WebSocket counted against its key; dropping it frees the slot.
+pub struct SocketSlot {
+    release: Option<(SocketCounts, Uuid)>,
+}
+
+impl Drop for SocketSlot {
+    fn drop(&mut self) {
+        if let Some((open, id)) = self.release.take() {
+            let mut open = open.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(count) = open.get_mut(&id) {
+                *count = count.saturating_sub(1);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_accepts_the_scheme_in_any_case_or_none() {
+        assert_eq!(bearer("Bearer tg_abc"), "tg_abc");
+        assert_eq!(bearer("bearer  tg_abc "), "tg_abc");
+        assert_eq!(bearer("tg_abc"), "tg_abc");
+    }
+
+    #[test]
+    fn generated_keys_are_distinct_and_hashed() {
+        let (row, key) = generate("k", &[Scope::Read], None);
+        let (_, other) = generate("k2", &[Scope::Read], None);
+        assert_ne!(key, other);
+        assert!(key.starts_with(KEY_PREFIX) && key.len() == 67);
+        assert_eq!(row.key_hash, hash(&key));
+        assert!(!row.key_hash.contains(&key[LOOKUP_CHARS..]));
+    }
+
+    #[test]
+    fn product_rules() {
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let access = Access::Key(KeyAccess {
+            id: Uuid::nil(),
+            name: "k".into(),
+            scopes: vec![Scope::Read],
+            products: Some(vec![a]),
+        });
+        assert!(access.check_product(Some(a)).is_ok());
+        assert!(access.check_product(Some(b)).is_err());
+        assert!(access.check_product(None).is_err());
+        assert_eq!(access.restrict(None).unwrap(), Some(vec![a]));
+        assert_eq!(access.restrict(Some(a)).unwrap(), None);
+        assert!(access.restrict(Some(b)).is_err());
+        assert!(access.require(Scope::Ingest).is_err());
+        assert!(access.require(Scope::Read).is_ok());
+        assert!(Access::Open.require(Scope::Admin).is_ok());
+    }
+}

@@ -1,0 +1,321 @@
+//! API keys: scopes, products, revocation, WebSockets, and the safe default.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tracegraph::app::{App, StartError};
+use tracegraph::config::Config;
+
+use crate::helpers::{TestApp, error_code, id, spawn_app, test_database};
+
+const WAIT: Duration = Duration::from_secs(5);
+const LIST: &str = "{ traces { totalCount items { name } } }";
+const CREATE: &str = "mutation($i: CreateTraceInput!) { createTrace(input: $i) { id } }";
+
+fn code(body: &Value) -> String {
+    error_code(body)
+}
+
+#[tokio::test]
+async fn once_a_key_exists_every_request_needs_one() {
+    let app = spawn_app().await;
+    assert!(
+        app.gql(LIST, json!({})).await.get("errors").is_none(),
+        "open before any key"
+    );
+    let key = app.create_key("reader", &["read"], &[]);
+    let response = app
+        .http
+        .post(format!("{}/graphql", app.base))
+        .json(&json!({"query": LIST}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(code(&body), "UNAUTHENTICATED");
+    let (status, body) = app.gql_as("tg_not-a-real-key-at-all", LIST, json!({})).await;
+    assert_eq!((status, code(&body).as_str()), (401, "UNAUTHENTICATED"));
+    let (status, body) = app.gql_as(&key, LIST, json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["traces"]["totalCount"], 0);
+}
+
+#[tokio::test]
+async fn scopes_decide_what_a_key_may_do() {
+    let app = spawn_app().await;
+    let reader = app.create_key("reader", &["read"], &[]);
+    let writer = app.create_key("writer", &["ingest"], &[]);
+    let admin = app.create_key("admin", &["admin"], &[]);
+    let (_, created) = app.gql_as(&writer, CREATE, json!({"i": {"name": "t"}})).await;
+    let tid = created["data"]["createTrace"]["id"].clone();
+    assert!(tid.is_string(), "{created}");
+    let (_, body) = app.gql_as(&reader, CREATE, json!({"i": {"name": "t"}})).await;
+    assert_eq!(code(&body), "FORBIDDEN");
+    let (_, body) = app.gql_as(&writer, LIST, json!({})).await;
+    assert_eq!(code(&body), "FORBIDDEN");
+    let add = "mutation($t: UUID!) { addSpan(input: {traceId: $t, name: \"s\", spanType: TOOL}) { id } }";
+    let (_, span) = app.gql_as(&writer, add, json!({"t": tid})).await;
+    let sid = span["data"]["addSpan"]["id"].clone();
+    let flag = "mutation($id: UUID!) { flagSpan(id: $id, reason: \"r\") { flagged } }";
+    let (_, body) = app.gql_as(&writer, flag, json!({"id": sid})).await;
+    assert_eq!(code(&body), "FORBIDDEN", "flags need admin");
+    let (_, body) = app.gql_as(&admin, flag, json!({"id": sid})).await;
+    assert_eq!(body["data"]["flagSpan"]["flagged"], true, "{body}");
+    let (_, body) = app.gql_as(&admin, LIST, json!({})).await;
+    assert_eq!(body["data"]["traces"]["totalCount"], 1);
+}
+
+/// Two products with one trace and span each; returns (product a, product b, trace a, trace b, span b).
+async fn two_products(app: &TestApp, admin: &str) -> (String, String, Value, Value, Value) {
+    let (a, b) = (id(), id());
+    let mut traces = vec![];
+    for product in [&a, &b] {
+        let (_, body) = app
+            .gql_as(
+                admin,
+                CREATE,
+                json!({"i": {"name": format!("p-{product}"), "productId": product}}),
+            )
+            .await;
+        traces.push(body["data"]["createTrace"]["id"].clone());
+    }
+    let add = "mutation($t: UUID!) { addSpan(input: {traceId: $t, name: \"s\", spanType: LLM, metadata: {cost_usd: 1}}) { id } }";
+    let (_, span_b) = app.gql_as(admin, add, json!({"t": traces[1]})).await;
+    app.gql_as(admin, add, json!({"t": traces[0]})).await;
+    for t in &traces {
+        app.gql_as(
+            admin,
+            "mutation($id: UUID!) { endTrace(id: $id) { id } }",
+            json!({"id": t}),
+        )
+        .await;
+    }
+    (
+        a,
+        b,
+        traces[0].clone(),
+        traces[1].clone(),
+        span_b["data"]["addSpan"]["id"].clone(),
+    )
+}
+
+#[tokio::test]
+async fn a_product_scoped_key_sees_and_writes_only_its_product() {
+    let app = spawn_app().await;
+    let admin = app.create_key("admin", &["admin"], &[]);
+    let (a, b, trace_a, trace_b, span_b) = two_products(&app, &admin).await;
+    let key = app.create_key("team-a", &["read", "ingest"], &[&a]);
+
+    let (_, body) = app.gql_as(&key, LIST, json!({})).await;
+    assert_eq!(body["data"]["traces"]["totalCount"], 1, "forced to its product: {body}");
+    let (_, body) = app
+        .gql_as(
+            &key,
+            "{ spans { totalCount } agentUsage { totalCount totals { costUsd } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(body["data"]["spans"]["totalCount"], 1);
+    assert_eq!(body["data"]["agentUsage"]["totalCount"], 1);
+    assert_eq!(body["data"]["agentUsage"]["totals"]["costUsd"], 1.0);
+    let forbidden_reads = [
+        (
+            "query($p: UUID) { traces(filter: {productId: $p}) { totalCount } }",
+            json!({"p": b}),
+        ),
+        (
+            "query($p: UUID) { spans(filter: {productId: $p}) { totalCount } }",
+            json!({"p": b}),
+        ),
+        (
+            "query($p: UUID) { agentUsage(filter: {productId: $p}) { totalCount } }",
+            json!({"p": b}),
+        ),
+        ("query($id: UUID!) { trace(id: $id) { name } }", json!({"id": trace_b})),
+        ("query($id: UUID!) { span(id: $id) { name } }", json!({"id": span_b})),
+    ];
+    for (query, vars) in forbidden_reads {
+        let (_, body) = app.gql_as(&key, query, vars).await;
+        assert_eq!(code(&body), "FORBIDDEN", "{query}: {body}");
+    }
+    let (_, body) = app
+        .gql_as(
+            &key,
+            "query($id: UUID!) { trace(id: $id) { name } }",
+            json!({"id": trace_a}),
+        )
+        .await;
+    assert!(body["data"]["trace"]["name"].is_string(), "{body}");
+
+    let forbidden_writes = [
+        (CREATE, json!({"i": {"name": "x", "productId": b}})),
+        (CREATE, json!({"i": {"name": "no product"}})),
+        (
+            "mutation($t: UUID!) { addSpan(input: {traceId: $t, name: \"s\", spanType: TOOL}) { id } }",
+            json!({"t": trace_b}),
+        ),
+        (
+            "mutation($t: UUID!) { addSpans(inputs: [{traceId: $t, name: \"s\", spanType: TOOL}]) { id } }",
+            json!({"t": trace_b}),
+        ),
+        (
+            "mutation($id: UUID!) { endSpan(id: $id) { id } }",
+            json!({"id": span_b}),
+        ),
+    ];
+    for (query, vars) in forbidden_writes {
+        let (_, body) = app.gql_as(&key, query, vars).await;
+        assert_eq!(code(&body), "FORBIDDEN", "{query}: {body}");
+    }
+    let (_, body) = app
+        .gql_as(&admin, "{ traces { totalCount } spans { totalCount } }", json!({}))
+        .await;
+    assert_eq!(body["data"]["traces"]["totalCount"], 2, "nothing written: {body}");
+    assert_eq!(body["data"]["spans"]["totalCount"], 2);
+    let (_, body) = app
+        .gql_as(&key, CREATE, json!({"i": {"name": "mine", "productId": a}}))
+        .await;
+    assert!(body.get("errors").is_none(), "{body}");
+}
+
+#[tokio::test]
+async fn product_scoped_subscriptions_get_only_their_product() {
+    let app = spawn_app().await;
+    let admin = app.create_key("admin", &["admin"], &[]);
+    let (a, b, trace_a, trace_b, _) = two_products(&app, &admin).await;
+    let key = app.create_key("team-a", &["read"], &[&a]);
+    let mut ws = app.ws_at("/graphql/ws", "graphql-transport-ws").await;
+    ws.send(json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {key}")}}))
+        .await;
+    assert_eq!(ws.next_json(WAIT).await["type"], "connection_ack");
+    ws.subscribe("all", "subscription { spanAdded { name traceId } }", json!({}))
+        .await;
+    ws.subscribe(
+        "b",
+        "subscription($p: UUID) { spanAdded(productId: $p) { name } }",
+        json!({"p": b}),
+    )
+    .await;
+    let refused = ws.next_json(WAIT).await;
+    assert_eq!(refused["id"], "b", "{refused}");
+    assert_eq!(refused["payload"]["errors"][0]["extensions"]["code"], "FORBIDDEN", "{refused}");
+    assert_eq!(ws.next_json(WAIT).await, json!({"type": "complete", "id": "b"}));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let add = "mutation($t: UUID!, $n: String!) { addSpan(input: {traceId: $t, name: $n, spanType: TOOL}) { id } }";
+    app.gql_as(&admin, add, json!({"t": trace_b, "n": "theirs"})).await;
+    app.gql_as(&admin, add, json!({"t": trace_a, "n": "ours"})).await;
+    let msg = ws.next_json(WAIT).await;
+    assert_eq!(msg["payload"]["data"]["spanAdded"]["name"], "ours", "{msg}");
+}
+
+#[tokio::test]
+async fn revocation_takes_effect_at_once_over_http_and_websocket() {
+    let app = spawn_app().await;
+    let key = app.create_key("soon-gone", &["read"], &[]);
+    let _admin = app.create_key("admin", &["admin"], &[]);
+    let mut ws = app.ws_at("/graphql/ws", "graphql-transport-ws").await;
+    ws.send(json!({"type": "connection_init", "payload": {"authorization": key}}))
+        .await;
+    assert_eq!(ws.next_json(WAIT).await["type"], "connection_ack");
+    ws.subscribe("1", "subscription { spanAdded { name } }", json!({}))
+        .await;
+    assert_eq!(app.gql_as(&key, LIST, json!({})).await.0, 200);
+    let out = app.cli(&["keys", "revoke", "soon-gone"]);
+    assert!(out.status.success());
+    let (status, body) = app.gql_as(&key, LIST, json!({})).await;
+    assert_eq!((status, code(&body).as_str()), (401, "UNAUTHENTICATED"));
+    assert_eq!(ws.close_code(WAIT).await, 4403, "the open subscription is cut");
+}
+
+#[tokio::test]
+async fn websocket_init_needs_a_valid_key_and_respects_the_per_key_cap() {
+    let app = crate::helpers::spawn_app_with(|c| c.ws_max_per_key = 2).await;
+    let key = app.create_key("reader", &["read"], &[]);
+    let mut no_key = app.ws_at("/graphql/ws", "graphql-transport-ws").await;
+    no_key.send(json!({"type": "connection_init"})).await;
+    assert_eq!(no_key.close_code(WAIT).await, 4403);
+    let mut bad_key = app.ws_at("/graphql/ws", "graphql-transport-ws").await;
+    bad_key
+        .send(json!({"type": "connection_init", "payload": {"token": "tg_wrong"}}))
+        .await;
+    assert_eq!(bad_key.close_code(WAIT).await, 4403);
+    let mut sockets = vec![];
+    for _ in 0..2 {
+        let mut ws = app.ws_at("/graphql/ws", "graphql-transport-ws").await;
+        ws.send(json!({"type": "connection_init", "payload": {"apiKey": key}}))
+            .await;
+        assert_eq!(ws.next_json(WAIT).await["type"], "connection_ack");
+        sockets.push(ws);
+    }
+    let mut third = app.ws_at("/graphql/ws", "graphql-transport-ws").await;
+    third
+        .send(json!({"type": "connection_init", "payload": {"apiKey": key}}))
+        .await;
+    assert_eq!(third.close_code(WAIT).await, 4403, "over the per-key cap");
+    // A closed socket frees its slot.
+    drop(sockets.pop());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut again = app.ws_at("/graphql/ws", "graphql-transport-ws").await;
+    again
+        .send(json!({"type": "connection_init", "payload": {"apiKey": key}}))
+        .await;
+    assert_eq!(again.next_json(WAIT).await["type"], "connection_ack");
+}
+
+#[tokio::test]
+async fn keys_are_stored_only_as_hashes_and_listed_without_secrets() {
+    use sea_orm::{ConnectionTrait, Statement};
+    let app = spawn_app().await;
+    let key = app.create_key("secret", &["read", "ingest"], &[]);
+    let conn = sea_orm::Database::connect(&app.database_url).await.unwrap();
+    let backend = conn.get_database_backend();
+    let rows = conn
+        .query_all_raw(Statement::from_string(
+            backend,
+            "SELECT name, prefix, key_hash, scopes FROM api_key",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    for column in ["name", "prefix", "key_hash", "scopes"] {
+        let value: String = rows[0].try_get("", column).unwrap();
+        assert!(!value.contains(&key[12..]), "{column} holds the key");
+    }
+    let listing = app.cli(&["keys", "list"]);
+    let text = String::from_utf8_lossy(&listing.stdout);
+    assert!(text.contains("secret") && text.contains("active"), "{text}");
+    assert!(!text.contains(&key), "the listing shows the key");
+    let dup = app.cli(&["keys", "create", "secret", "--scope", "read"]);
+    assert!(!dup.status.success(), "names are unique");
+    let unknown = app.cli(&["keys", "revoke", "nobody"]);
+    assert!(!unknown.status.success());
+}
+
+#[tokio::test]
+async fn without_keys_only_loopback_is_served() {
+    let (database_url, _db) = test_database().await;
+    let exposed = |insecure| Config {
+        listen: "0.0.0.0:0".parse().unwrap(),
+        database_url: database_url.clone(),
+        insecure,
+        ..Config::default()
+    };
+    let refused = App::build(exposed(false)).await;
+    assert!(
+        matches!(refused, Err(StartError::Insecure { .. })),
+        "refused without keys"
+    );
+    assert!(App::build(exposed(true)).await.is_ok(), "--insecure overrides");
+    let loopback = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database_url: database_url.clone(),
+        ..Config::default()
+    };
+    let app = App::build(loopback).await.expect("loopback is fine");
+    drop(app);
+    let (row, _) = tracegraph::auth::generate("k", &[tracegraph::auth::Scope::Read], None);
+    let db = tracegraph::db::connect(&database_url, 1).await.unwrap();
+    tracegraph::db::store::keys::insert(&db.write, row).await.unwrap();
+    assert!(App::build(exposed(false)).await.is_ok(), "with a key, any address");
+}
