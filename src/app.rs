@@ -44,7 +44,11 @@ pub struct App {
 
 impl App {
     pub async fn build(config: Config) -> Result<Self, StartError> {
-        let db = db::connect(&config.database_url, config.db_max_connections).await?;
+        let pool = db::PoolOptions {
+            max_connections: config.db_max_connections,
+            acquire_timeout: Duration::from_millis(config.db_acquire_timeout_ms.max(1)),
+        };
+        let db = db::connect_with(&config.database_url, pool).await?;
         check_exposure(&config, &db).await?;
         let mut live = LiveSpans::with_buffer(config.live_buffer);
         let bridge = if db.backend() == DbBackend::Postgres {

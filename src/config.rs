@@ -11,6 +11,8 @@ pub const DEFAULT_MAX_BATCH_SPANS: usize = 1000;
 /// Room for a full `addSpans` batch of large spans.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 pub const DEFAULT_DB_MAX_CONNECTIONS: u32 = 16;
+/// How long a request waits for a database connection before it is told to retry.
+pub const DEFAULT_DB_ACQUIRE_TIMEOUT_MS: u64 = 5000;
 pub const DEFAULT_QUERY_DEPTH: usize = 24;
 /// A page of 50 traces with three levels of spans costs about 50,000.
 pub const DEFAULT_QUERY_COMPLEXITY: usize = 500_000;
@@ -55,6 +57,11 @@ pub struct Config {
     /// Size of the database connection pool (SQLite writes always use one connection).
     #[arg(long, env = "TRACEGRAPH_DB_MAX_CONNECTIONS", default_value_t = DEFAULT_DB_MAX_CONNECTIONS, global = true)]
     pub db_max_connections: u32,
+
+    /// How long a request waits for a free database connection, in milliseconds, before
+    /// it gets `OVERLOADED` (HTTP 503 with `Retry-After`).
+    #[arg(long, env = "TRACEGRAPH_DB_ACQUIRE_TIMEOUT_MS", default_value_t = DEFAULT_DB_ACQUIRE_TIMEOUT_MS, global = true)]
+    pub db_acquire_timeout_ms: u64,
 
     /// Deepest accepted query nesting.
     #[arg(long, env = "TRACEGRAPH_MAX_QUERY_DEPTH", default_value_t = DEFAULT_QUERY_DEPTH, global = true)]
@@ -131,6 +138,7 @@ impl Default for Config {
             max_batch_spans: DEFAULT_MAX_BATCH_SPANS,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             db_max_connections: DEFAULT_DB_MAX_CONNECTIONS,
+            db_acquire_timeout_ms: DEFAULT_DB_ACQUIRE_TIMEOUT_MS,
             max_query_depth: DEFAULT_QUERY_DEPTH,
             max_query_complexity: DEFAULT_QUERY_COMPLEXITY,
             max_query_tokens: DEFAULT_QUERY_TOKENS,

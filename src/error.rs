@@ -37,7 +37,7 @@ pub enum AppError {
     Unauthenticated(String),
     #[error("{0}")]
     Forbidden(String),
-    #[error("the database is busy; retry later")]
+    #[error("the database is busy or unreachable; retry later")]
     Overloaded,
     #[error("live feed lagged by {0} events; resubscribe")]
     SubscriberLagged(u64),
@@ -110,14 +110,18 @@ impl From<DbErr> for AppError {
     }
 }
 
+/// Errors that mean "no database right now" rather than a fault in the request: a full
+/// pool or a lost connection. The client may retry them.
 fn is_pool_timeout(err: &DbErr) -> bool {
+    use sea_orm::sqlx::Error as Sqlx;
     match err {
         DbErr::ConnectionAcquire(_) => true,
         DbErr::Conn(RuntimeErr::SqlxError(e))
         | DbErr::Exec(RuntimeErr::SqlxError(e))
-        | DbErr::Query(RuntimeErr::SqlxError(e)) => {
-            matches!(e.as_ref(), sea_orm::sqlx::Error::PoolTimedOut)
-        }
+        | DbErr::Query(RuntimeErr::SqlxError(e)) => matches!(
+            e.as_ref(),
+            Sqlx::PoolTimedOut | Sqlx::PoolClosed | Sqlx::Io(_) | Sqlx::WorkerCrashed
+        ),
         _ => false,
     }
 }

@@ -15,7 +15,6 @@ use sea_orm::{
     TransactionOptions, TransactionTrait,
 };
 
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Counts SQL statements sent, so tests and benchmarks can prove a query shape is
@@ -60,17 +59,39 @@ impl Db {
     }
 }
 
-/// Connects to `url` and brings the schema up to date.
+/// How to size and wait on the pool.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolOptions {
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+impl PoolOptions {
+    pub fn new(max_connections: u32) -> Self {
+        Self {
+            max_connections,
+            acquire_timeout: Duration::from_millis(crate::config::DEFAULT_DB_ACQUIRE_TIMEOUT_MS),
+        }
+    }
+}
+
+/// Connects to `url` with default pool waits and brings the schema up to date.
 pub async fn connect(url: &str, max_connections: u32) -> Result<Db, DbErr> {
+    connect_with(url, PoolOptions::new(max_connections)).await
+}
+
+/// Connects to `url` and brings the schema up to date.
+pub async fn connect_with(url: &str, pool: PoolOptions) -> Result<Db, DbErr> {
+    let max_connections = pool.max_connections;
     let statements = StatementCounter::default();
     let db = if url.starts_with("sqlite:") {
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-        let write = open(url, 1, &statements).await?;
+        let write = open(url, 1, pool.acquire_timeout, &statements).await?;
         // Every connection to an in-memory database is a database of its own.
         let read = if in_memory {
             write.clone()
         } else {
-            open(url, max_connections.max(1), &statements).await?
+            open(url, max_connections.max(1), pool.acquire_timeout, &statements).await?
         };
         Db {
             read,
@@ -78,10 +99,10 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<Db, DbErr> {
             statements,
         }
     } else {
-        let pool = open(url, max_connections.max(1), &statements).await?;
+        let conn = open(url, max_connections.max(1), pool.acquire_timeout, &statements).await?;
         Db {
-            read: pool.clone(),
-            write: pool,
+            read: conn.clone(),
+            write: conn,
             statements,
         }
     };
@@ -89,12 +110,17 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<Db, DbErr> {
     Ok(db)
 }
 
-async fn open(url: &str, max_connections: u32, counter: &StatementCounter) -> Result<DatabaseConnection, DbErr> {
+async fn open(
+    url: &str,
+    max_connections: u32,
+    acquire_timeout: Duration,
+    counter: &StatementCounter,
+) -> Result<DatabaseConnection, DbErr> {
     let mut options = ConnectOptions::new(url);
     options
         .max_connections(max_connections)
         .min_connections(1)
-        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .acquire_timeout(acquire_timeout)
         .sqlx_logging(false)
         .map_sqlx_sqlite_opts(|o| {
             o.journal_mode(SqliteJournalMode::Wal)

@@ -83,15 +83,31 @@ impl Refusal {
 pub fn respond(status: StatusCode, media: Media, body: &GqlResponse) -> Response {
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{\"data\":null}".to_vec());
     let mut response = (status, bytes).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(media.content_type()));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(media.content_type()));
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+    }
     response
 }
+
+/// What an overloaded server asks a client to wait before retrying.
+const RETRY_AFTER_SECS: &str = "1";
 
 /// The status for an executed request: with `application/graphql-response+json`, a
 /// request that failed before execution (no data, errors without a path) is a 400.
 pub fn status_of(media: Media, response: &GqlResponse) -> StatusCode {
+    // Nothing ran for want of a database connection: tell the client when to retry.
+    let overloaded = response.data == async_graphql::Value::Null
+        && response.errors.iter().any(|e| {
+            e.extensions
+                .as_ref()
+                .and_then(|x| x.get("code"))
+                .is_some_and(|c| *c == async_graphql::Value::from(code::OVERLOADED))
+        });
+    if overloaded {
+        return StatusCode::SERVICE_UNAVAILABLE;
+    }
     let request_error = response.data == async_graphql::Value::Null
         && !response.errors.is_empty()
         && response.errors.iter().all(|e| e.path.is_empty());

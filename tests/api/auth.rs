@@ -199,7 +199,10 @@ async fn product_scoped_subscriptions_get_only_their_product() {
     .await;
     let refused = ws.next_json(WAIT).await;
     assert_eq!(refused["id"], "b", "{refused}");
-    assert_eq!(refused["payload"]["errors"][0]["extensions"]["code"], "FORBIDDEN", "{refused}");
+    assert_eq!(
+        refused["payload"]["errors"][0]["extensions"]["code"], "FORBIDDEN",
+        "{refused}"
+    );
     assert_eq!(ws.next_json(WAIT).await, json!({"type": "complete", "id": "b"}));
     tokio::time::sleep(Duration::from_millis(200)).await;
     let add = "mutation($t: UUID!, $n: String!) { addSpan(input: {traceId: $t, name: $n, spanType: TOOL}) { id } }";

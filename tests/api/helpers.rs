@@ -103,6 +103,11 @@ pub fn on_postgres() -> bool {
     std::env::var(PG_ENV).is_ok_and(|url| !url.is_empty())
 }
 
+/// An instance on a given database URL, which the test owns.
+pub async fn start_on(database_url: String, configure: impl FnOnce(&mut Config)) -> TestApp {
+    start(database_url, None, configure).await
+}
+
 async fn start(database_url: String, database: Option<TestDatabase>, configure: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),

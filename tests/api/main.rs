@@ -12,6 +12,7 @@ mod http;
 mod import;
 mod limits;
 mod n_plus_one;
+mod resilience;
 mod schema_sdl;
 mod spans;
 mod subscriptions;
