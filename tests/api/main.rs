@@ -8,6 +8,7 @@ mod helpers;
 mod auth;
 mod errors;
 mod explain;
+mod fuzz;
 mod http;
 mod import;
 mod limits;
