@@ -118,12 +118,20 @@ fn is_pool_timeout(err: &DbErr) -> bool {
         DbErr::ConnectionAcquire(_) => true,
         DbErr::Conn(RuntimeErr::SqlxError(e))
         | DbErr::Exec(RuntimeErr::SqlxError(e))
-        | DbErr::Query(RuntimeErr::SqlxError(e)) => matches!(
-            e.as_ref(),
-            Sqlx::PoolTimedOut | Sqlx::PoolClosed | Sqlx::Io(_) | Sqlx::WorkerCrashed
-        ),
+        | DbErr::Query(RuntimeErr::SqlxError(e)) => match e.as_ref() {
+            Sqlx::PoolTimedOut | Sqlx::PoolClosed | Sqlx::Io(_) | Sqlx::WorkerCrashed => true,
+            Sqlx::Database(db) => db.code().is_some_and(|c| is_unavailable_code(&c)),
+            _ => false,
+        },
         _ => false,
     }
+}
+
+/// SQLite's "busy"/"locked" (another process holds the file past the wait), and
+/// PostgreSQL's connection-exception and shutdown classes.
+fn is_unavailable_code(code: &str) -> bool {
+    let sqlite_busy = code.parse::<u32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6));
+    sqlite_busy || code.starts_with("08") || code.starts_with("57P")
 }
 
 impl ErrorExtensions for AppError {

@@ -15,8 +15,6 @@ use sea_orm::{
     TransactionOptions, TransactionTrait,
 };
 
-const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// Counts SQL statements sent, so tests and benchmarks can prove a query shape is
 /// constant (no N+1).
 #[derive(Clone, Default, Debug)]
@@ -122,11 +120,13 @@ async fn open(
         .min_connections(1)
         .acquire_timeout(acquire_timeout)
         .sqlx_logging(false)
-        .map_sqlx_sqlite_opts(|o| {
+        // Waiting for another process's lock is waiting for the database, like waiting
+        // for a pooled connection: the same bound applies.
+        .map_sqlx_sqlite_opts(move |o| {
             o.journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
-                .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                .busy_timeout(acquire_timeout)
         });
     if url.starts_with("sqlite:") {
         // A recycled connection would take an in-memory database with it.

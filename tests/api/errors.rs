@@ -199,3 +199,20 @@ async fn default_text_limit_accepts_large_prompts() {
         .await;
     assert_eq!(read["span"]["inputText"].as_str().unwrap().len(), prompt.len());
 }
+
+#[tokio::test]
+async fn unknown_or_ambiguous_operations_are_bad_user_input() {
+    let app = spawn_app().await;
+    let doc = "query A { traces { totalCount } } query B { spans { totalCount } }";
+    for name in [Some("C"), None] {
+        let response = app
+            .http
+            .post(format!("{}/graphql", app.base))
+            .json(&json!({"query": doc, "operationName": name}))
+            .send()
+            .await
+            .unwrap();
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{name:?}: {body}");
+    }
+}
