@@ -32,6 +32,8 @@ pub enum StartError {
     Insecure { addr: SocketAddr },
     #[error("{0}")]
     Store(#[from] crate::error::AppError),
+    #[error("{0}")]
+    Prices(#[from] crate::prices::PriceFileError),
 }
 
 pub struct App {
@@ -44,6 +46,7 @@ pub struct App {
 
 impl App {
     pub async fn build(config: Config) -> Result<Self, StartError> {
+        let prices = std::sync::Arc::new(config.load_prices()?);
         let pool = db::PoolOptions {
             max_connections: config.db_max_connections,
             acquire_timeout: Duration::from_millis(config.db_acquire_timeout_ms.max(1)),
@@ -61,6 +64,7 @@ impl App {
             db: db.clone(),
             live,
             limits: Limits::from(&config),
+            prices,
         };
         let schema = graphql::build_schema(state, &config);
         let ws_shutdown = WsShutdown::default();

@@ -113,7 +113,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Import { file, batch_traces } => {
             let db = db::connect(&config.database_url, config.db_max_connections).await?;
             let limits = Limits::from(&config);
-            let report = import::import_file(&db, &limits, &file, batch_traces.max(1)).await?;
+            let prices = config.load_prices()?;
+            let report = import::import_file(&db, &limits, &prices, &file, batch_traces.max(1)).await?;
             eprintln!("imported {} traces and {} spans", report.traces, report.spans);
         }
     }

@@ -42,6 +42,11 @@ pub struct Config {
     #[arg(long, env = "TRACEGRAPH_DATABASE_URL", default_value = DEFAULT_DATABASE_URL, global = true)]
     pub database_url: String,
 
+    /// Model prices (TOML, or JSON by extension) over the built-in table, for LLM spans
+    /// that report tokens but no cost.
+    #[arg(long, env = "TRACEGRAPH_PRICES", global = true)]
+    pub prices: Option<std::path::PathBuf>,
+
     /// Largest accepted text field (input, output, error, metadata), in bytes.
     #[arg(long, env = "TRACEGRAPH_MAX_TEXT_BYTES", default_value_t = DEFAULT_MAX_TEXT_BYTES, global = true)]
     pub max_text_bytes: usize,
@@ -134,6 +139,7 @@ impl Default for Config {
         Self {
             listen: DEFAULT_LISTEN.parse().expect("default listen address parses"),
             database_url: DEFAULT_DATABASE_URL.into(),
+            prices: None,
             max_text_bytes: DEFAULT_MAX_TEXT_BYTES,
             max_batch_spans: DEFAULT_MAX_BATCH_SPANS,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
@@ -160,6 +166,14 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The price table: built in, with the `--prices` file over it.
+    pub fn load_prices(&self) -> Result<crate::prices::Prices, crate::prices::PriceFileError> {
+        match &self.prices {
+            Some(path) => crate::prices::Prices::with_file(path),
+            None => Ok(crate::prices::Prices::default()),
+        }
+    }
+
     pub fn ws_settings(&self) -> crate::ws::WsSettings {
         crate::ws::WsSettings {
             init_timeout: std::time::Duration::from_millis(self.ws_init_timeout_ms),

@@ -44,6 +44,8 @@ pub struct SpanFilter {
     pub span_type: Option<SpanType>,
     /// Only spans with exactly this name.
     pub name: Option<String>,
+    /// Only LLM spans of this model.
+    pub model: Option<String>,
     /// `true`: only spans with an error; `false`: only spans without.
     pub has_error: Option<bool>,
     /// `true`: only spans currently flagged for review; `false`: only unflagged ones.

@@ -19,6 +19,7 @@ use crate::error::AppError;
 use crate::ingest::{self, NewSpan, NewTrace, SpanDraft, TraceDraft};
 use crate::live::LiveSpans;
 use crate::model::SpanType;
+use crate::prices::Prices;
 use crate::write;
 
 pub const DEFAULT_BATCH_TRACES: usize = 200;
@@ -80,7 +81,13 @@ struct Batch {
     spans: Vec<NewSpan>,
 }
 
-pub async fn import_file(db: &Db, limits: &Limits, path: &Path, batch_traces: usize) -> Result<Report, ImportError> {
+pub async fn import_file(
+    db: &Db,
+    limits: &Limits,
+    prices: &Prices,
+    path: &Path,
+    batch_traces: usize,
+) -> Result<Report, ImportError> {
     let io_err = |source| ImportError::Io {
         path: path.display().to_string(),
         source,
@@ -97,7 +104,7 @@ pub async fn import_file(db: &Db, limits: &Limits, path: &Path, batch_traces: us
     progress.set_style(
         ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg}").unwrap_or(ProgressStyle::default_bar()),
     );
-    let report = import_lines(db, limits, progress.wrap_read(reader), batch_traces, |r| {
+    let report = import_lines(db, limits, prices, progress.wrap_read(reader), batch_traces, |r| {
         progress.set_message(format!("{} traces, {} spans", r.traces, r.spans));
     })
     .await;
@@ -108,6 +115,7 @@ pub async fn import_file(db: &Db, limits: &Limits, path: &Path, batch_traces: us
 pub async fn import_lines(
     db: &Db,
     limits: &Limits,
+    prices: &Prices,
     reader: impl Read,
     batch_traces: usize,
     on_batch: impl Fn(&Report),
@@ -136,7 +144,7 @@ pub async fn import_lines(
             flush(db, &live, std::mem::take(&mut batch), number - 1, &mut report).await?;
             on_batch(&report);
         }
-        add(&mut batch, record, limits).map_err(|e| ImportError::Line {
+        add(&mut batch, record, limits, prices).map_err(|e| ImportError::Line {
             line: number,
             reason: e.to_string(),
         })?;
@@ -146,7 +154,7 @@ pub async fn import_lines(
     Ok(report)
 }
 
-fn add(batch: &mut Batch, record: Record, limits: &Limits) -> Result<(), AppError> {
+fn add(batch: &mut Batch, record: Record, limits: &Limits, prices: &Prices) -> Result<(), AppError> {
     match record {
         Record::Trace {
             id,
@@ -202,7 +210,7 @@ fn add(batch: &mut Batch, record: Record, limits: &Limits) -> Result<(), AppErro
                 error,
                 metadata: metadata.map(Json),
             };
-            batch.spans.push(ingest::validate_span(draft, limits)?);
+            batch.spans.push(ingest::validate_span(draft, limits, prices)?);
         }
     }
     Ok(())

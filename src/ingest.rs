@@ -9,7 +9,8 @@ use uuid::Uuid;
 use crate::config::{Limits, MAX_NAME_BYTES};
 use crate::db::entities::{span, trace};
 use crate::error::{AppError, AppResult};
-use crate::model::SpanType;
+use crate::model::{CostSource, SpanType};
+use crate::prices::Prices;
 use crate::usage;
 
 /// A new trace. Give an `id` to make the call safe to retry.
@@ -225,7 +226,7 @@ pub fn validate_trace(draft: TraceDraft, limits: &Limits) -> AppResult<NewTrace>
     })
 }
 
-pub fn validate_span(draft: SpanDraft, limits: &Limits) -> AppResult<NewSpan> {
+pub fn validate_span(draft: SpanDraft, limits: &Limits, prices: &Prices) -> AppResult<NewSpan> {
     check_name(&draft.name)?;
     check_opt_text("inputText", &draft.input_text, limits.max_text_bytes)?;
     check_opt_text("outputText", &draft.output_text, limits.max_text_bytes)?;
@@ -247,6 +248,7 @@ pub fn validate_span(draft: SpanDraft, limits: &Limits) -> AppResult<NewSpan> {
         ended_at,
         duration_us,
     } = Times::check(draft.started_at, draft.ended_at)?;
+    let (cost_usd, cost_source) = price(&usage, prices);
     Ok(NewSpan {
         row: span::Model {
             id,
@@ -269,10 +271,26 @@ pub fn validate_span(draft: SpanDraft, limits: &Limits) -> AppResult<NewSpan> {
             input_tokens: usage.input_tokens,
             output_tokens: usage.output_tokens,
             total_tokens: usage.total_tokens,
-            cost_usd: usage.cost_usd,
+            cost_usd,
+            cost_source: cost_source.map(|c| c.as_str().to_owned()),
         },
         started_at_given,
     })
+}
+
+/// A reported cost stands; otherwise tokens are priced by model, or marked unknown.
+fn price(usage: &usage::ExtractedUsage, prices: &Prices) -> (Option<f64>, Option<CostSource>) {
+    if let Some(cost) = usage.cost_usd {
+        return (Some(cost), Some(CostSource::Reported));
+    }
+    if usage.input_tokens.is_none() && usage.output_tokens.is_none() {
+        return (None, None);
+    }
+    let (input, output) = (usage.input_tokens.unwrap_or(0), usage.output_tokens.unwrap_or(0));
+    match usage.model.as_deref().and_then(|m| prices.cost(m, input, output)) {
+        Some(cost) => (Some(cost), Some(CostSource::Computed)),
+        None => (None, Some(CostSource::UnknownModel)),
+    }
 }
 
 /// Whether a repeated create describes the stored trace. Fields the client left to
@@ -334,7 +352,7 @@ mod tests {
 
     #[test]
     fn llm_usage_is_extracted_and_tool_usage_ignored() {
-        let llm = validate_span(span_draft(), &limits()).unwrap();
+        let llm = validate_span(span_draft(), &limits(), &Prices::default()).unwrap();
         assert_eq!(llm.row.total_tokens, Some(7));
         let tool = validate_span(
             SpanDraft {
@@ -342,6 +360,7 @@ mod tests {
                 ..span_draft()
             },
             &limits(),
+            &Prices::default(),
         )
         .unwrap();
         assert_eq!(tool.row.total_tokens, None);
@@ -378,7 +397,10 @@ mod tests {
             },
         ];
         for draft in cases {
-            assert!(validate_span(draft.clone(), &limits()).is_err(), "{draft:?}");
+            assert!(
+                validate_span(draft.clone(), &limits(), &Prices::default()).is_err(),
+                "{draft:?}"
+            );
         }
     }
 
@@ -390,7 +412,10 @@ mod tests {
             parent_id: Some(id),
             ..span_draft()
         };
-        assert_eq!(validate_span(draft, &limits()).unwrap_err().code(), "BAD_USER_INPUT");
+        assert_eq!(
+            validate_span(draft, &limits(), &Prices::default()).unwrap_err().code(),
+            "BAD_USER_INPUT"
+        );
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub mod ingest;
 pub mod live;
 /// Domain enums.
 pub mod model;
+/// Model prices for costs spans do not report.
+pub mod prices;
 /// Logging set-up.
 pub mod telemetry;
 /// Usage extraction from span metadata.

@@ -46,3 +46,31 @@ pub enum TraceStatus {
     /// The trace or one of its spans carries an error.
     Error,
 }
+
+/// Where an LLM span's cost comes from.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum CostSource {
+    /// The span reported its cost (`cost_usd` or `cost` in metadata).
+    Reported,
+    /// Computed from the span's tokens and the model price table.
+    Computed,
+    /// Tokens were reported, but the model is missing or not in the price table: the
+    /// cost is unknown, not zero.
+    UnknownModel,
+}
+
+impl CostSource {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Reported => "reported",
+            Self::Computed => "computed",
+            Self::UnknownModel => "unknown_model",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Reported, Self::Computed, Self::UnknownModel]
+            .into_iter()
+            .find(|c| c.as_str() == s)
+    }
+}

@@ -7,6 +7,7 @@ mod m20261124_000002_create_span;
 mod m20261124_000003_create_span_flag;
 mod m20261124_000004_create_agent_usage;
 mod m20261124_000005_create_api_key;
+mod m20261124_000006_add_cost_source_and_review;
 mod sql;
 
 pub struct Migrator;
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000003_create_span_flag::Migration),
             Box::new(m20261124_000004_create_agent_usage::Migration),
             Box::new(m20261124_000005_create_api_key::Migration),
+            Box::new(m20261124_000006_add_cost_source_and_review::Migration),
         ]
     }
 }

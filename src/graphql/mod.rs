@@ -18,6 +18,7 @@ use crate::config::{Config, Limits};
 use crate::db::Db;
 use crate::error::AppResult;
 use crate::live::LiveSpans;
+use crate::prices::Prices;
 use loaders::{Loaders, SpanTree, TreeCache, TreeOf};
 pub use mutation::Mutation;
 pub use query::Query;
@@ -34,6 +35,7 @@ pub struct State {
     pub db: Db,
     pub live: LiveSpans,
     pub limits: Limits,
+    pub prices: Arc<Prices>,
 }
 
 /// The schema without data: enough to print the SDL.

@@ -5,7 +5,7 @@ use async_graphql::{Context, Object, Result};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::types::{Span, Trace};
+use super::types::{Span, SpanFlag, Trace};
 use super::{State, check_span_product, check_trace_products, gql, write_state};
 use crate::auth::{Access, Scope};
 use crate::db::entities::span;
@@ -29,7 +29,7 @@ impl Mutation {
     /// Adds one span. Its parent must be in the same trace.
     async fn add_span(&self, ctx: &Context<'_>, input: SpanDraft) -> Result<Span> {
         let (s, access) = write_state(ctx, Scope::Ingest)?;
-        let new = gql(ingest::validate_span(input, &s.limits))?;
+        let new = gql(ingest::validate_span(input, &s.limits, &s.prices))?;
         let mut rows = store_spans(s, access, vec![new]).await?;
         Ok(Span(rows.remove(0)))
     }
@@ -49,7 +49,9 @@ impl Mutation {
         let news: AppResult<Vec<NewSpan>> = inputs
             .into_iter()
             .enumerate()
-            .map(|(i, input)| ingest::validate_span(input, &s.limits).map_err(|e| e.at(&format!("inputs[{i}]"))))
+            .map(|(i, input)| {
+                ingest::validate_span(input, &s.limits, &s.prices).map_err(|e| e.at(&format!("inputs[{i}]")))
+            })
             .collect();
         let rows = store_spans(s, access, gql(news)?).await?;
         Ok(rows.into_iter().map(Span).collect())
@@ -108,8 +110,29 @@ impl Mutation {
             return gql(Err(AppError::bad_input("reason", "must not be empty")));
         }
         gql(ingest::check_text("reason", &reason, s.limits.max_text_bytes))?;
-        let row = gql(write::update_span(&s.db, &s.live, async |txn| store::flags::flag(txn, id, reason).await).await)?;
+        let by = access.key_name().map(str::to_owned);
+        let row = gql(write::update_span(&s.db, &s.live, async |txn| {
+            store::flags::flag(txn, id, reason, by).await
+        })
+        .await)?;
         Ok(Span(row))
+    }
+
+    /// Resolves one flag with a reviewer's note. The span leaves the review queue when its
+    /// last open flag is resolved. Resolving a resolved flag changes nothing.
+    async fn resolve_flag(&self, ctx: &Context<'_>, flag_id: Uuid, note: Option<String>) -> Result<SpanFlag> {
+        let (s, access) = write_state(ctx, Scope::Admin)?;
+        if let Some(note) = &note {
+            gql(ingest::check_text("note", note, s.limits.max_text_bytes))?;
+        }
+        let flag = gql(store::flags::get(&s.db.read, flag_id).await)?;
+        check_span_product(access, &s.db, flag.span_id).await?;
+        let by = access.key_name().map(str::to_owned);
+        gql(write::update_span(&s.db, &s.live, async |txn| {
+            store::flags::resolve(txn, flag_id, note, by).await
+        })
+        .await)?;
+        Ok(SpanFlag(gql(store::flags::get(&s.db.read, flag_id).await)?))
     }
 
     /// Clears a span's flag; its flags stay on record as resolved.

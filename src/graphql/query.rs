@@ -4,10 +4,12 @@ use async_graphql::{Context, Object, Result};
 use uuid::Uuid;
 
 use super::loaders::{SpanId, TraceId};
+use super::types::stats::{SpanStats, SpanStatsGroupBy, StatsInterval, TraceStats, UsageGroupBy, UsageSummaryRow};
 use super::types::{AgentUsagePage, Span, SpanPage, Trace, TracePage};
 use super::{allow, db, gql, load_one, prefetch_trees};
 use crate::auth::Scope;
 use crate::db::store;
+use crate::db::store::stats::{SpanGroup, UsageGroup};
 use crate::filters::{AgentUsageFilter, Page, SpanFilter, SpanSort, TraceFilter, TraceSort};
 
 pub struct Query;
@@ -107,6 +109,64 @@ impl Query {
             has_next_page: rows.has_next_page,
             filter,
         })
+    }
+
+    /// LLM calls, tokens and cost of the LLM spans matching `filter`, grouped; without
+    /// `groupBy`, one row of totals. `DAY`/`HOUR` make a time series for charts.
+    async fn usage_summary(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<SpanFilter>,
+        #[graphql(default)] group_by: Vec<UsageGroupBy>,
+    ) -> Result<Vec<UsageSummaryRow>> {
+        let access = allow(ctx, Scope::Read)?;
+        let mut filter = filter.unwrap_or_default();
+        filter.products = gql(access.restrict(filter.product_id))?;
+        let groups: Vec<UsageGroup> = group_by.into_iter().map(Into::into).collect();
+        let rows = gql(store::stats::usage_summary(&db(ctx)?.read, &filter, &groups).await)?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    /// Count, errors, latency percentiles and cost of the traces matching `filter`.
+    async fn trace_stats(&self, ctx: &Context<'_>, filter: Option<TraceFilter>) -> Result<TraceStats> {
+        let access = allow(ctx, Scope::Read)?;
+        let mut filter = filter.unwrap_or_default();
+        filter.products = gql(access.restrict(filter.product_id))?;
+        let rows = gql(store::stats::trace_stats(&db(ctx)?.read, &filter, None).await)?;
+        match rows.into_iter().next() {
+            Some(stats) => gql(TraceStats::from_stats(stats, false)),
+            None => Ok(TraceStats::empty()),
+        }
+    }
+
+    /// `traceStats` per hour or day of trace start, for charts; empty buckets are left out.
+    async fn trace_stats_series(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<TraceFilter>,
+        interval: StatsInterval,
+    ) -> Result<Vec<TraceStats>> {
+        let access = allow(ctx, Scope::Read)?;
+        let mut filter = filter.unwrap_or_default();
+        filter.products = gql(access.restrict(filter.product_id))?;
+        let rows = gql(store::stats::trace_stats(&db(ctx)?.read, &filter, Some(interval.into())).await)?;
+        rows.into_iter().map(|s| gql(TraceStats::from_stats(s, true))).collect()
+    }
+
+    /// Calls, errors and latency percentiles of the spans matching `filter`, grouped by
+    /// type and/or name: which tools are called, how often, how slow, how often they fail.
+    async fn span_stats(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<SpanFilter>,
+        #[graphql(default)] group_by: Vec<SpanStatsGroupBy>,
+    ) -> Result<Vec<SpanStats>> {
+        let access = allow(ctx, Scope::Read)?;
+        let mut filter = filter.unwrap_or_default();
+        filter.products = gql(access.restrict(filter.product_id))?;
+        let groups: Vec<SpanGroup> = group_by.iter().copied().map(Into::into).collect();
+        let rows = gql(store::stats::span_stats(&db(ctx)?.read, &filter, &groups).await)?;
+        Ok(rows.into_iter().map(|s| SpanStats::from_stats(s, &group_by)).collect())
     }
 }
 

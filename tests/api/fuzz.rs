@@ -119,6 +119,7 @@ fn any_document_gets_a_well_formed_answer() {
             db,
             live: LiveSpans::default(),
             limits: Limits::from(&config),
+            prices: Default::default(),
         };
         graphql::build_schema(state, &config)
     });

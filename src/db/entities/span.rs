@@ -28,6 +28,8 @@ pub struct Model {
     pub output_tokens: Option<i64>,
     pub total_tokens: Option<i64>,
     pub cost_usd: Option<f64>,
+    /// `reported`, `computed` (from the price table) or `unknown_model`; null without usage.
+    pub cost_source: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -11,6 +11,10 @@ pub struct Model {
     pub reason: String,
     pub created_at: DateTimeUtc,
     pub resolved_at: Option<DateTimeUtc>,
+    /// The API key that flagged, where keys are in use.
+    pub created_by: Option<String>,
+    pub resolved_by: Option<String>,
+    pub resolution_note: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

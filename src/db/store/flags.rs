@@ -1,7 +1,7 @@
 //! The `span_flag` table: the review marks on spans, kept with reason and time.
 
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
 use uuid::Uuid;
 
 use super::{Changed, spans, traces};
@@ -10,7 +10,12 @@ use crate::error::AppResult;
 use crate::ingest;
 
 /// Flags a span with a reason. Flagging a flagged span adds the new reason to its history.
-pub async fn flag(conn: &impl ConnectionTrait, span_id: Uuid, reason: String) -> AppResult<Changed<span::Model>> {
+pub async fn flag(
+    conn: &impl ConnectionTrait,
+    span_id: Uuid,
+    reason: String,
+    by: Option<String>,
+) -> AppResult<Changed<span::Model>> {
     let stored = spans::get(conn, span_id).await?;
     span_flag::Entity::insert(span_flag::ActiveModel::from(span_flag::Model {
         id: Uuid::now_v7(),
@@ -19,6 +24,9 @@ pub async fn flag(conn: &impl ConnectionTrait, span_id: Uuid, reason: String) ->
         reason,
         created_at: ingest::now(),
         resolved_at: None,
+        created_by: by,
+        resolved_by: None,
+        resolution_note: None,
     }))
     .exec_without_returning(conn)
     .await?;
@@ -55,4 +63,54 @@ pub async fn of_spans(conn: &impl ConnectionTrait, span_ids: Vec<Uuid>) -> AppRe
         .order_by_asc(span_flag::Column::Id)
         .all(conn)
         .await?)
+}
+
+/// Resolves one flag with a note. When it was the span's last open flag, the span is no
+/// longer flagged (and leaves the review queue). Resolving a resolved flag is a no-op.
+pub async fn resolve(
+    conn: &impl ConnectionTrait,
+    flag_id: Uuid,
+    note: Option<String>,
+    by: Option<String>,
+) -> AppResult<Changed<span::Model>> {
+    let flag = span_flag::Entity::find_by_id(flag_id)
+        .one(conn)
+        .await?
+        .ok_or(crate::error::AppError::NotFound {
+            what: "flag",
+            id: flag_id,
+        })?;
+    if flag.resolved_at.is_some() {
+        return Ok(Changed::unchanged(spans::get(conn, flag.span_id).await?));
+    }
+    let closed = span_flag::Entity::update_many()
+        .col_expr(span_flag::Column::ResolvedAt, Expr::value(ingest::now()))
+        .col_expr(span_flag::Column::ResolvedBy, Expr::value(by))
+        .col_expr(span_flag::Column::ResolutionNote, Expr::value(note))
+        .filter(span_flag::Column::Id.eq(flag_id))
+        .filter(span_flag::Column::ResolvedAt.is_null())
+        .exec(conn)
+        .await?;
+    if closed.rows_affected == 0 {
+        return Ok(Changed::unchanged(spans::get(conn, flag.span_id).await?));
+    }
+    let still_open = span_flag::Entity::find()
+        .filter(span_flag::Column::SpanId.eq(flag.span_id))
+        .filter(span_flag::Column::ResolvedAt.is_null())
+        .count(conn)
+        .await?;
+    if still_open == 0
+        && let Some(row) = spans::set_flagged(conn, flag.span_id, false).await?
+    {
+        traces::add_flagged(conn, row.trace_id, -1).await?;
+        return Ok(Changed::new(row));
+    }
+    Ok(Changed::new(spans::get(conn, flag.span_id).await?))
+}
+
+pub async fn get(conn: &impl ConnectionTrait, id: Uuid) -> AppResult<span_flag::Model> {
+    span_flag::Entity::find_by_id(id)
+        .one(conn)
+        .await?
+        .ok_or(crate::error::AppError::NotFound { what: "flag", id })
 }

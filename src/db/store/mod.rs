@@ -5,6 +5,7 @@ pub mod agent_usage;
 pub mod flags;
 pub mod keys;
 pub mod spans;
+pub mod stats;
 pub mod traces;
 
 use sea_orm::sea_query::{NullOrdering, Order};

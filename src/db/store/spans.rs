@@ -290,6 +290,9 @@ pub fn condition(f: &SpanFilter) -> Condition {
     if let Some(name) = &f.name {
         c = c.add(Column::Name.eq(name.as_str()));
     }
+    if let Some(model) = &f.model {
+        c = c.add(Column::Model.eq(model.as_str()));
+    }
     if let Some(has_error) = f.has_error {
         c = c.add(if has_error {
             Column::Error.is_not_null()

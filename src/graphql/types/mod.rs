@@ -4,6 +4,7 @@
 pub mod flag;
 pub mod page;
 pub mod span;
+pub mod stats;
 pub mod trace;
 pub mod usage;
 

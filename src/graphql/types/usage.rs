@@ -4,6 +4,7 @@ use uuid::Uuid;
 
 use crate::db::entities::{agent_usage, span, trace};
 use crate::db::store::agent_usage::UsageTotals;
+use crate::model::CostSource;
 
 /// LLM calls, tokens and cost: of one LLM span, or summed over a trace.
 #[derive(SimpleObject, Clone, Debug, Default)]
@@ -15,8 +16,11 @@ pub struct TokenUsage {
     pub input_tokens: i64,
     pub output_tokens: i64,
     pub total_tokens: i64,
-    /// Cost in US dollars, as reported by the spans.
-    pub cost_usd: f64,
+    /// Cost in US dollars: reported by the spans or computed from the price table. For a
+    /// span whose model has no price, null (see `costSource`), never a silent zero.
+    pub cost_usd: Option<f64>,
+    /// For a span: where its cost comes from. Null for sums.
+    pub cost_source: Option<CostSource>,
     /// How many LLM calls this covers.
     pub llm_calls: i64,
 }
@@ -29,7 +33,8 @@ impl TokenUsage {
             input_tokens: s.input_tokens.unwrap_or(0),
             output_tokens: s.output_tokens.unwrap_or(0),
             total_tokens: s.total_tokens.unwrap_or(0),
-            cost_usd: s.cost_usd.unwrap_or(0.0),
+            cost_usd: s.cost_usd,
+            cost_source: s.cost_source.as_deref().and_then(CostSource::parse),
             llm_calls: 1,
         }
     }
@@ -41,7 +46,8 @@ impl TokenUsage {
             input_tokens: t.input_tokens,
             output_tokens: t.output_tokens,
             total_tokens: t.total_tokens,
-            cost_usd: t.cost_usd,
+            cost_usd: Some(t.cost_usd),
+            cost_source: None,
             llm_calls: t.llm_calls,
         }
     }
@@ -53,7 +59,8 @@ impl TokenUsage {
             input_tokens: t.input_tokens.unwrap_or(0),
             output_tokens: t.output_tokens.unwrap_or(0),
             total_tokens: t.total_tokens.unwrap_or(0),
-            cost_usd: t.cost_usd.unwrap_or(0.0),
+            cost_usd: Some(t.cost_usd.unwrap_or(0.0)),
+            cost_source: None,
             llm_calls: t.llm_calls.unwrap_or(0),
         }
     }
