@@ -2,46 +2,12 @@
 //! independently from the NDJSON.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::{Value, json};
 
-use crate::helpers::spawn_app;
-
-fn generate(traces: u32) -> (tempfile::TempDir, PathBuf) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/bench/gen_dataset.py");
-    assert!(
-        std::path::Path::new(script).exists(),
-        "data set generator missing at {script}"
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("data.ndjson");
-    let out = Command::new("python3")
-        .args([script, "--traces", &traces.to_string(), "--spans", "20", "--seed", "7"])
-        .output()
-        .expect("python3 runs the generator");
-    assert!(
-        out.status.success(),
-        "generator failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::write(&path, out.stdout).unwrap();
-    (dir, path)
-}
-
-fn import(database_url: &str, path: &Path) {
-    let out = Command::new(env!("CARGO_BIN_EXE_tracegraph"))
-        .args(["import", path.to_str().unwrap(), "--batch-traces", "7"])
-        .env("TRACEGRAPH_DATABASE_URL", database_url)
-        .output()
-        .expect("tracegraph import runs");
-    assert!(
-        out.status.success(),
-        "import failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use crate::helpers::{generate, import, spawn_app};
 
 #[derive(Default, Debug)]
 struct Expected {

@@ -5,6 +5,7 @@
 
 mod helpers;
 
+mod analytics;
 mod auth;
 mod errors;
 mod explain;
