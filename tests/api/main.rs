@@ -7,6 +7,7 @@ mod helpers;
 
 mod analytics;
 mod auth;
+mod costs;
 mod errors;
 mod explain;
 mod fuzz;
