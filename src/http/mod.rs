@@ -56,6 +56,7 @@ pub fn router(schema: AppSchema, db: Db, config: &Config, ws_shutdown: WsShutdow
         .route(WS_PATH, get(websocket))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .with_state(state)
         .layer(TraceLayer::new_for_http())
 }
@@ -154,6 +155,17 @@ fn graphiql() -> impl IntoResponse {
             .title("tracegraph")
             .finish(),
     )
+}
+
+/// Counters in the Prometheus text format.
+async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
+    let body = format!(
+        "# HELP tracegraph_sql_statements_total SQL statements sent to the database.\n\
+         # TYPE tracegraph_sql_statements_total counter\n\
+         tracegraph_sql_statements_total {}\n",
+        state.db.statements.get()
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }
 
 /// Ready when the database answers.

@@ -239,3 +239,23 @@ async fn a_request_over_its_time_limit_is_refused_and_rolled_back() {
     );
     assert_eq!(app.counts().await, (1, 0), "nothing of the batch was kept");
 }
+
+#[tokio::test]
+async fn metrics_count_sql_statements() {
+    let app = spawn_app().await;
+    let read = |app: &TestApp| {
+        let (http, base) = (app.http.clone(), app.base.clone());
+        async move {
+            let text = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+            text.lines()
+                .find_map(|l| l.strip_prefix("tracegraph_sql_statements_total "))
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        }
+    };
+    let before = read(&app).await;
+    app.ok("{ traces { totalCount } }", json!({})).await;
+    let after = read(&app).await;
+    assert_eq!(after - before, 3, "keys check, page, count");
+}

@@ -1,0 +1,595 @@
+//! The published workload (`shared/bench/WORKLOAD.md`), W1–W5, against a tracegraph
+//! server this program starts as a separate process, beside a raw-SQL baseline of the
+//! same work on the same database. Prints one table; asserts nothing.
+//!
+//!     cargo bench --bench workload                                   # SQLite
+//!     cargo bench --bench workload -- --postgres postgres://postgres@127.0.0.1/postgres
+//!     cargo bench --bench workload -- --traces 50000                 # the scale run
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use futures::{SinkExt, StreamExt};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, TransactionTrait};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+#[derive(Parser, Debug)]
+struct Args {
+    /// Traces in the data set (20 spans each); the scale run uses 50000.
+    #[arg(long, default_value_t = 1000)]
+    traces: u32,
+    /// Run on PostgreSQL: an admin URL where databases may be created (and dropped after).
+    #[arg(long)]
+    postgres: Option<String>,
+    /// Concurrent clients for W2–W4.
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
+    /// Requests per measurement of W2–W4.
+    #[arg(long, default_value_t = 800)]
+    requests: usize,
+    /// Concurrent writers for W1.
+    #[arg(long, default_value_t = 4)]
+    writers: usize,
+    #[arg(long, default_value_t = 100)]
+    subscribers: usize,
+    #[arg(long, default_value_t = 1000)]
+    live_spans: usize,
+    /// Cargo passes `--bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let args = Args::parse();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = generate(&args, &dir);
+    let (server_url, raw_url, cleanup) = databases(&args, &dir).await;
+    println!(
+        "tracegraph workload: {} traces, {} spans; {} on {} cores",
+        data.traces.len(),
+        data.spans.len(),
+        if args.postgres.is_some() { "PostgreSQL" } else { "SQLite" },
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    let server = Server::start(&server_url, &dir).await;
+    let http = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
+    let mut table = Vec::new();
+
+    // W1: ingest through the API, and the same rows inserted directly.
+    let api = w1_api(&server, &http, &data, args.writers).await;
+    let raw_db = tracegraph::db::connect(&raw_url, args.writers as u32 + 1).await.expect("raw database").write;
+    let raw = w1_raw(&raw_db, &data, args.writers).await;
+    table.push(row("W1 ingest (spans/s)", api, raw, "higher"));
+
+    let db = sea_orm::Database::connect(&server_url).await.unwrap();
+    let ids: Vec<String> = data.traces.iter().map(|t| t["id"].as_str().unwrap().to_owned()).collect();
+    let agent = data.traces[0]["agent"].as_str().unwrap().to_owned();
+    let t_mid = data.traces[data.traces.len() / 2]["started_at"].as_str().unwrap().to_owned();
+
+    // W2: the dashboard.
+    server.reset_peak_rss();
+    let statements_before = server.statements(&http).await;
+    let url = server.url.clone();
+    let w2 = measure(args.clients, args.requests, {
+        let (http, url) = (http.clone(), url.clone());
+        move |_| {
+            let (http, url) = (http.clone(), url.clone());
+            async move { gql(&http, &url, DASHBOARD, json!({})).await }
+        }
+    })
+    .await;
+    let statements = (server.statements(&http).await - statements_before) as f64 / args.requests as f64;
+    let peak_rss_mb = server.peak_rss_kb() as f64 / 1024.0;
+    let w2_raw = measure(args.clients, args.requests, {
+        let db = db.clone();
+        move |_| raw_dashboard(db.clone())
+    })
+    .await;
+    table.push(latency_row("W2 dashboard", &w2, &w2_raw));
+
+    // W3: one trace with everything.
+    let ids = Arc::new(ids);
+    let w3 = measure(args.clients, args.requests, {
+        let (http, url, ids) = (http.clone(), url.clone(), ids.clone());
+        move |i| {
+            let (http, url, id) = (http.clone(), url.clone(), ids[i * 7919 % ids.len()].clone());
+            async move { gql(&http, &url, DETAIL, json!({"id": id})).await }
+        }
+    })
+    .await;
+    let w3_raw = measure(args.clients, args.requests, {
+        let (db, ids) = (db.clone(), ids.clone());
+        move |i| raw_detail(db.clone(), ids[i * 7919 % ids.len()].clone())
+    })
+    .await;
+    table.push(latency_row("W3 trace detail", &w3, &w3_raw));
+
+    // W4: the debugging filters.
+    let filters: [(&str, &str, Value); 3] = [
+        ("W4a failed runs of an agent", FAILED, json!({"a": agent})),
+        ("W4b tool spans of an agent in a window", TOOLS, json!({"a": agent, "from": t_mid, "to": "2026-12-01T00:00:00Z"})),
+        ("W4c token totals of an agent", TOTALS, json!({"a": agent})),
+    ];
+    for (index, (name, query, vars)) in filters.into_iter().enumerate() {
+        let api = measure(args.clients, args.requests / 2, {
+            let (http, url) = (http.clone(), url.clone());
+            move |_| {
+                let (http, url, vars) = (http.clone(), url.clone(), vars.clone());
+                async move { gql(&http, &url, query, vars).await }
+            }
+        })
+        .await;
+        let raw = measure(args.clients, args.requests / 2, {
+            let (db, agent, t_mid) = (db.clone(), agent.clone(), t_mid.clone());
+            move |_| raw_filter(db.clone(), index, agent.clone(), t_mid.clone())
+        })
+        .await;
+        table.push(latency_row(name, &api, &raw));
+    }
+
+    // W5: live delivery.
+    let (p50, p99, lost) = w5(&server, &http, args.subscribers, args.live_spans).await;
+
+    println!();
+    println!("| measurement | tracegraph | raw SQL | ratio |");
+    println!("|---|---|---|---|");
+    for line in &table {
+        println!("{line}");
+    }
+    println!("| W2 SQL statements per request | {statements:.1} | 3 | |");
+    println!("| server peak RSS during W2 | {peak_rss_mb:.1} MB | | |");
+    println!(
+        "| W5 live, {} subscribers, {} spans | p50 {p50:.2} ms, p99 {p99:.2} ms, lost {lost} | | |",
+        args.subscribers, args.live_spans
+    );
+    drop(server);
+    cleanup.await;
+}
+
+const DASHBOARD: &str = "{ traces(limit: 50, sort: STARTED_AT_DESC) { totalCount items { id name status startedAt durationMs
+    usage { totalTokens costUsd }
+    rootSpans { name spanType startedAt endedAt error usage { totalTokens costUsd }
+      children { name spanType startedAt endedAt error usage { totalTokens costUsd }
+        children { name spanType startedAt endedAt error usage { totalTokens costUsd } } } } } } }";
+const DETAIL: &str = "query($id: UUID!) { trace(id: $id) { id name agentId productId startedAt endedAt status error metadata
+    spans { id parentId name spanType startedAt endedAt inputText outputText error metadata } } }";
+const FAILED: &str = "query($a: UUID) { traces(filter: {agent: $a, hasError: true}) { items { id name error startedAt } } }";
+const TOOLS: &str = "query($a: UUID, $from: DateTime, $to: DateTime) { spans(filter: {agent: $a, spanType: TOOL, startedAfter: $from, startedBefore: $to}, limit: 100) { items { id name durationMs error } } }";
+const TOTALS: &str = "query($a: UUID) { agentUsage(filter: {agent: $a}, limit: 1) { totals { llmCalls totalTokens costUsd } } }";
+
+struct Data {
+    traces: Vec<Value>,
+    spans: Vec<Value>,
+}
+
+fn generate(args: &Args, dir: &tempfile::TempDir) -> Data {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/bench/gen_dataset.py");
+    let path = dir.path().join("data.ndjson");
+    let out = Command::new("python3")
+        .args([script, "--traces", &args.traces.to_string(), "--spans", "20", "--seed", "7"])
+        .output()
+        .expect("python3 runs the generator");
+    assert!(out.status.success(), "generator failed");
+    std::fs::write(&path, &out.stdout).unwrap();
+    let (mut traces, mut spans) = (vec![], vec![]);
+    for line in out.stdout.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let v: Value = serde_json::from_slice(line).unwrap();
+        if v["kind"] == "trace" { traces.push(v) } else { spans.push(v) }
+    }
+    Data { traces, spans }
+}
+
+/// (server database, raw-baseline database, cleanup)
+async fn databases(args: &Args, dir: &tempfile::TempDir) -> (String, String, futures::future::BoxFuture<'static, ()>) {
+    match &args.postgres {
+        None => {
+            let url = |n: &str| format!("sqlite://{}?mode=rwc", dir.path().join(n).display());
+            (url("server.db"), url("raw.db"), Box::pin(async {}))
+        }
+        Some(admin) => {
+            let admin_db = sea_orm::Database::connect(admin).await.expect("PostgreSQL");
+            let suffix = uuid::Uuid::new_v4().simple().to_string();
+            let names = [format!("tg_bench_{suffix}"), format!("tg_bench_raw_{suffix}")];
+            for n in &names {
+                admin_db.execute_unprepared(&format!("CREATE DATABASE {n}")).await.unwrap();
+            }
+            let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b).to_owned();
+            let admin = admin.clone();
+            let cleanup = Box::pin(async move {
+                let admin_db = sea_orm::Database::connect(&admin).await.unwrap();
+                for n in names {
+                    let _ = admin_db.execute_unprepared(&format!("DROP DATABASE IF EXISTS {n} WITH (FORCE)")).await;
+                }
+            });
+            (format!("{base}/tg_bench_{suffix}"), format!("{base}/tg_bench_raw_{suffix}"), cleanup)
+        }
+    }
+}
+
+struct Server {
+    child: Child,
+    url: String,
+    base: String,
+}
+
+impl Server {
+    async fn start(database_url: &str, dir: &tempfile::TempDir) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_tracegraph"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--database-url", database_url])
+            .env("TRACEGRAPH_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("server starts");
+        let base = format!("http://127.0.0.1:{port}");
+        for _ in 0..200 {
+            if reqwest::get(format!("{base}/readyz")).await.is_ok_and(|r| r.status() == 200) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Self { child, url: format!("{base}/graphql"), base }
+    }
+
+    async fn statements(&self, http: &reqwest::Client) -> u64 {
+        let text = http.get(format!("{}/metrics", self.base)).send().await.unwrap().text().await.unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("tracegraph_sql_statements_total "))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Resets the kernel's peak-RSS mark, so the next reading covers what follows.
+    fn reset_peak_rss(&self) {
+        let _ = std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5");
+    }
+
+    fn peak_rss_kb(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            })
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn gql(http: &reqwest::Client, url: &str, query: &str, variables: Value) {
+    let body: Value = http
+        .post(url)
+        .json(&json!({"query": query, "variables": variables}))
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("JSON");
+    assert!(body.get("errors").is_none(), "{body}");
+}
+
+/// Latencies of `requests` calls made by `clients` concurrent clients, and the wall time.
+struct Run {
+    latencies_ms: Vec<f64>,
+    wall: Duration,
+}
+
+impl Run {
+    fn per_sec(&self) -> f64 {
+        self.latencies_ms.len() as f64 / self.wall.as_secs_f64()
+    }
+
+    fn pct(&self, p: f64) -> f64 {
+        let mut v = self.latencies_ms.clone();
+        v.sort_by(f64::total_cmp);
+        v[((v.len() as f64 - 1.0) * p) as usize]
+    }
+}
+
+async fn measure<F, Fut>(clients: usize, requests: usize, call: F) -> Run
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static + Clone,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            let (next, call) = (next.clone(), call.clone());
+            tokio::spawn(async move {
+                let mut latencies = vec![];
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= requests {
+                        return latencies;
+                    }
+                    let t = Instant::now();
+                    call(i).await;
+                    latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+                }
+            })
+        })
+        .collect();
+    let mut latencies_ms = vec![];
+    for t in tasks {
+        latencies_ms.extend(t.await.unwrap());
+    }
+    Run { latencies_ms, wall: started.elapsed() }
+}
+
+fn row(name: &str, api: f64, raw: f64, _better: &str) -> String {
+    format!("| {name} | {api:.0} | {raw:.0} | {:.2} |", api / raw)
+}
+
+fn latency_row(name: &str, api: &Run, raw: &Run) -> String {
+    format!(
+        "| {name}: req/s; p50; p99 ms | {:.0}; {:.2}; {:.2} | {:.0}; {:.2}; {:.2} | {:.2} (req/s), {:.2} (p50) |",
+        api.per_sec(),
+        api.pct(0.5),
+        api.pct(0.99),
+        raw.per_sec(),
+        raw.pct(0.5),
+        raw.pct(0.99),
+        api.per_sec() / raw.per_sec(),
+        api.pct(0.5) / raw.pct(0.5)
+    )
+}
+
+fn span_input(s: &Value) -> Value {
+    json!({"id": s["id"], "traceId": s["trace_id"], "parentId": s["parent"], "name": s["name"],
+           "spanType": s["span_type"].as_str().unwrap().to_uppercase(), "startedAt": s["started_at"],
+           "endedAt": s["ended_at"], "inputText": s["input_text"], "outputText": s["output_text"],
+           "error": s["error"], "metadata": s["metadata"]})
+}
+
+/// Writers share the traces; each sends a trace's creation, then its spans in batches
+/// of up to 1,000 (50 traces), then the ends.
+async fn w1_api(server: &Server, http: &reqwest::Client, data: &Data, writers: usize) -> f64 {
+    let mut by_trace: HashMap<String, Vec<Value>> = HashMap::new();
+    for s in &data.spans {
+        by_trace.entry(s["trace_id"].as_str().unwrap().to_owned()).or_default().push(span_input(s));
+    }
+    let chunks: Vec<Vec<(Value, Vec<Value>)>> = data
+        .traces
+        .chunks(50)
+        .map(|c| c.iter().map(|t| (t.clone(), by_trace.remove(t["id"].as_str().unwrap()).unwrap_or_default())).collect())
+        .collect();
+    let chunks = Arc::new(std::sync::Mutex::new(chunks));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..writers)
+        .map(|_| {
+            let (chunks, http, url) = (chunks.clone(), http.clone(), server.url.clone());
+            tokio::spawn(async move {
+                loop {
+                    let Some(chunk) = chunks.lock().unwrap().pop() else { return };
+                    for (t, _) in &chunk {
+                        let input = json!({"id": t["id"], "name": t["name"], "agentId": t["agent"], "productId": t["product_id"],
+                                           "startedAt": t["started_at"], "metadata": t["metadata"]});
+                        gql(&http, &url, "mutation($i: CreateTraceInput!) { createTrace(input: $i) { id } }", json!({"i": input})).await;
+                    }
+                    let spans: Vec<Value> = chunk.iter().flat_map(|(_, s)| s.clone()).collect();
+                    gql(&http, &url, "mutation($i: [AddSpanInput!]!) { addSpans(inputs: $i) { id } }", json!({"i": spans})).await;
+                    for (t, _) in &chunk {
+                        let vars = json!({"id": t["id"], "at": t["ended_at"], "e": t["error"]});
+                        gql(&http, &url, "mutation($id: UUID!, $at: DateTime, $e: String) { endTrace(id: $id, endedAt: $at, error: $e) { id } }", vars).await;
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    data.spans.len() as f64 / started.elapsed().as_secs_f64()
+}
+
+/// The same rows inserted directly: traces, then spans in multi-row INSERTs of 500, a
+/// transaction per 50 traces, by the same number of writers.
+async fn w1_raw(db: &DatabaseConnection, data: &Data, writers: usize) -> f64 {
+    let backend = db.get_database_backend();
+    let mut by_trace: HashMap<&str, Vec<&Value>> = HashMap::new();
+    for s in &data.spans {
+        by_trace.entry(s["trace_id"].as_str().unwrap()).or_default().push(s);
+    }
+    let chunks: Vec<(Vec<Value>, Vec<Value>)> = data
+        .traces
+        .chunks(50)
+        .map(|c| (c.to_vec(), c.iter().flat_map(|t| by_trace[t["id"].as_str().unwrap()].iter().map(|s| (*s).clone())).collect()))
+        .collect();
+    let chunks = Arc::new(std::sync::Mutex::new(chunks));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..writers)
+        .map(|_| {
+            let (chunks, db) = (chunks.clone(), db.clone());
+            tokio::spawn(async move {
+                loop {
+                    let Some((traces, spans)) = chunks.lock().unwrap().pop() else { return };
+                    let txn = db.begin().await.unwrap();
+                    for t in &traces {
+                        let sql = format!(
+                            "INSERT INTO trace (id, name, agent_id, product_id, started_at, ended_at, metadata) VALUES ({})",
+                            placeholders(backend, 0, 7)
+                        );
+                        let values: Vec<sea_orm::Value> = vec![
+                            uuid(&t["id"]).into(), t["name"].as_str().unwrap().into(), uuid(&t["agent"]).into(),
+                            uuid(&t["product_id"]).into(), time(&t["started_at"]).into(), time(&t["ended_at"]).into(),
+                            t["metadata"].clone().into(),
+                        ];
+                        txn.execute_raw(Statement::from_sql_and_values(backend, sql, values)).await.unwrap();
+                    }
+                    for batch in spans.chunks(500) {
+                        let mut rows = vec![];
+                        let mut values: Vec<sea_orm::Value> = vec![];
+                        for (i, s) in batch.iter().enumerate() {
+                            rows.push(format!("({})", placeholders(backend, i * 11, 11)));
+                            let text = |k: &str| s[k].as_str().map(str::to_owned);
+                            values.extend([
+                                uuid(&s["id"]).into(), uuid(&s["trace_id"]).into(),
+                                s["parent"].as_str().map(|p| uuid::Uuid::parse_str(p).unwrap()).into(),
+                                s["name"].as_str().unwrap().into(), s["span_type"].as_str().unwrap().into(),
+                                time(&s["started_at"]).into(), time(&s["ended_at"]).into(), text("input_text").into(),
+                                text("output_text").into(), text("error").into(), s["metadata"].clone().into(),
+                            ]);
+                        }
+                        let sql = format!(
+                            "INSERT INTO span (id, trace_id, parent_id, name, span_type, started_at, ended_at, input_text, output_text, error, metadata) VALUES {}",
+                            rows.join(", ")
+                        );
+                        txn.execute_raw(Statement::from_sql_and_values(backend, sql, values)).await.unwrap();
+                    }
+                    txn.commit().await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    data.spans.len() as f64 / started.elapsed().as_secs_f64()
+}
+
+fn uuid(v: &Value) -> uuid::Uuid {
+    uuid::Uuid::parse_str(v.as_str().unwrap()).unwrap()
+}
+
+fn time(v: &Value) -> chrono::DateTime<chrono::Utc> {
+    v.as_str().unwrap().parse().unwrap()
+}
+
+fn placeholders(backend: DbBackend, start: usize, n: usize) -> String {
+    (1..=n)
+        .map(|i| if backend == DbBackend::Postgres { format!("${}", start + i) } else { "?".to_owned() })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+async fn query(db: &DatabaseConnection, sql: &str, values: Vec<sea_orm::Value>) -> Vec<sea_orm::QueryResult> {
+    let backend = db.get_database_backend();
+    let sql = if backend == DbBackend::Postgres {
+        let mut n = 0;
+        sql.chars()
+            .map(|c| if c == '?' { n += 1; format!("${n}") } else { c.to_string() })
+            .collect()
+    } else {
+        sql.to_owned()
+    };
+    db.query_all_raw(Statement::from_sql_and_values(backend, sql, values)).await.unwrap()
+}
+
+/// What the server sends for W2, sent directly: the page, its count, its span trees.
+async fn raw_dashboard(db: DatabaseConnection) {
+    let traces = query(&db, "SELECT * FROM trace ORDER BY started_at DESC, id DESC LIMIT 51", vec![]).await;
+    query(&db, "SELECT COUNT(*) FROM trace", vec![]).await;
+    let ids: Vec<sea_orm::Value> = traces.iter().take(50).map(|r| r.try_get::<uuid::Uuid>("", "id").unwrap().into()).collect();
+    let marks = vec!["?"; ids.len()].join(", ");
+    query(&db, &format!("SELECT * FROM span WHERE trace_id IN ({marks}) ORDER BY started_at, id"), ids).await;
+}
+
+async fn raw_detail(db: DatabaseConnection, id: String) {
+    let id: sea_orm::Value = uuid::Uuid::parse_str(&id).unwrap().into();
+    query(&db, "SELECT * FROM trace WHERE id = ?", vec![id.clone()]).await;
+    query(&db, "SELECT * FROM span WHERE trace_id IN (?) ORDER BY started_at, id", vec![id]).await;
+}
+
+async fn raw_filter(db: DatabaseConnection, which: usize, agent: String, from: String) {
+    let agent: sea_orm::Value = uuid::Uuid::parse_str(&agent).unwrap().into();
+    match which {
+        0 => {
+            query(&db, "SELECT * FROM trace WHERE agent_id = ? AND has_error ORDER BY started_at DESC, id DESC LIMIT 51", vec![agent]).await;
+        }
+        1 => {
+            let from: chrono::DateTime<chrono::Utc> = from.parse().unwrap();
+            let to: chrono::DateTime<chrono::Utc> = "2026-12-01T00:00:00Z".parse().unwrap();
+            query(
+                &db,
+                "SELECT * FROM span WHERE agent_id = ? AND span_type = 'tool' AND started_at >= ? AND started_at < ? ORDER BY started_at, id LIMIT 101",
+                vec![agent, from.into(), to.into()],
+            )
+            .await;
+        }
+        _ => {
+            query(&db, "SELECT COUNT(id), SUM(llm_calls), SUM(total_tokens), SUM(cost_usd) FROM agent_usage WHERE agent_id = ?", vec![agent]).await;
+        }
+    }
+}
+
+/// W5: subscribers on one trace's new spans; one writer adds spans one by one.
+async fn w5(server: &Server, http: &reqwest::Client, subscribers: usize, spans: usize) -> (f64, f64, usize) {
+    let url = server.url.clone();
+    let body: Value = http
+        .post(&url)
+        .json(&json!({"query": "mutation { createTrace(input: {name: \"w5\"}) { id } }"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let trace_id = body["data"]["createTrace"]["id"].as_str().unwrap().to_owned();
+    let ws_url = url.replace("http://", "ws://") + "/ws";
+    let mut readers = vec![];
+    for _ in 0..subscribers {
+        let mut request = ws_url.as_str().into_client_request().unwrap();
+        request.headers_mut().insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse().unwrap());
+        let (mut ws, _) = tokio_tungstenite::connect_async(request).await.expect("ws");
+        ws.send(Message::text(json!({"type": "connection_init"}).to_string())).await.unwrap();
+        let q = "subscription($t: UUID) { spanAdded(traceId: $t) { name } }";
+        ws.send(Message::text(json!({"id": "1", "type": "subscribe", "payload": {"query": q, "variables": {"t": trace_id}}}).to_string()))
+            .await
+            .unwrap();
+        readers.push(tokio::spawn(async move {
+            let mut received: HashMap<usize, Instant> = HashMap::new();
+            while received.len() < spans {
+                let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_secs(5), ws.next()).await else { break };
+                let Message::Text(text) = msg else { continue };
+                let v: Value = serde_json::from_str(&text).unwrap();
+                if v["type"] == "next"
+                    && let Some(Ok(i)) = v["payload"]["data"]["spanAdded"]["name"].as_str().map(str::parse)
+                {
+                    received.insert(i, Instant::now());
+                }
+            }
+            received
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut acked = Vec::with_capacity(spans);
+    for i in 0..spans {
+        let input = json!({"traceId": trace_id, "name": i.to_string(), "spanType": "TOOL"});
+        gql(http, &url, "mutation($i: AddSpanInput!) { addSpan(input: $i) { id } }", json!({"i": input})).await;
+        acked.push(Instant::now());
+    }
+    let mut delays = vec![];
+    let mut lost = 0;
+    for reader in readers {
+        let received = reader.await.unwrap();
+        lost += spans - received.len();
+        for (i, at) in received {
+            // Usually an event arrives before the writer reads its acknowledgement: 0.
+            delays.push(at.saturating_duration_since(acked[i]).as_secs_f64() * 1000.0);
+        }
+    }
+    delays.sort_by(f64::total_cmp);
+    let pct = |p: f64| delays.get(((delays.len() as f64 - 1.0) * p) as usize).copied().unwrap_or(f64::NAN);
+    (pct(0.5), pct(0.99), lost)
+}
+
+#[allow(dead_code)]
+fn unused(_: PathBuf) {}
