@@ -55,7 +55,11 @@ async fn main() {
         "tracegraph workload: {} traces, {} spans; {} on {} cores",
         data.traces.len(),
         data.spans.len(),
-        if args.postgres.is_some() { "PostgreSQL" } else { "SQLite" },
+        if args.postgres.is_some() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        },
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     let server = Server::start(&server_url, &dir).await;
@@ -64,14 +68,24 @@ async fn main() {
 
     // W1: ingest through the API, and the same rows inserted directly.
     let api = w1_api(&server, &http, &data, args.writers).await;
-    let raw_db = tracegraph::db::connect(&raw_url, args.writers as u32 + 1).await.expect("raw database").write;
+    let raw_db = tracegraph::db::connect(&raw_url, args.writers as u32 + 1)
+        .await
+        .expect("raw database")
+        .write;
     let raw = w1_raw(&raw_db, &data, args.writers).await;
     table.push(row("W1 ingest (spans/s)", api, raw, "higher"));
 
     let db = sea_orm::Database::connect(&server_url).await.unwrap();
-    let ids: Vec<String> = data.traces.iter().map(|t| t["id"].as_str().unwrap().to_owned()).collect();
+    let ids: Vec<String> = data
+        .traces
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_owned())
+        .collect();
     let agent = data.traces[0]["agent"].as_str().unwrap().to_owned();
-    let t_mid = data.traces[data.traces.len() / 2]["started_at"].as_str().unwrap().to_owned();
+    let t_mid = data.traces[data.traces.len() / 2]["started_at"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     // W2: the dashboard.
     server.reset_peak_rss();
@@ -114,7 +128,11 @@ async fn main() {
     // W4: the debugging filters.
     let filters: [(&str, &str, Value); 3] = [
         ("W4a failed runs of an agent", FAILED, json!({"a": agent})),
-        ("W4b tool spans of an agent in a window", TOOLS, json!({"a": agent, "from": t_mid, "to": "2026-12-01T00:00:00Z"})),
+        (
+            "W4b tool spans of an agent in a window",
+            TOOLS,
+            json!({"a": agent, "from": t_mid, "to": "2026-12-01T00:00:00Z"}),
+        ),
         ("W4c token totals of an agent", TOTALS, json!({"a": agent})),
     ];
     for (index, (name, query, vars)) in filters.into_iter().enumerate() {
@@ -153,16 +171,20 @@ async fn main() {
     cleanup.await;
 }
 
-const DASHBOARD: &str = "{ traces(limit: 50, sort: STARTED_AT_DESC) { totalCount items { id name status startedAt durationMs
+const DASHBOARD: &str =
+    "{ traces(limit: 50, sort: STARTED_AT_DESC) { totalCount items { id name status startedAt durationMs
     usage { totalTokens costUsd }
     rootSpans { name spanType startedAt endedAt error usage { totalTokens costUsd }
       children { name spanType startedAt endedAt error usage { totalTokens costUsd }
         children { name spanType startedAt endedAt error usage { totalTokens costUsd } } } } } } }";
-const DETAIL: &str = "query($id: UUID!) { trace(id: $id) { id name agentId productId startedAt endedAt status error metadata
+const DETAIL: &str =
+    "query($id: UUID!) { trace(id: $id) { id name agentId productId startedAt endedAt status error metadata
     spans { id parentId name spanType startedAt endedAt inputText outputText error metadata } } }";
-const FAILED: &str = "query($a: UUID) { traces(filter: {agent: $a, hasError: true}) { items { id name error startedAt } } }";
+const FAILED: &str =
+    "query($a: UUID) { traces(filter: {agent: $a, hasError: true}) { items { id name error startedAt } } }";
 const TOOLS: &str = "query($a: UUID, $from: DateTime, $to: DateTime) { spans(filter: {agent: $a, spanType: TOOL, startedAfter: $from, startedBefore: $to}, limit: 100) { items { id name durationMs error } } }";
-const TOTALS: &str = "query($a: UUID) { agentUsage(filter: {agent: $a}, limit: 1) { totals { llmCalls totalTokens costUsd } } }";
+const TOTALS: &str =
+    "query($a: UUID) { agentUsage(filter: {agent: $a}, limit: 1) { totals { llmCalls totalTokens costUsd } } }";
 
 struct Data {
     traces: Vec<Value>,
@@ -173,7 +195,15 @@ fn generate(args: &Args, dir: &tempfile::TempDir) -> Data {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/bench/gen_dataset.py");
     let path = dir.path().join("data.ndjson");
     let out = Command::new("python3")
-        .args([script, "--traces", &args.traces.to_string(), "--spans", "20", "--seed", "7"])
+        .args([
+            script,
+            "--traces",
+            &args.traces.to_string(),
+            "--spans",
+            "20",
+            "--seed",
+            "7",
+        ])
         .output()
         .expect("python3 runs the generator");
     assert!(out.status.success(), "generator failed");
@@ -181,7 +211,11 @@ fn generate(args: &Args, dir: &tempfile::TempDir) -> Data {
     let (mut traces, mut spans) = (vec![], vec![]);
     for line in out.stdout.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
         let v: Value = serde_json::from_slice(line).unwrap();
-        if v["kind"] == "trace" { traces.push(v) } else { spans.push(v) }
+        if v["kind"] == "trace" {
+            traces.push(v)
+        } else {
+            spans.push(v)
+        }
     }
     Data { traces, spans }
 }
@@ -198,17 +232,26 @@ async fn databases(args: &Args, dir: &tempfile::TempDir) -> (String, String, fut
             let suffix = uuid::Uuid::new_v4().simple().to_string();
             let names = [format!("tg_bench_{suffix}"), format!("tg_bench_raw_{suffix}")];
             for n in &names {
-                admin_db.execute_unprepared(&format!("CREATE DATABASE {n}")).await.unwrap();
+                admin_db
+                    .execute_unprepared(&format!("CREATE DATABASE {n}"))
+                    .await
+                    .unwrap();
             }
             let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b).to_owned();
             let admin = admin.clone();
             let cleanup = Box::pin(async move {
                 let admin_db = sea_orm::Database::connect(&admin).await.unwrap();
                 for n in names {
-                    let _ = admin_db.execute_unprepared(&format!("DROP DATABASE IF EXISTS {n} WITH (FORCE)")).await;
+                    let _ = admin_db
+                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {n} WITH (FORCE)"))
+                        .await;
                 }
             });
-            (format!("{base}/tg_bench_{suffix}"), format!("{base}/tg_bench_raw_{suffix}"), cleanup)
+            (
+                format!("{base}/tg_bench_{suffix}"),
+                format!("{base}/tg_bench_raw_{suffix}"),
+                cleanup,
+            )
         }
     }
 }
@@ -221,10 +264,20 @@ struct Server {
 
 impl Server {
     async fn start(database_url: &str, dir: &tempfile::TempDir) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_tracegraph"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--database-url", database_url])
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--database-url",
+                database_url,
+            ])
             .env("TRACEGRAPH_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(log)
@@ -232,16 +285,30 @@ impl Server {
             .expect("server starts");
         let base = format!("http://127.0.0.1:{port}");
         for _ in 0..200 {
-            if reqwest::get(format!("{base}/readyz")).await.is_ok_and(|r| r.status() == 200) {
+            if reqwest::get(format!("{base}/readyz"))
+                .await
+                .is_ok_and(|r| r.status() == 200)
+            {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Self { child, url: format!("{base}/graphql"), base }
+        Self {
+            child,
+            url: format!("{base}/graphql"),
+            base,
+        }
     }
 
     async fn statements(&self, http: &reqwest::Client) -> u64 {
-        let text = http.get(format!("{}/metrics", self.base)).send().await.unwrap().text().await.unwrap();
+        let text = http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         text.lines()
             .find_map(|l| l.strip_prefix("tracegraph_sql_statements_total "))
             .and_then(|n| n.parse().ok())
@@ -331,7 +398,10 @@ where
     for t in tasks {
         latencies_ms.extend(t.await.unwrap());
     }
-    Run { latencies_ms, wall: started.elapsed() }
+    Run {
+        latencies_ms,
+        wall: started.elapsed(),
+    }
 }
 
 fn row(name: &str, api: f64, raw: f64, _better: &str) -> String {
@@ -364,12 +434,24 @@ fn span_input(s: &Value) -> Value {
 async fn w1_api(server: &Server, http: &reqwest::Client, data: &Data, writers: usize) -> f64 {
     let mut by_trace: HashMap<String, Vec<Value>> = HashMap::new();
     for s in &data.spans {
-        by_trace.entry(s["trace_id"].as_str().unwrap().to_owned()).or_default().push(span_input(s));
+        by_trace
+            .entry(s["trace_id"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(span_input(s));
     }
     let chunks: Vec<Vec<(Value, Vec<Value>)>> = data
         .traces
         .chunks(50)
-        .map(|c| c.iter().map(|t| (t.clone(), by_trace.remove(t["id"].as_str().unwrap()).unwrap_or_default())).collect())
+        .map(|c| {
+            c.iter()
+                .map(|t| {
+                    (
+                        t.clone(),
+                        by_trace.remove(t["id"].as_str().unwrap()).unwrap_or_default(),
+                    )
+                })
+                .collect()
+        })
         .collect();
     let chunks = Arc::new(std::sync::Mutex::new(chunks));
     let started = Instant::now();
@@ -411,7 +493,14 @@ async fn w1_raw(db: &DatabaseConnection, data: &Data, writers: usize) -> f64 {
     let chunks: Vec<(Vec<Value>, Vec<Value>)> = data
         .traces
         .chunks(50)
-        .map(|c| (c.to_vec(), c.iter().flat_map(|t| by_trace[t["id"].as_str().unwrap()].iter().map(|s| (*s).clone())).collect()))
+        .map(|c| {
+            (
+                c.to_vec(),
+                c.iter()
+                    .flat_map(|t| by_trace[t["id"].as_str().unwrap()].iter().map(|s| (*s).clone()))
+                    .collect(),
+            )
+        })
         .collect();
     let chunks = Arc::new(std::sync::Mutex::new(chunks));
     let started = Instant::now();
@@ -475,7 +564,13 @@ fn time(v: &Value) -> chrono::DateTime<chrono::Utc> {
 
 fn placeholders(backend: DbBackend, start: usize, n: usize) -> String {
     (1..=n)
-        .map(|i| if backend == DbBackend::Postgres { format!("${}", start + i) } else { "?".to_owned() })
+        .map(|i| {
+            if backend == DbBackend::Postgres {
+                format!("${}", start + i)
+            } else {
+                "?".to_owned()
+            }
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -485,34 +580,67 @@ async fn query(db: &DatabaseConnection, sql: &str, values: Vec<sea_orm::Value>) 
     let sql = if backend == DbBackend::Postgres {
         let mut n = 0;
         sql.chars()
-            .map(|c| if c == '?' { n += 1; format!("${n}") } else { c.to_string() })
+            .map(|c| {
+                if c == '?' {
+                    n += 1;
+                    format!("${n}")
+                } else {
+                    c.to_string()
+                }
+            })
             .collect()
     } else {
         sql.to_owned()
     };
-    db.query_all_raw(Statement::from_sql_and_values(backend, sql, values)).await.unwrap()
+    db.query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+        .await
+        .unwrap()
 }
 
 /// What the server sends for W2, sent directly: the page, its count, its span trees.
 async fn raw_dashboard(db: DatabaseConnection) {
-    let traces = query(&db, "SELECT * FROM trace ORDER BY started_at DESC, id DESC LIMIT 51", vec![]).await;
+    let traces = query(
+        &db,
+        "SELECT * FROM trace ORDER BY started_at DESC, id DESC LIMIT 51",
+        vec![],
+    )
+    .await;
     query(&db, "SELECT COUNT(*) FROM trace", vec![]).await;
-    let ids: Vec<sea_orm::Value> = traces.iter().take(50).map(|r| r.try_get::<uuid::Uuid>("", "id").unwrap().into()).collect();
+    let ids: Vec<sea_orm::Value> = traces
+        .iter()
+        .take(50)
+        .map(|r| r.try_get::<uuid::Uuid>("", "id").unwrap().into())
+        .collect();
     let marks = vec!["?"; ids.len()].join(", ");
-    query(&db, &format!("SELECT * FROM span WHERE trace_id IN ({marks}) ORDER BY started_at, id"), ids).await;
+    query(
+        &db,
+        &format!("SELECT * FROM span WHERE trace_id IN ({marks}) ORDER BY started_at, id"),
+        ids,
+    )
+    .await;
 }
 
 async fn raw_detail(db: DatabaseConnection, id: String) {
     let id: sea_orm::Value = uuid::Uuid::parse_str(&id).unwrap().into();
     query(&db, "SELECT * FROM trace WHERE id = ?", vec![id.clone()]).await;
-    query(&db, "SELECT * FROM span WHERE trace_id IN (?) ORDER BY started_at, id", vec![id]).await;
+    query(
+        &db,
+        "SELECT * FROM span WHERE trace_id IN (?) ORDER BY started_at, id",
+        vec![id],
+    )
+    .await;
 }
 
 async fn raw_filter(db: DatabaseConnection, which: usize, agent: String, from: String) {
     let agent: sea_orm::Value = uuid::Uuid::parse_str(&agent).unwrap().into();
     match which {
         0 => {
-            query(&db, "SELECT * FROM trace WHERE agent_id = ? AND has_error ORDER BY started_at DESC, id DESC LIMIT 51", vec![agent]).await;
+            query(
+                &db,
+                "SELECT * FROM trace WHERE agent_id = ? AND has_error ORDER BY started_at DESC, id DESC LIMIT 51",
+                vec![agent],
+            )
+            .await;
         }
         1 => {
             let from: chrono::DateTime<chrono::Utc> = from.parse().unwrap();
@@ -547,17 +675,25 @@ async fn w5(server: &Server, http: &reqwest::Client, subscribers: usize, spans: 
     let mut readers = vec![];
     for _ in 0..subscribers {
         let mut request = ws_url.as_str().into_client_request().unwrap();
-        request.headers_mut().insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse().unwrap());
+        request
+            .headers_mut()
+            .insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse().unwrap());
         let (mut ws, _) = tokio_tungstenite::connect_async(request).await.expect("ws");
-        ws.send(Message::text(json!({"type": "connection_init"}).to_string())).await.unwrap();
-        let q = "subscription($t: UUID) { spanAdded(traceId: $t) { name } }";
-        ws.send(Message::text(json!({"id": "1", "type": "subscribe", "payload": {"query": q, "variables": {"t": trace_id}}}).to_string()))
+        ws.send(Message::text(json!({"type": "connection_init"}).to_string()))
             .await
             .unwrap();
+        let q = "subscription($t: UUID) { spanAdded(traceId: $t) { name } }";
+        ws.send(Message::text(
+            json!({"id": "1", "type": "subscribe", "payload": {"query": q, "variables": {"t": trace_id}}}).to_string(),
+        ))
+        .await
+        .unwrap();
         readers.push(tokio::spawn(async move {
             let mut received: HashMap<usize, Instant> = HashMap::new();
             while received.len() < spans {
-                let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_secs(5), ws.next()).await else { break };
+                let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_secs(5), ws.next()).await else {
+                    break;
+                };
                 let Message::Text(text) = msg else { continue };
                 let v: Value = serde_json::from_str(&text).unwrap();
                 if v["type"] == "next"
@@ -573,7 +709,13 @@ async fn w5(server: &Server, http: &reqwest::Client, subscribers: usize, spans: 
     let mut acked = Vec::with_capacity(spans);
     for i in 0..spans {
         let input = json!({"traceId": trace_id, "name": i.to_string(), "spanType": "TOOL"});
-        gql(http, &url, "mutation($i: AddSpanInput!) { addSpan(input: $i) { id } }", json!({"i": input})).await;
+        gql(
+            http,
+            &url,
+            "mutation($i: AddSpanInput!) { addSpan(input: $i) { id } }",
+            json!({"i": input}),
+        )
+        .await;
         acked.push(Instant::now());
     }
     let mut delays = vec![];
@@ -587,7 +729,12 @@ async fn w5(server: &Server, http: &reqwest::Client, subscribers: usize, spans: 
         }
     }
     delays.sort_by(f64::total_cmp);
-    let pct = |p: f64| delays.get(((delays.len() as f64 - 1.0) * p) as usize).copied().unwrap_or(f64::NAN);
+    let pct = |p: f64| {
+        delays
+            .get(((delays.len() as f64 - 1.0) * p) as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
     (pct(0.5), pct(0.99), lost)
 }
 

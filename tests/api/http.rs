@@ -246,7 +246,14 @@ async fn metrics_count_sql_statements() {
     let read = |app: &TestApp| {
         let (http, base) = (app.http.clone(), app.base.clone());
         async move {
-            let text = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+            let text = http
+                .get(format!("{base}/metrics"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
             text.lines()
                 .find_map(|l| l.strip_prefix("tracegraph_sql_statements_total "))
                 .unwrap()
