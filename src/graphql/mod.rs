@@ -11,7 +11,7 @@ pub mod types;
 use std::sync::Arc;
 
 use async_graphql::dataloader::{DataLoader, Loader};
-use async_graphql::{Context, ErrorExtensions, SDLExportOptions, Schema, SchemaBuilder};
+use async_graphql::{Context, ErrorExtensions, SDLExportOptions, Schema, SchemaBuilder, SelectionField};
 
 use crate::auth::{Access, Scope};
 use crate::config::{Config, Limits};
@@ -129,19 +129,40 @@ pub(crate) fn write_state<'a>(ctx: &Context<'a>, scope: Scope) -> async_graphql:
     Ok((state(ctx)?, access))
 }
 
-/// The span tree of a trace, loaded once per request.
-pub(crate) async fn tree(ctx: &Context<'_>, trace_id: uuid::Uuid) -> async_graphql::Result<Arc<SpanTree>> {
-    let loader = ctx.data::<AppLoader>()?;
-    Ok(gql(loader.load_one(TreeOf(trace_id)).await)?.unwrap_or_default())
+/// Span fields too large to read for a tree that does not show them.
+const LARGE_FIELDS: [&str; 3] = ["inputText", "outputText", "metadata"];
+
+/// Whether a selection asks, at any depth, for a large span field: its tree must be read
+/// whole. A resolver asks this of its own field, so a span that shows a large field
+/// always comes from a whole tree.
+pub(crate) fn wants_large_fields(field: SelectionField<'_>) -> bool {
+    field
+        .selection_set()
+        .any(|f| LARGE_FIELDS.contains(&f.name()) || wants_large_fields(f))
 }
 
-/// Loads the trees of many traces in one statement, ahead of their nested fields.
+/// The span tree of a trace, loaded once per request.
+pub(crate) async fn tree(ctx: &Context<'_>, trace_id: uuid::Uuid, full: bool) -> async_graphql::Result<Arc<SpanTree>> {
+    let loader = ctx.data::<AppLoader>()?;
+    Ok(gql(loader.load_one(TreeOf { trace_id, full }).await)?.unwrap_or_default())
+}
+
+/// Loads the trees of many traces in one statement, ahead of their nested fields; `below`
+/// is the field that will ask for them, and decides whether they are read whole.
 pub(crate) async fn prefetch_trees(
     ctx: &Context<'_>,
     trace_ids: impl IntoIterator<Item = uuid::Uuid>,
+    below: async_graphql::Lookahead<'_>,
 ) -> async_graphql::Result<()> {
+    let fields = below.selection_fields();
+    let Some(first) = fields.first() else {
+        return Ok(());
+    };
+    let full = wants_large_fields(*first);
     let loader = ctx.data::<AppLoader>()?;
-    gql(loader.load_many(trace_ids.into_iter().map(TreeOf)).await)?;
+    gql(loader
+        .load_many(trace_ids.into_iter().map(|trace_id| TreeOf { trace_id, full }))
+        .await)?;
     Ok(())
 }
 

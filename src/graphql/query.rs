@@ -32,9 +32,11 @@ impl Query {
         filter.products = gql(access.restrict(filter.product_id))?;
         let rows = gql(store::traces::list(&db(ctx)?.read, &filter, sort.unwrap_or_default(), window).await)?;
         let items = ctx.look_ahead().field("items");
-        if items.field("rootSpans").field("children").exists() || items.field("spans").exists() {
-            let ids: Vec<Uuid> = rows.items.iter().map(|t| t.id).collect();
-            prefetch_trees(ctx, ids).await?;
+        let ids: Vec<Uuid> = rows.items.iter().map(|t| t.id).collect();
+        if items.field("rootSpans").field("children").exists() {
+            prefetch_trees(ctx, ids, items.field("rootSpans")).await?;
+        } else if items.field("spans").exists() {
+            prefetch_trees(ctx, ids, items.field("spans")).await?;
         }
         Ok(TracePage {
             items: rows.items.into_iter().map(Trace).collect(),
@@ -79,9 +81,10 @@ impl Query {
         let mut filter = filter.unwrap_or_default();
         filter.products = gql(access.restrict(filter.product_id))?;
         let rows = gql(store::spans::list(&db(ctx)?.read, &filter, sort.unwrap_or_default(), window).await)?;
-        if ctx.look_ahead().field("items").field("children").exists() {
+        let children = ctx.look_ahead().field("items").field("children");
+        if children.exists() {
             let ids: Vec<Uuid> = rows.items.iter().map(|s| s.trace_id).collect();
-            prefetch_trees(ctx, ids).await?;
+            prefetch_trees(ctx, ids, children).await?;
         }
         Ok(SpanPage {
             items: rows.items.into_iter().map(Span).collect(),

@@ -384,3 +384,37 @@ async fn concurrent_retries_of_a_batch_store_each_span_once() {
     );
     assert_eq!(app.counts().await, (1, 20));
 }
+
+#[tokio::test]
+async fn large_fields_are_read_wherever_a_tree_shows_them() {
+    let app = spawn_app().await;
+    let tid = trace(&app, &id()).await;
+    let (root, child) = (id(), id());
+    app.add_spans(json!([
+        {"id": root, "traceId": tid, "name": "root", "spanType": "FUNCTION", "inputText": "r-in", "metadata": {"k": "root"}},
+        {"id": child, "traceId": tid, "parentId": root, "name": "child", "spanType": "TOOL", "outputText": "c-out"},
+        {"traceId": tid, "parentId": child, "name": "leaf", "spanType": "LLM", "inputText": "l-in", "metadata": {"model": "m"}},
+    ]))
+    .await;
+    let data = app
+        .ok(
+            "query($t: UUID!) {
+               light: traces { items { rootSpans { name children { name children { name } } } } }
+               deep: traces { items { rootSpans { name children { children { inputText metadata } } } } }
+               one: trace(id: $t) { rootSpans { inputText metadata children { name outputText } }
+                                    spans { name inputText } } }",
+            json!({"t": tid}),
+        )
+        .await;
+    let light = &data["light"]["items"][0]["rootSpans"][0];
+    assert_eq!(light["children"][0]["children"][0]["name"], "leaf");
+    let leaf = &data["deep"]["items"][0]["rootSpans"][0]["children"][0]["children"][0];
+    assert_eq!(leaf["inputText"], "l-in");
+    assert_eq!(leaf["metadata"], json!({"model": "m"}));
+    let one = &data["one"];
+    assert_eq!(one["rootSpans"][0]["inputText"], "r-in");
+    assert_eq!(one["rootSpans"][0]["metadata"], json!({"k": "root"}));
+    assert_eq!(one["rootSpans"][0]["children"][0]["outputText"], "c-out");
+    let inputs: Vec<&Value> = one["spans"].as_array().unwrap().iter().map(|s| &s["inputText"]).collect();
+    assert_eq!(inputs, [&json!("r-in"), &Value::Null, &json!("l-in")]);
+}

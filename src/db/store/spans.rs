@@ -5,8 +5,8 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Select,
-    TryInsertResult,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, IdenStatic, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Select, TryInsertResult,
 };
 use uuid::Uuid;
 
@@ -347,6 +347,23 @@ pub async fn count(conn: &impl ConnectionTrait, f: &SpanFilter) -> AppResult<u64
 /// Spans matching `cond`, in start order: the shape of every tree loader.
 pub async fn in_start_order(conn: &impl ConnectionTrait, cond: Condition) -> AppResult<Vec<span::Model>> {
     Ok(select_in_start_order(cond).all(conn).await?)
+}
+
+/// As [`in_start_order`], without input, output and metadata (null and `{}` instead).
+pub async fn in_start_order_without_texts(conn: &impl ConnectionTrait, cond: Condition) -> AppResult<Vec<span::Model>> {
+    let empty_object = match conn.get_database_backend() {
+        sea_orm::DbBackend::Postgres => "CAST('{}' AS JSONB)",
+        _ => "'{}'",
+    };
+    let mut select = select_in_start_order(cond).select_only();
+    for column in <Column as sea_orm::Iterable>::iter() {
+        select = match column {
+            Column::InputText | Column::OutputText => select.column_as(Expr::cust("NULL"), column.as_str()),
+            Column::Metadata => select.column_as(Expr::cust(empty_object), column.as_str()),
+            other => select.column(other),
+        };
+    }
+    Ok(select.into_model::<span::Model>().all(conn).await?)
 }
 
 pub fn select_in_start_order(cond: Condition) -> Select<span::Entity> {

@@ -6,7 +6,7 @@ use super::{AgentUsage, Span, TokenUsage, micros_to_ms};
 use crate::db::entities::trace;
 use crate::filters::SpanFilter;
 use crate::graphql::loaders::{RootSpansOf, SpansOfTrace, UsageOfTrace};
-use crate::graphql::{Json, load_many, load_one, tree};
+use crate::graphql::{Json, load_many, load_one, tree, wants_large_fields};
 use crate::model::TraceStatus;
 
 /// Expected list sizes, for query complexity: a cost estimate, not a cap.
@@ -83,7 +83,16 @@ impl Trace {
                 };
                 load_many(ctx, key).await
             }
-            _ => Ok(tree(ctx, self.0.id).await?.all().iter().cloned().map(Span).collect()),
+            _ => {
+                let full = wants_large_fields(ctx.field());
+                Ok(tree(ctx, self.0.id, full)
+                    .await?
+                    .all()
+                    .iter()
+                    .cloned()
+                    .map(Span)
+                    .collect())
+            }
         }
     }
     /// The spans without a parent, in start order.
@@ -91,7 +100,8 @@ impl Trace {
     async fn root_spans(&self, ctx: &Context<'_>) -> Result<Vec<Span>> {
         // Going deeper needs the whole tree anyway; the roots alone use their own index.
         if ctx.look_ahead().field("children").exists() {
-            return Ok(tree(ctx, self.0.id).await?.roots().cloned().map(Span).collect());
+            let full = wants_large_fields(ctx.field());
+            return Ok(tree(ctx, self.0.id, full).await?.roots().cloned().map(Span).collect());
         }
         load_many(ctx, RootSpansOf(self.0.id)).await
     }
