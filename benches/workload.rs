@@ -7,7 +7,6 @@
 //!     cargo bench --bench workload -- --traces 50000                 # the scale run
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -73,7 +72,7 @@ async fn main() {
         .expect("raw database")
         .write;
     let raw = w1_raw(&raw_db, &data, args.writers).await;
-    table.push(row("W1 ingest (spans/s)", api, raw, "higher"));
+    table.push(row("W1 ingest (spans/s)", api, raw));
 
     let db = sea_orm::Database::connect(&server_url).await.unwrap();
     let ids: Vec<String> = data
@@ -404,7 +403,7 @@ where
     }
 }
 
-fn row(name: &str, api: f64, raw: f64, _better: &str) -> String {
+fn row(name: &str, api: f64, raw: f64) -> String {
     format!("| {name} | {api:.0} | {raw:.0} | {:.2} |", api / raw)
 }
 
@@ -737,6 +736,3 @@ async fn w5(server: &Server, http: &reqwest::Client, subscribers: usize, spans: 
     };
     (pct(0.5), pct(0.99), lost)
 }
-
-#[allow(dead_code)]
-fn unused(_: PathBuf) {}

@@ -415,6 +415,11 @@ async fn large_fields_are_read_wherever_a_tree_shows_them() {
     assert_eq!(one["rootSpans"][0]["inputText"], "r-in");
     assert_eq!(one["rootSpans"][0]["metadata"], json!({"k": "root"}));
     assert_eq!(one["rootSpans"][0]["children"][0]["outputText"], "c-out");
-    let inputs: Vec<&Value> = one["spans"].as_array().unwrap().iter().map(|s| &s["inputText"]).collect();
+    let inputs: Vec<&Value> = one["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| &s["inputText"])
+        .collect();
     assert_eq!(inputs, [&json!("r-in"), &Value::Null, &json!("l-in")]);
 }
