@@ -4,7 +4,7 @@
 //!
 //!     cargo bench --bench workload                                   # SQLite
 //!     cargo bench --bench workload -- --postgres postgres://postgres@127.0.0.1/postgres
-//!     cargo bench --bench workload -- --traces 50000                 # the scale run
+//!     cargo bench --bench workload -- --scale-traces 50000           # and at 1M spans
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
@@ -39,6 +39,10 @@ struct Args {
     subscribers: usize,
     #[arg(long, default_value_t = 1000)]
     live_spans: usize,
+    /// Also run W2–W4 on this many traces (loaded with the importer) and print each p50
+    /// as a ratio to the first run's: the scale run is `--scale-traces 50000`.
+    #[arg(long)]
+    scale_traces: Option<u32>,
     /// Cargo passes `--bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -74,7 +78,42 @@ async fn main() {
     let raw = w1_raw(&raw_db, &data, args.writers).await;
     table.push(row("W1 ingest (spans/s)", api, raw));
 
-    let db = sea_orm::Database::connect(&server_url).await.unwrap();
+    let reads = reads(&server, &server_url, &http, &data, &args).await;
+    for (name, api, raw) in &reads.runs {
+        table.push(latency_row(name, api, raw));
+    }
+
+    // W5: live delivery.
+    let (p50, p99, lost) = w5(&server, &http, args.subscribers, args.live_spans).await;
+
+    println!();
+    println!("| measurement | tracegraph | raw SQL | ratio |");
+    println!("|---|---|---|---|");
+    for line in &table {
+        println!("{line}");
+    }
+    println!("| W2 SQL statements per request | {:.1} | 3 | |", reads.statements);
+    println!("| server peak RSS during W2 | {:.1} MB | | |", reads.peak_rss_mb);
+    println!(
+        "| W5 live, {} subscribers, {} spans | p50 {p50:.2} ms, p99 {p99:.2} ms, lost {lost} | | |",
+        args.subscribers, args.live_spans
+    );
+    drop(server);
+    if let Some(traces) = args.scale_traces {
+        scale(&args, traces, &dir, &http, &reads).await;
+    }
+    cleanup.await;
+}
+
+/// W2–W4 figures of one server: (name, tracegraph run, raw run) each.
+struct Reads {
+    runs: Vec<(String, Run, Run)>,
+    statements: f64,
+    peak_rss_mb: f64,
+}
+
+async fn reads(server: &Server, database_url: &str, http: &reqwest::Client, data: &Data, args: &Args) -> Reads {
+    let db = sea_orm::Database::connect(database_url).await.unwrap();
     let ids: Vec<String> = data
         .traces
         .iter()
@@ -85,10 +124,11 @@ async fn main() {
         .as_str()
         .unwrap()
         .to_owned();
+    let mut runs = Vec::new();
 
     // W2: the dashboard.
     server.reset_peak_rss();
-    let statements_before = server.statements(&http).await;
+    let statements_before = server.statements(http).await;
     let url = server.url.clone();
     let w2 = measure(args.clients, args.requests, {
         let (http, url) = (http.clone(), url.clone());
@@ -98,14 +138,14 @@ async fn main() {
         }
     })
     .await;
-    let statements = (server.statements(&http).await - statements_before) as f64 / args.requests as f64;
+    let statements = (server.statements(http).await - statements_before) as f64 / args.requests as f64;
     let peak_rss_mb = server.peak_rss_kb() as f64 / 1024.0;
     let w2_raw = measure(args.clients, args.requests, {
         let db = db.clone();
         move |_| raw_dashboard(db.clone())
     })
     .await;
-    table.push(latency_row("W2 dashboard", &w2, &w2_raw));
+    runs.push(("W2 dashboard".to_owned(), w2, w2_raw));
 
     // W3: one trace with everything.
     let ids = Arc::new(ids);
@@ -122,7 +162,7 @@ async fn main() {
         move |i| raw_detail(db.clone(), ids[i * 7919 % ids.len()].clone())
     })
     .await;
-    table.push(latency_row("W3 trace detail", &w3, &w3_raw));
+    runs.push(("W3 trace detail".to_owned(), w3, w3_raw));
 
     // W4: the debugging filters.
     let filters: [(&str, &str, Value); 3] = [
@@ -148,26 +188,75 @@ async fn main() {
             move |_| raw_filter(db.clone(), index, agent.clone(), t_mid.clone())
         })
         .await;
-        table.push(latency_row(name, &api, &raw));
+        runs.push((name.to_owned(), api, raw));
     }
-
-    // W5: live delivery.
-    let (p50, p99, lost) = w5(&server, &http, args.subscribers, args.live_spans).await;
-
-    println!();
-    println!("| measurement | tracegraph | raw SQL | ratio |");
-    println!("|---|---|---|---|");
-    for line in &table {
-        println!("{line}");
+    Reads {
+        runs,
+        statements,
+        peak_rss_mb,
     }
-    println!("| W2 SQL statements per request | {statements:.1} | 3 | |");
-    println!("| server peak RSS during W2 | {peak_rss_mb:.1} MB | | |");
-    println!(
-        "| W5 live, {} subscribers, {} spans | p50 {p50:.2} ms, p99 {p99:.2} ms, lost {lost} | | |",
-        args.subscribers, args.live_spans
+}
+
+/// The scale run: a larger data set loaded with the importer, then W2–W4 again; each
+/// p50 is printed as a ratio to the first run's (indexes keep it near 1).
+async fn scale(args: &Args, traces: u32, dir: &tempfile::TempDir, http: &reqwest::Client, base: &Reads) {
+    let data = generate_traces(traces, dir);
+    let url = match &args.postgres {
+        None => format!("sqlite://{}?mode=rwc", dir.path().join("scale.db").display()),
+        Some(admin) => {
+            let name = format!("tg_bench_scale_{}", uuid::Uuid::new_v4().simple());
+            let admin_db = sea_orm::Database::connect(admin).await.unwrap();
+            admin_db
+                .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                .await
+                .unwrap();
+            format!("{}/{name}", admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b))
+        }
+    };
+    let loaded = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_tracegraph"))
+        .args([
+            "import",
+            dir.path().join("data.ndjson").to_str().unwrap(),
+            "--database-url",
+            &url,
+        ])
+        .output()
+        .expect("import runs");
+    assert!(
+        out.status.success(),
+        "import failed: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
+    println!();
+    println!(
+        "scale run: {} traces, {} spans, imported in {:.0} s ({:.0} spans/s)",
+        data.traces.len(),
+        data.spans.len(),
+        loaded.elapsed().as_secs_f64(),
+        data.spans.len() as f64 / loaded.elapsed().as_secs_f64()
+    );
+    let server = Server::start(&url, dir).await;
+    let big = reads(&server, &url, http, &data, args).await;
+    println!("| measurement | p50 first run ms | p50 scale run ms | ratio | raw ratio |");
+    println!("|---|---|---|---|---|");
+    for ((name, api, raw), (_, api_big, raw_big)) in base.runs.iter().zip(&big.runs) {
+        println!(
+            "| {name} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            api.pct(0.5),
+            api_big.pct(0.5),
+            api_big.pct(0.5) / api.pct(0.5),
+            raw_big.pct(0.5) / raw.pct(0.5)
+        );
+    }
     drop(server);
-    cleanup.await;
+    if let Some(admin) = &args.postgres {
+        let name = url.rsplit('/').next().unwrap_or_default().to_owned();
+        let admin_db = sea_orm::Database::connect(admin).await.unwrap();
+        let _ = admin_db
+            .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await;
+    }
 }
 
 const DASHBOARD: &str =
@@ -191,18 +280,14 @@ struct Data {
 }
 
 fn generate(args: &Args, dir: &tempfile::TempDir) -> Data {
+    generate_traces(args.traces, dir)
+}
+
+fn generate_traces(traces: u32, dir: &tempfile::TempDir) -> Data {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/bench/gen_dataset.py");
     let path = dir.path().join("data.ndjson");
     let out = Command::new("python3")
-        .args([
-            script,
-            "--traces",
-            &args.traces.to_string(),
-            "--spans",
-            "20",
-            "--seed",
-            "7",
-        ])
+        .args([script, "--traces", &traces.to_string(), "--spans", "20", "--seed", "7"])
         .output()
         .expect("python3 runs the generator");
     assert!(out.status.success(), "generator failed");

@@ -51,7 +51,7 @@ pub struct Config {
     #[arg(long, env = "TRACEGRAPH_MAX_TEXT_BYTES", default_value_t = DEFAULT_MAX_TEXT_BYTES, global = true)]
     pub max_text_bytes: usize,
 
-    /// Most spans accepted in one `addSpans` call.
+    /// Most items in one batch: spans in `addSpans`, traces in `createTraces` and `endTraces`.
     #[arg(long, env = "TRACEGRAPH_MAX_BATCH_SPANS", default_value_t = DEFAULT_MAX_BATCH_SPANS, global = true)]
     pub max_batch_spans: usize,
 

@@ -60,6 +60,34 @@ pub struct SpanDraft {
     pub metadata: Option<Json<Value>>,
 }
 
+/// The end of one trace, as `endTraces` takes it.
+#[derive(InputObject, Debug, Clone)]
+#[graphql(name = "EndTraceInput")]
+pub struct EndTraceDraft {
+    pub id: Uuid,
+    /// Defaults to now.
+    pub ended_at: Option<DateTime<Utc>>,
+    /// The run's error, if it failed.
+    pub error: Option<String>,
+}
+
+/// A checked trace end.
+#[derive(Debug, Clone)]
+pub struct TraceEnd {
+    pub id: Uuid,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub error: Option<String>,
+}
+
+pub fn validate_end(draft: EndTraceDraft, limits: &Limits) -> AppResult<TraceEnd> {
+    check_opt_text("error", &draft.error, limits.max_text_bytes)?;
+    Ok(TraceEnd {
+        id: draft.id,
+        ended_at: draft.ended_at.map(|t| normalize_time("endedAt", t)).transpose()?,
+        error: draft.error,
+    })
+}
+
 /// A validated trace row plus which times the client chose, for the idempotency check.
 #[derive(Debug, Clone)]
 pub struct NewTrace {

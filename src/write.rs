@@ -8,7 +8,7 @@ use crate::db::store::Changed;
 use crate::db::store::spans::Written;
 use crate::db::{Db, store};
 use crate::error::AppResult;
-use crate::ingest::{NewSpan, NewTrace};
+use crate::ingest::{NewSpan, NewTrace, TraceEnd};
 use crate::live::LiveSpans;
 use crate::live::postgres::EventKind;
 
@@ -22,6 +22,39 @@ pub async fn transact<T>(db: &Db, work: impl AsyncFnOnce(&DatabaseTransaction) -
 
 pub async fn create_trace(db: &Db, new: NewTrace) -> AppResult<trace::Model> {
     transact(db, async |txn| store::traces::create(txn, new).await).await
+}
+
+/// Creates traces in one transaction: all, or none.
+pub async fn create_traces(db: &Db, news: Vec<NewTrace>) -> AppResult<Vec<trace::Model>> {
+    transact(db, async |txn| {
+        let mut rows = Vec::with_capacity(news.len());
+        for new in news {
+            rows.push(store::traces::create(txn, new).await?);
+        }
+        Ok(rows)
+    })
+    .await
+}
+
+/// Ends traces in one transaction (all, or none), writing each usage record once, and
+/// publishes the ends that happened now.
+pub async fn end_traces(db: &Db, live: &LiveSpans, ends: Vec<TraceEnd>) -> AppResult<Vec<trace::Model>> {
+    let outs = transact(db, async |txn| {
+        let mut outs = Vec::with_capacity(ends.len());
+        for end in ends {
+            let out = store::traces::end(txn, end.id, end.ended_at, end.error).await?;
+            if out.changed {
+                relay(live, txn, EventKind::TraceEnded, &[out.row.id]).await?;
+            }
+            outs.push(out);
+        }
+        Ok(outs)
+    })
+    .await?;
+    for out in outs.iter().filter(|o| o.changed) {
+        live.publish_trace_ended(&out.row);
+    }
+    Ok(outs.into_iter().map(|o| o.row).collect())
 }
 
 /// Stores a batch of spans, all or nothing, and publishes the newly written ones after

@@ -11,7 +11,7 @@ use crate::auth::{Access, Scope};
 use crate::db::entities::span;
 use crate::db::store;
 use crate::error::{AppError, AppResult};
-use crate::ingest::{self, NewSpan, SpanDraft, TraceDraft};
+use crate::ingest::{self, EndTraceDraft, NewSpan, SpanDraft, TraceDraft};
 use crate::write;
 
 pub struct Mutation;
@@ -26,6 +26,36 @@ impl Mutation {
         gql(write::create_trace(&s.db, new).await).map(Trace)
     }
 
+    /// Starts many traces in one transaction: all are stored, or none. Each may carry a
+    /// client id, which makes the call safe to retry.
+    async fn create_traces(&self, ctx: &Context<'_>, inputs: Vec<TraceDraft>) -> Result<Vec<Trace>> {
+        let (s, access) = write_state(ctx, Scope::Ingest)?;
+        gql(check_batch(inputs.len(), s.limits.max_batch_spans))?;
+        let mut news = Vec::with_capacity(inputs.len());
+        for (i, input) in inputs.into_iter().enumerate() {
+            gql(access.check_product(input.product_id))?;
+            news.push(gql(
+                ingest::validate_trace(input, &s.limits).map_err(|e| e.at(&format!("inputs[{i}]")))
+            )?);
+        }
+        let rows = gql(write::create_traces(&s.db, news).await)?;
+        Ok(rows.into_iter().map(Trace).collect())
+    }
+
+    /// Ends many traces in one transaction (all, or none), writing each usage record once.
+    async fn end_traces(&self, ctx: &Context<'_>, inputs: Vec<EndTraceDraft>) -> Result<Vec<Trace>> {
+        let (s, access) = write_state(ctx, Scope::Ingest)?;
+        gql(check_batch(inputs.len(), s.limits.max_batch_spans))?;
+        check_trace_products(access, &s.db, inputs.iter().map(|e| e.id)).await?;
+        let ends: AppResult<Vec<_>> = inputs
+            .into_iter()
+            .enumerate()
+            .map(|(i, input)| ingest::validate_end(input, &s.limits).map_err(|e| e.at(&format!("inputs[{i}]"))))
+            .collect();
+        let rows = gql(write::end_traces(&s.db, &s.live, gql(ends)?).await)?;
+        Ok(rows.into_iter().map(Trace).collect())
+    }
+
     /// Adds one span. Its parent must be in the same trace.
     async fn add_span(&self, ctx: &Context<'_>, input: SpanDraft) -> Result<Span> {
         let (s, access) = write_state(ctx, Scope::Ingest)?;
@@ -37,15 +67,7 @@ impl Mutation {
     /// Adds a batch of spans in one transaction: all are stored, or none.
     async fn add_spans(&self, ctx: &Context<'_>, inputs: Vec<SpanDraft>) -> Result<Vec<Span>> {
         let (s, access) = write_state(ctx, Scope::Ingest)?;
-        let max = s.limits.max_batch_spans;
-        if inputs.len() > max {
-            return gql(Err(AppError::LimitExceeded {
-                field: "inputs".into(),
-                limit: "spans per batch",
-                actual: inputs.len() as u64,
-                max: max as u64,
-            }));
-        }
+        gql(check_batch(inputs.len(), s.limits.max_batch_spans))?;
         let news: AppResult<Vec<NewSpan>> = inputs
             .into_iter()
             .enumerate()
@@ -148,4 +170,16 @@ impl Mutation {
 async fn store_spans(s: &State, access: &Access, news: Vec<NewSpan>) -> Result<Vec<span::Model>> {
     check_trace_products(access, &s.db, news.iter().map(|n| n.row.trace_id)).await?;
     gql(write::add_spans(&s.db, &s.live, news).await)
+}
+
+fn check_batch(len: usize, max: usize) -> AppResult<()> {
+    if len > max {
+        return Err(AppError::LimitExceeded {
+            field: "inputs".into(),
+            limit: "items per batch",
+            actual: len as u64,
+            max: max as u64,
+        });
+    }
+    Ok(())
 }

@@ -283,3 +283,43 @@ async fn empty_store_gives_an_empty_page() {
         json!({"totalCount": 0, "hasNextPage": false, "items": []})
     );
 }
+
+#[tokio::test]
+async fn batches_of_traces_are_created_and_ended_all_or_nothing() {
+    let app = crate::helpers::spawn_app_with(|c| c.max_batch_spans = 3).await;
+    let agent = id();
+    let create = "mutation($i: [CreateTraceInput!]!) { createTraces(inputs: $i) { id name } }";
+    let inputs: Vec<Value> = (0..3)
+        .map(|i| json!({"id": id(), "name": format!("b{i}"), "agentId": agent, "startedAt": "2026-11-01T00:00:00Z"}))
+        .collect();
+    let created = app.ok(create, json!({"i": inputs})).await;
+    assert_eq!(created["createTraces"].as_array().unwrap().len(), 3);
+    assert_eq!(app.ok(create, json!({"i": inputs})).await, created, "a retried batch is a no-op");
+
+    let mut bad = vec![json!({"name": "fine"}), json!({"name": ""})];
+    let body = app.gql(create, json!({"i": bad.clone()})).await;
+    assert_eq!(body["errors"][0]["extensions"]["field"], "inputs[1].name");
+    bad[1] = json!({"name": "x"});
+    bad.extend([json!({"name": "y"}), json!({"name": "z"})]);
+    assert_eq!(app.error_code(create, json!({"i": bad})).await, "LIMIT_EXCEEDED");
+    assert_eq!(app.counts().await, (3, 0), "nothing of a refused batch");
+
+    let end = "mutation($i: [EndTraceInput!]!) { endTraces(inputs: $i) { id endedAt agentUsage { id } } }";
+    let ends: Vec<Value> = inputs
+        .iter()
+        .map(|t| json!({"id": t["id"], "endedAt": "2026-11-01T00:01:00Z"}))
+        .collect();
+    let mut with_unknown = ends.clone();
+    with_unknown[2] = json!({"id": id()});
+    assert_eq!(app.error_code(end, json!({"i": with_unknown})).await, "NOT_FOUND");
+    let running = app.ok("{ traces(filter: {status: RUNNING}) { totalCount } }", json!({})).await;
+    assert_eq!(running["traces"]["totalCount"], 3, "none ended by the refused batch");
+    let ended = app.ok(end, json!({"i": ends})).await;
+    for t in ended["endTraces"].as_array().unwrap() {
+        assert!(t["agentUsage"]["id"].is_string(), "{t}");
+    }
+    let usage = app
+        .ok("query($a: UUID) { agentUsage(filter: {agent: $a}) { totalCount } }", json!({"a": agent}))
+        .await;
+    assert_eq!(usage["agentUsage"]["totalCount"], 3);
+}
