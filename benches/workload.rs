@@ -513,8 +513,8 @@ fn span_input(s: &Value) -> Value {
            "error": s["error"], "metadata": s["metadata"]})
 }
 
-/// Writers share the traces; each sends a trace's creation, then its spans in batches
-/// of up to 1,000 (50 traces), then the ends.
+/// Writers share the traces, 50 at a time: one `createTraces`, one `addSpans` with their
+/// 1,000 spans, one `endTraces`.
 async fn w1_api(server: &Server, http: &reqwest::Client, data: &Data, writers: usize) -> f64 {
     let mut by_trace: HashMap<String, Vec<Value>> = HashMap::new();
     for s in &data.spans {
@@ -545,17 +545,24 @@ async fn w1_api(server: &Server, http: &reqwest::Client, data: &Data, writers: u
             tokio::spawn(async move {
                 loop {
                     let Some(chunk) = chunks.lock().unwrap().pop() else { return };
-                    for (t, _) in &chunk {
-                        let input = json!({"id": t["id"], "name": t["name"], "agentId": t["agent"], "productId": t["product_id"],
-                                           "startedAt": t["started_at"], "metadata": t["metadata"]});
-                        gql(&http, &url, "mutation($i: CreateTraceInput!) { createTrace(input: $i) { id } }", json!({"i": input})).await;
-                    }
+                    let traces: Vec<Value> = chunk
+                        .iter()
+                        .map(|(t, _)| {
+                            json!({"id": t["id"], "name": t["name"], "agentId": t["agent"], "productId": t["product_id"],
+                                   "startedAt": t["started_at"], "metadata": t["metadata"]})
+                        })
+                        .collect();
+                    let create = "mutation($i: [CreateTraceInput!]!) { createTraces(inputs: $i) { id } }";
+                    gql(&http, &url, create, json!({"i": traces})).await;
                     let spans: Vec<Value> = chunk.iter().flat_map(|(_, s)| s.clone()).collect();
-                    gql(&http, &url, "mutation($i: [AddSpanInput!]!) { addSpans(inputs: $i) { id } }", json!({"i": spans})).await;
-                    for (t, _) in &chunk {
-                        let vars = json!({"id": t["id"], "at": t["ended_at"], "e": t["error"]});
-                        gql(&http, &url, "mutation($id: UUID!, $at: DateTime, $e: String) { endTrace(id: $id, endedAt: $at, error: $e) { id } }", vars).await;
-                    }
+                    let add = "mutation($i: [AddSpanInput!]!) { addSpans(inputs: $i) { id } }";
+                    gql(&http, &url, add, json!({"i": spans})).await;
+                    let ends: Vec<Value> = chunk
+                        .iter()
+                        .map(|(t, _)| json!({"id": t["id"], "endedAt": t["ended_at"], "error": t["error"]}))
+                        .collect();
+                    let end = "mutation($i: [EndTraceInput!]!) { endTraces(inputs: $i) { id } }";
+                    gql(&http, &url, end, json!({"i": ends})).await;
                 }
             })
         })

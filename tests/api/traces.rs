@@ -294,7 +294,11 @@ async fn batches_of_traces_are_created_and_ended_all_or_nothing() {
         .collect();
     let created = app.ok(create, json!({"i": inputs})).await;
     assert_eq!(created["createTraces"].as_array().unwrap().len(), 3);
-    assert_eq!(app.ok(create, json!({"i": inputs})).await, created, "a retried batch is a no-op");
+    assert_eq!(
+        app.ok(create, json!({"i": inputs})).await,
+        created,
+        "a retried batch is a no-op"
+    );
 
     let mut bad = vec![json!({"name": "fine"}), json!({"name": ""})];
     let body = app.gql(create, json!({"i": bad.clone()})).await;
@@ -312,14 +316,19 @@ async fn batches_of_traces_are_created_and_ended_all_or_nothing() {
     let mut with_unknown = ends.clone();
     with_unknown[2] = json!({"id": id()});
     assert_eq!(app.error_code(end, json!({"i": with_unknown})).await, "NOT_FOUND");
-    let running = app.ok("{ traces(filter: {status: RUNNING}) { totalCount } }", json!({})).await;
+    let running = app
+        .ok("{ traces(filter: {status: RUNNING}) { totalCount } }", json!({}))
+        .await;
     assert_eq!(running["traces"]["totalCount"], 3, "none ended by the refused batch");
     let ended = app.ok(end, json!({"i": ends})).await;
     for t in ended["endTraces"].as_array().unwrap() {
         assert!(t["agentUsage"]["id"].is_string(), "{t}");
     }
     let usage = app
-        .ok("query($a: UUID) { agentUsage(filter: {agent: $a}) { totalCount } }", json!({"a": agent}))
+        .ok(
+            "query($a: UUID) { agentUsage(filter: {agent: $a}) { totalCount } }",
+            json!({"a": agent}),
+        )
         .await;
     assert_eq!(usage["agentUsage"]["totalCount"], 3);
 }
