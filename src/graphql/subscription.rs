@@ -14,7 +14,7 @@ use super::{allow, gql, state};
 use crate::auth::Scope;
 use crate::db::entities::span;
 use crate::error::AppError;
-use crate::live::{EventFilter, Feed};
+use crate::live::{EventFilter, Feed, LiveSpans};
 use crate::model::SpanType;
 
 pub struct Subscription;
@@ -33,13 +33,13 @@ impl Subscription {
         span_type: Option<SpanType>,
     ) -> Result<impl Stream<Item = Result<Span>> + use<>> {
         let filter = EventFilter {
-            products: gql(allow(ctx, Scope::Read)?.restrict(product_id))?,
             trace_id,
             agent,
             product_id,
             span_type,
+            products: None,
         };
-        Ok(spans(&state(ctx)?.live.added, filter))
+        span_feed(ctx, |live| &live.added, filter)
     }
 
     /// Every span that from now on ends, or is flagged or unflagged, matching all given
@@ -53,13 +53,13 @@ impl Subscription {
         span_type: Option<SpanType>,
     ) -> Result<impl Stream<Item = Result<Span>> + use<>> {
         let filter = EventFilter {
-            products: gql(allow(ctx, Scope::Read)?.restrict(product_id))?,
             trace_id,
             agent,
             product_id,
             span_type,
+            products: None,
         };
-        Ok(spans(&state(ctx)?.live.updated, filter))
+        span_feed(ctx, |live| &live.updated, filter)
     }
 
     /// Every trace that from now on ends, matching all given filters.
@@ -69,21 +69,33 @@ impl Subscription {
         agent: Option<Uuid>,
         product_id: Option<Uuid>,
     ) -> Result<impl Stream<Item = Result<Trace>> + use<>> {
-        let filter = EventFilter {
-            products: gql(allow(ctx, Scope::Read)?.restrict(product_id))?,
-            agent,
-            product_id,
-            ..Default::default()
-        };
+        let filter = for_reader(
+            ctx,
+            EventFilter {
+                agent,
+                product_id,
+                ..Default::default()
+            },
+        )?;
         let rx = state(ctx)?.live.trace_ended.subscribe();
         Ok(follow(rx, move |t| filter.matches_trace(t).then(|| Trace(t.clone()))))
     }
 }
 
-fn spans(feed: &Feed<span::Model>, filter: EventFilter) -> impl Stream<Item = Result<Span>> + use<> {
-    follow(feed.subscribe(), move |s| {
-        filter.matches_span(s).then(|| Span(s.clone()))
-    })
+/// A reader's filter: the key's products are forced in.
+fn for_reader(ctx: &Context<'_>, mut filter: EventFilter) -> Result<EventFilter> {
+    filter.products = gql(allow(ctx, Scope::Read)?.restrict(filter.product_id))?;
+    Ok(filter)
+}
+
+fn span_feed(
+    ctx: &Context<'_>,
+    feed: fn(&LiveSpans) -> &Feed<span::Model>,
+    filter: EventFilter,
+) -> Result<impl Stream<Item = Result<Span>> + use<>> {
+    let filter = for_reader(ctx, filter)?;
+    let rx = feed(&state(ctx)?.live).subscribe();
+    Ok(follow(rx, move |s| filter.matches_span(s).then(|| Span(s.clone()))))
 }
 
 /// Turns a feed into a subscriber's stream: `pick` filters and converts each event; a
