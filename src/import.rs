@@ -150,6 +150,9 @@ pub async fn import_lines(
         })?;
     }
     flush(db, &live, batch, usize::MAX, &mut report).await?;
+    if let Err(e) = db.analyze().await {
+        tracing::warn!(error = %e, "could not refresh planner statistics after the import");
+    }
     on_batch(&report);
     Ok(report)
 }

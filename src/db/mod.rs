@@ -11,9 +11,13 @@ use std::time::Duration;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
-    ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, SqliteTransactionMode,
-    TransactionOptions, TransactionTrait,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
+
+/// SQLite readers share the process's cores; past a few, more connections only hold
+/// more page cache.
+const SQLITE_MAX_READERS: u32 = 8;
 
 /// Counts SQL statements sent, so tests and benchmarks can prove a query shape is
 /// constant (no N+1).
@@ -50,6 +54,12 @@ impl Db {
                 ..Default::default()
             })
             .await
+    }
+
+    /// Refreshes the planner's statistics, e.g. after a large import: without them SQLite
+    /// guesses between indexes.
+    pub async fn analyze(&self) -> Result<(), DbErr> {
+        self.write.execute_unprepared("ANALYZE").await.map(|_| ())
     }
 
     pub async fn ping(&self) -> bool {
@@ -89,7 +99,13 @@ pub async fn connect_with(url: &str, pool: PoolOptions) -> Result<Db, DbErr> {
         let read = if in_memory {
             write.clone()
         } else {
-            open(url, max_connections.max(1), pool.acquire_timeout, &statements).await?
+            open(
+                url,
+                max_connections.clamp(1, SQLITE_MAX_READERS),
+                pool.acquire_timeout,
+                &statements,
+            )
+            .await?
         };
         Db {
             read,
