@@ -20,10 +20,6 @@ pub async fn transact<T>(db: &Db, work: impl AsyncFnOnce(&DatabaseTransaction) -
     Ok(out)
 }
 
-pub async fn create_trace(db: &Db, new: NewTrace) -> AppResult<trace::Model> {
-    transact(db, async |txn| store::traces::create(txn, new).await).await
-}
-
 /// Creates traces in one transaction: all, or none.
 pub async fn create_traces(db: &Db, news: Vec<NewTrace>) -> AppResult<Vec<trace::Model>> {
     transact(db, async |txn| {

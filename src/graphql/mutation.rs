@@ -23,7 +23,8 @@ impl Mutation {
         let (s, access) = write_state(ctx, Scope::Ingest)?;
         gql(access.check_product(input.product_id))?;
         let new = gql(ingest::validate_trace(input, &s.limits))?;
-        gql(write::create_trace(&s.db, new).await).map(Trace)
+        let mut rows = gql(write::create_traces(&s.db, vec![new]).await)?;
+        Ok(Trace(rows.remove(0)))
     }
 
     /// Starts many traces in one transaction: all are stored, or none. Each may carry a
