@@ -28,6 +28,12 @@ pub const DEFAULT_WS_MAX_SUBSCRIPTIONS: usize = 100;
 pub const DEFAULT_WS_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_WS_MAX_PER_KEY: usize = 50;
 pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 30_000;
+
+/// GraphQL requests executing at once: past a few per core, more only hold more
+/// memory (a dashboard page holds about a megabyte while it resolves).
+pub fn default_concurrent_requests() -> usize {
+    4 * std::thread::available_parallelism().map_or(1, |n| n.get())
+}
 pub const MAX_PAGE_LIMIT: i64 = 500;
 pub const MAX_NAME_BYTES: usize = 1024;
 
@@ -125,6 +131,11 @@ pub struct Config {
     #[arg(long, env = "TRACEGRAPH_REQUEST_TIMEOUT_MS", default_value_t = DEFAULT_REQUEST_TIMEOUT_MS, global = true)]
     pub request_timeout_ms: u64,
 
+    /// Most GraphQL requests executing at once; more wait their turn (within the request
+    /// timeout). Subscriptions are not counted.
+    #[arg(long, env = "TRACEGRAPH_MAX_CONCURRENT_REQUESTS", default_value_t = default_concurrent_requests(), global = true)]
+    pub max_concurrent_requests: usize,
+
     /// Do not serve GraphiQL (production deployments).
     #[arg(long, env = "TRACEGRAPH_DISABLE_GRAPHIQL", global = true)]
     pub disable_graphiql: bool,
@@ -159,6 +170,7 @@ impl Default for Config {
             ws_max_per_key: DEFAULT_WS_MAX_PER_KEY,
             insecure: false,
             request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
+            max_concurrent_requests: default_concurrent_requests(),
             disable_graphiql: false,
             disable_introspection: false,
         }

@@ -15,9 +15,12 @@ use sea_orm::{
     SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 
-/// SQLite readers share the process's cores; past a few, more connections only hold
-/// more page cache.
-const SQLITE_MAX_READERS: u32 = 8;
+/// SQLite reads run on the process's own cores; past two connections per core, more
+/// only hold more page cache (2 MB each) and threads.
+fn sqlite_max_readers() -> u32 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+    (2 * cores).clamp(2, 8)
+}
 
 /// Counts SQL statements sent, so tests and benchmarks can prove a query shape is
 /// constant (no N+1).
@@ -101,7 +104,7 @@ pub async fn connect_with(url: &str, pool: PoolOptions) -> Result<Db, DbErr> {
         } else {
             open(
                 url,
-                max_connections.clamp(1, SQLITE_MAX_READERS),
+                max_connections.clamp(1, sqlite_max_readers()),
                 pool.acquire_timeout,
                 &statements,
             )

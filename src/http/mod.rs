@@ -3,6 +3,7 @@
 
 mod graphql;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_graphql::http::GraphiQLSource;
@@ -36,6 +37,8 @@ struct HttpState {
     ws_shutdown: WsShutdown,
     max_body_bytes: usize,
     request_timeout: Duration,
+    /// Permits to execute; see `Config::max_concurrent_requests`.
+    executions: Arc<tokio::sync::Semaphore>,
     graphiql: bool,
     auth: Auth,
 }
@@ -49,6 +52,7 @@ pub fn router(schema: AppSchema, db: Db, config: &Config, ws_shutdown: WsShutdow
         ws_shutdown,
         max_body_bytes: config.max_body_bytes,
         request_timeout: Duration::from_millis(config.request_timeout_ms.max(1)),
+        executions: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_requests.max(1))),
         graphiql: !config.disable_graphiql,
     };
     Router::new()
@@ -111,8 +115,14 @@ async fn execute(state: &HttpState, request: async_graphql::Request, media: Medi
         }
     };
     let request = request.data(gql::request_loaders(&state.db)).data(access);
-    // A request past its time is dropped, and with it any open transaction (rolled back).
-    let response = match tokio::time::timeout(state.request_timeout, state.schema.execute(request)).await {
+    let run = async {
+        // Never closed, so acquiring only waits.
+        let _turn = state.executions.acquire().await;
+        state.schema.execute(request).await
+    };
+    // A request past its time (waiting included) is dropped, and with it any open
+    // transaction (rolled back).
+    let response = match tokio::time::timeout(state.request_timeout, run).await {
         Ok(response) => response,
         Err(_) => graphql::timed_out(state.request_timeout),
     };

@@ -250,3 +250,57 @@ async fn a_locked_sqlite_file_gives_a_retryable_error_then_recovers() {
     assert!(body.get("errors").is_none(), "recovered: {body}");
     assert_eq!(app.counts().await, (1, 1));
 }
+
+#[tokio::test]
+async fn requests_past_the_execution_limit_wait_their_turn() {
+    let app = spawn_app().await;
+    let tid = app.create_trace(json!({"name": "t"})).await["id"].clone();
+    let one_at_a_time = app.second_instance_with(|c| c.max_concurrent_requests = 1).await;
+    let other = sea_orm::Database::connect(&app.database_url).await.unwrap();
+    let blocker = other.begin().await.unwrap();
+    let lock = if other.get_database_backend() == sea_orm::DbBackend::Sqlite {
+        "UPDATE trace SET name = name".to_owned()
+    } else {
+        format!("SELECT id FROM trace WHERE id = '{}' FOR UPDATE", tid.as_str().unwrap())
+    };
+    blocker.execute_unprepared(&lock).await.unwrap();
+    let post = |query: &'static str, variables: Value| {
+        let (http, base) = (one_at_a_time.http.clone(), one_at_a_time.base.clone());
+        tokio::spawn(async move {
+            let response = http
+                .post(format!("{base}/graphql"))
+                .json(&json!({"query": query, "variables": variables}))
+                .send()
+                .await
+                .unwrap();
+            (response.status().as_u16(), response.json::<Value>().await.unwrap())
+        })
+    };
+    // The write waits on the lock, holding the only turn to execute.
+    let write = post(
+        "mutation($t: UUID!) { addSpan(input: {traceId: $t, name: \"w\", spanType: TOOL}) { id } }",
+        json!({"t": tid}),
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A read needs no lock, yet waits for its turn behind the write.
+    let read = post("{ traces { totalCount } }", json!({}));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        !read.is_finished(),
+        "the read ran beside the write despite the limit of 1"
+    );
+    blocker.rollback().await.unwrap();
+    let (status, body) = write.await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = read.await.unwrap();
+    assert_eq!(
+        (status, &body["data"]["traces"]["totalCount"]),
+        (200, &json!(1)),
+        "{body}"
+    );
+    // Many at once all get their turn.
+    let reads: Vec<_> = (0..8).map(|_| post("{ traces { totalCount } }", json!({}))).collect();
+    for read in reads {
+        assert_eq!(read.await.unwrap().0, 200);
+    }
+}
