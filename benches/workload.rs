@@ -744,7 +744,12 @@ async fn raw_filter(db: DatabaseConnection, which: usize, agent: String, from: S
             .await;
         }
         _ => {
-            query(&db, "SELECT COUNT(id), SUM(llm_calls), SUM(total_tokens), SUM(cost_usd) FROM agent_usage WHERE agent_id = ?", vec![agent]).await;
+            query(
+                &db,
+                "SELECT COUNT(*), SUM(llm_calls), SUM(total_tokens), SUM(cost_usd) FROM agent_usage WHERE agent_id = ?",
+                vec![agent],
+            )
+            .await;
         }
     }
 }

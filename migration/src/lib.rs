@@ -8,6 +8,7 @@ mod m20261124_000003_create_span_flag;
 mod m20261124_000004_create_agent_usage;
 mod m20261124_000005_create_api_key;
 mod m20261124_000006_add_cost_source_and_review;
+mod m20261130_000007_agent_usage_totals_index;
 mod sql;
 
 pub struct Migrator;
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000004_create_agent_usage::Migration),
             Box::new(m20261124_000005_create_api_key::Migration),
             Box::new(m20261124_000006_add_cost_source_and_review::Migration),
+            Box::new(m20261130_000007_agent_usage_totals_index::Migration),
         ]
     }
 }

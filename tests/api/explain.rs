@@ -5,7 +5,7 @@ use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{ColumnTrait, Condition, ConnectionTrait, Database, DbBackend, QueryTrait, Statement, TransactionTrait};
 use tracegraph::db::entities::span;
 use tracegraph::db::store;
-use tracegraph::filters::{SpanFilter, SpanSort, TraceFilter, TraceSort};
+use tracegraph::filters::{AgentUsageFilter, SpanFilter, SpanSort, TraceFilter, TraceSort};
 use tracegraph::model::{SpanType, TraceStatus};
 use uuid::Uuid;
 
@@ -26,6 +26,7 @@ fn expected_index(what: &str) -> &'static [&'static str] {
         "span trees (loader)" => &["ix_span_trace_started"],
         "root spans (loader)" => &["ix_span_root"],
         "spans by id" => &["pkey", "autoindex_span"],
+        "token totals of an agent" => &["ix_agent_usage_agent_totals"],
         other => panic!("no expectation for {other}"),
     }
 }
@@ -188,6 +189,14 @@ async fn list_and_loader_statements_use_indexes() {
             .build(backend),
         ),
     ];
+    statements.push((
+        "token totals of an agent",
+        store::agent_usage::totals_select(&AgentUsageFilter {
+            agent: Some(agent),
+            ..Default::default()
+        })
+        .build(backend),
+    ));
     // The loader for `span.parent` and by-id lookups hits the primary key.
     statements.push((
         "spans by id",
@@ -199,9 +208,19 @@ async fn list_and_loader_statements_use_indexes() {
     if backend == DbBackend::Postgres {
         // Empty tables make a sequential scan cheapest; forbid it to see which index serves.
         txn.execute_unprepared("SET LOCAL enable_seqscan = off").await.unwrap();
+        // And a bitmap scan, which always visits the table: an index-only plan shows as one.
+        txn.execute_unprepared("SET LOCAL enable_bitmapscan = off").await.unwrap();
     }
     for (what, stmt) in statements {
         let plan = plan(&txn, stmt).await;
+        if what == "token totals of an agent" {
+            // Summing from the index alone, without a fetch per record.
+            let index_only = ["COVERING INDEX", "Index Only Scan"];
+            assert!(
+                index_only.iter().any(|s| plan.contains(s)),
+                "{what} reads the table:\n{plan}"
+            );
+        }
         let wanted = expected_index(what);
         assert!(
             uses_index(&plan, backend) && wanted.iter().any(|ix| plan.contains(ix)),
