@@ -209,7 +209,9 @@ async fn list_and_loader_statements_use_indexes() {
         // Empty tables make a sequential scan cheapest; forbid it to see which index serves.
         txn.execute_unprepared("SET LOCAL enable_seqscan = off").await.unwrap();
         // And a bitmap scan, which always visits the table: an index-only plan shows as one.
-        txn.execute_unprepared("SET LOCAL enable_bitmapscan = off").await.unwrap();
+        txn.execute_unprepared("SET LOCAL enable_bitmapscan = off")
+            .await
+            .unwrap();
     }
     for (what, stmt) in statements {
         let plan = plan(&txn, stmt).await;

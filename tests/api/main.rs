@@ -14,6 +14,7 @@ mod fuzz;
 mod http;
 mod import;
 mod limits;
+mod migrations;
 mod n_plus_one;
 mod resilience;
 mod schema_sdl;

@@ -169,6 +169,64 @@ async fn late_spans_of_an_ended_trace_update_its_usage_record() {
     );
 }
 
+#[tokio::test]
+async fn an_agents_whole_history_totals_equal_the_sum_of_its_records() {
+    let app = spawn_app().await;
+    let (a, b) = (id(), id());
+    let llm = |tid: &Value, tokens: i64, cost: f64| {
+        json!({"traceId": tid, "name": "llm", "spanType": "LLM",
+               "metadata": {"input_tokens": tokens, "output_tokens": 1, "cost_usd": cost}})
+    };
+    let end = "mutation($id: UUID!) { endTrace(id: $id) { id } }";
+    // Ended after its spans, twice (the repeat counts nothing).
+    let t1 = app.create_trace(json!({"name": "r", "agentId": a})).await["id"].clone();
+    app.add_spans(json!([llm(&t1, 10, 0.5)])).await;
+    app.ok(end, json!({"id": t1})).await;
+    app.ok(end, json!({"id": t1})).await;
+    // Written ended, then a late span.
+    let t2 = app
+        .create_trace(json!({"name": "r", "agentId": a, "startedAt": "2026-11-01T00:00:00Z",
+                             "endedAt": "2026-11-01T00:01:00Z"}))
+        .await["id"]
+        .clone();
+    app.add_spans(json!([llm(&t2, 20, 0.25)])).await;
+    // Ended by eight calls at once.
+    let t3 = app.create_trace(json!({"name": "r", "agentId": a})).await["id"].clone();
+    app.add_spans(json!([llm(&t3, 30, 0.125)])).await;
+    futures::future::join_all((0..8).map(|_| app.gql(end, json!({"id": t3})))).await;
+    // Another agent's, an agent-less one, and one still running.
+    let other = app.create_trace(json!({"name": "r", "agentId": b})).await["id"].clone();
+    app.add_spans(json!([llm(&other, 1000, 9.0)])).await;
+    app.ok(end, json!({"id": other})).await;
+    let nobody = app.create_trace(json!({"name": "r"})).await["id"].clone();
+    app.add_spans(json!([llm(&nobody, 1000, 9.0)])).await;
+    app.ok(end, json!({"id": nobody})).await;
+    let running = app.create_trace(json!({"name": "r", "agentId": a})).await["id"].clone();
+    app.add_spans(json!([llm(&running, 1000, 9.0)])).await;
+
+    let totals = "query($f: AgentUsageFilter) { agentUsage(filter: $f) { totalCount totals { llmCalls inputTokens outputTokens totalTokens costUsd } } }";
+    // The agent alone reads its kept totals; a time window sums the records themselves.
+    let kept = app.ok(totals, json!({"f": {"agent": a}})).await["agentUsage"].clone();
+    let summed = app
+        .ok(
+            totals,
+            json!({"f": {"agent": a, "createdAfter": "2000-01-01T00:00:00Z"}}),
+        )
+        .await["agentUsage"]
+        .clone();
+    assert_eq!(kept, summed);
+    assert_eq!(kept["totalCount"], 3);
+    assert_eq!(
+        kept["totals"],
+        json!({"llmCalls": 3, "inputTokens": 60, "outputTokens": 3, "totalTokens": 63, "costUsd": 0.875})
+    );
+    let unknown = app.ok(totals, json!({"f": {"agent": id()}})).await["agentUsage"].clone();
+    assert_eq!(
+        unknown["totals"],
+        json!({"llmCalls": 0, "inputTokens": 0, "outputTokens": 0, "totalTokens": 0, "costUsd": 0.0})
+    );
+}
+
 /// Five traces a minute apart: names t0..t4, agents alternate, t3 fails, t4 runs.
 async fn five_traces(app: &crate::helpers::TestApp) -> (String, String, String) {
     let (a, b, product) = (id(), id(), id());

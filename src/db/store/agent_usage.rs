@@ -1,6 +1,7 @@
-//! The `agent_usage` table: one usage record per ended trace.
+//! The `agent_usage` table: one usage record per ended trace, and each agent's running
+//! totals over its records (`agent_usage_total`), written in the same transaction.
 
-use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query, SelectStatement};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter, QuerySelect,
     Select,
@@ -10,7 +11,7 @@ use uuid::Uuid;
 use super::traces::Totals;
 use super::{Rows, order, page};
 use crate::db::entities::agent_usage::{self, Column};
-use crate::db::entities::trace;
+use crate::db::entities::{agent_usage_total, trace};
 use crate::error::AppResult;
 use crate::filters::{AgentUsageFilter, Page};
 use crate::ingest;
@@ -52,7 +53,60 @@ pub async fn record(conn: &impl ConnectionTrait, trace_id: Uuid) -> AppResult<()
         .expect("column counts match")
         .on_conflict(OnConflict::column(Column::TraceId).do_nothing().to_owned())
         .to_owned();
-    conn.execute(&insert).await?;
+    if conn.execute(&insert).await?.rows_affected() > 0 {
+        add_to_agent_total(conn, trace_id, None).await?;
+    }
+    Ok(())
+}
+
+/// Adds a record to its agent's totals: the trace's own usage as a new record, or
+/// `late` usage to a record already counted. An agent-less trace adds nothing.
+async fn add_to_agent_total(conn: &impl ConnectionTrait, trace_id: Uuid, late: Option<&Totals>) -> AppResult<()> {
+    use agent_usage_total::Column as Total;
+    let mut usage = Query::select();
+    usage.column(trace::Column::AgentId);
+    match late {
+        None => usage.expr(Expr::value(1i64)).columns([
+            trace::Column::LlmCalls,
+            trace::Column::InputTokens,
+            trace::Column::OutputTokens,
+            trace::Column::TotalTokens,
+            trace::Column::CostUsd,
+        ]),
+        Some(t) => usage.exprs([
+            Expr::value(0i64),
+            Expr::value(t.llm_calls),
+            Expr::value(t.input_tokens),
+            Expr::value(t.output_tokens),
+            Expr::value(t.total_tokens),
+            Expr::value(t.cost_usd),
+        ]),
+    };
+    let usage: SelectStatement = usage
+        .from(trace::Entity)
+        .and_where(trace::Column::Id.eq(trace_id))
+        .and_where(trace::Column::AgentId.is_not_null())
+        .to_owned();
+    let summed = [
+        Total::Records,
+        Total::LlmCalls,
+        Total::InputTokens,
+        Total::OutputTokens,
+        Total::TotalTokens,
+        Total::CostUsd,
+    ];
+    let plus_new = summed.map(|c| {
+        let sum = Expr::col((agent_usage_total::Entity, c)).add(Expr::col((Alias::new("excluded"), c)));
+        (c, sum)
+    });
+    let upsert = Query::insert()
+        .into_table(agent_usage_total::Entity)
+        .columns(std::iter::once(Total::AgentId).chain(summed))
+        .select_from(usage)
+        .expect("column counts match")
+        .on_conflict(OnConflict::column(Total::AgentId).values(plus_new).to_owned())
+        .to_owned();
+    conn.execute(&upsert).await?;
     Ok(())
 }
 
@@ -68,7 +122,7 @@ pub async fn add(conn: &impl ConnectionTrait, trace_id: Uuid, t: &Totals) -> App
         .filter(Column::TraceId.eq(trace_id))
         .exec(conn)
         .await?;
-    Ok(())
+    add_to_agent_total(conn, trace_id, Some(t)).await
 }
 
 pub async fn of_traces(conn: &impl ConnectionTrait, trace_ids: Vec<Uuid>) -> AppResult<Vec<agent_usage::Model>> {
@@ -109,7 +163,25 @@ pub async fn list(
 }
 
 pub async fn count(conn: &impl ConnectionTrait, f: &AgentUsageFilter) -> AppResult<u64> {
+    if let Some(agent) = whole_history_of(f) {
+        let kept = agent_usage_total::Entity::find_by_id(agent).one(conn).await?;
+        return Ok(kept.map_or(0, |t| u64::try_from(t.records).unwrap_or(0)));
+    }
     Ok(agent_usage::Entity::find().filter(condition(f)).count(conn).await?)
+}
+
+/// The agent whose whole history the filter asks for: its kept totals answer at once.
+fn whole_history_of(f: &AgentUsageFilter) -> Option<Uuid> {
+    match f {
+        AgentUsageFilter {
+            agent: Some(agent),
+            product_id: None,
+            created_after: None,
+            created_before: None,
+            products: None,
+        } => Some(*agent),
+        _ => None,
+    }
 }
 
 /// Sums over every record matching the filter, not only one page.
@@ -124,7 +196,16 @@ pub struct UsageTotals {
 }
 
 pub async fn totals(conn: &impl ConnectionTrait, f: &AgentUsageFilter) -> AppResult<UsageTotals> {
-    let row = totals_select(f).into_model::<UsageTotals>().one(conn).await?;
+    let row = match whole_history_of(f) {
+        // One row, however long the agent's history.
+        Some(agent) => {
+            agent_usage_total::Entity::find_by_id(agent)
+                .into_model::<UsageTotals>()
+                .one(conn)
+                .await?
+        }
+        None => totals_select(f).into_model::<UsageTotals>().one(conn).await?,
+    };
     Ok(row.unwrap_or_default())
 }
 
