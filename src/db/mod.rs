@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
-use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::sqlx::sqlite::{SqliteConnection, SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
     SqliteTransactionMode, TransactionOptions, TransactionTrait,
@@ -150,6 +150,9 @@ async fn open(
     if url.starts_with("sqlite:") {
         // A recycled connection would take an in-memory database with it.
         options.idle_timeout(None::<Duration>).max_lifetime(None::<Duration>);
+        options.map_sqlx_sqlite_pool_opts(|pool| {
+            pool.after_connect(|conn, _| Box::pin(async move { stable_plans(conn).await }))
+        });
     }
     let mut conn = Database::connect(options).await?;
     let counter = counter.0.clone();
@@ -157,4 +160,30 @@ async fn open(
         counter.fetch_add(1, Ordering::Relaxed);
     });
     Ok(conn)
+}
+
+/// Turns on SQLite's query planner stability guarantee: a statement's plan no longer
+/// depends on the values bound to it. Without it, a statement comparing a parameter with
+/// a column that a partial index's condition involves is compiled again at every
+/// execution (measured: 16% of a small read's CPU), which defeats the statement cache.
+async fn stable_plans(conn: &mut SqliteConnection) -> Result<(), sea_orm::sqlx::Error> {
+    let mut handle = conn.lock_handle().await?;
+    let db = handle.as_raw_handle();
+    // SAFETY: the handle is locked and open for the call; this option takes an int and
+    // an optional out-pointer, passed as null.
+    let rc = unsafe {
+        libsqlite3_sys::sqlite3_db_config(
+            db.as_ptr(),
+            libsqlite3_sys::SQLITE_DBCONFIG_ENABLE_QPSG,
+            1 as std::ffi::c_int,
+            std::ptr::null_mut::<std::ffi::c_int>(),
+        )
+    };
+    if rc == libsqlite3_sys::SQLITE_OK {
+        Ok(())
+    } else {
+        Err(sea_orm::sqlx::Error::Protocol(format!(
+            "SQLite refused the query planner stability option (code {rc})"
+        )))
+    }
 }
