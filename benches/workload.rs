@@ -113,7 +113,11 @@ struct Reads {
 }
 
 async fn reads(server: &Server, database_url: &str, http: &reqwest::Client, data: &Data, args: &Args) -> Reads {
-    let db = sea_orm::Database::connect(database_url).await.unwrap();
+    // The server's own connection setup and pool size, so both sides read alike.
+    let db = tracegraph::db::connect(database_url, tracegraph::config::DEFAULT_DB_MAX_CONNECTIONS)
+        .await
+        .unwrap()
+        .read;
     let ids: Vec<String> = data
         .traces
         .iter()

