@@ -29,38 +29,34 @@ pub async fn insert_batch(conn: &impl ConnectionTrait, batch: Vec<NewSpan>) -> A
     let input_order: Vec<Uuid> = batch.iter().map(|s| s.row.id).collect();
     let batch = dedupe(batch)?;
     let traces = load_traces(conn, &batch).await?;
-    let wanted: HashSet<Uuid> = batch
-        .iter()
-        .flat_map(|(_, s)| [Some(s.row.id), s.row.parent_id])
-        .flatten()
-        .collect();
-    let stored: HashMap<Uuid, span::Model> = by_ids(conn, wanted).await?.into_iter().map(|s| (s.id, s)).collect();
-
     let in_batch: HashMap<Uuid, Uuid> = batch.iter().map(|(_, s)| (s.row.id, s.row.trace_id)).collect();
-    let mut fresh = Vec::new();
+    // Only parents outside the batch are read first. A span already stored (a retry)
+    // is found by the insert, which skips it, and compared after.
+    let outside: HashSet<Uuid> = batch
+        .iter()
+        .filter_map(|(_, s)| s.row.parent_id)
+        .filter(|p| !in_batch.contains_key(p))
+        .collect();
+    let outside_parents: HashMap<Uuid, Uuid> = by_ids(conn, outside)
+        .await?
+        .into_iter()
+        .map(|s| (s.id, s.trace_id))
+        .collect();
+
+    let mut fresh = Vec::with_capacity(batch.len());
     for (index, new) in &batch {
-        let at = format!("inputs[{index}]");
-        if let Some(existing) = stored.get(&new.row.id) {
-            if !ingest::same_span(existing, new) {
-                return Err(AppError::Conflict(format!(
-                    "{at}: span {} already exists with other content",
-                    new.row.id
-                )));
-            }
-            continue;
-        }
         if let Some(parent) = new.row.parent_id {
-            let parent_trace = stored
+            let parent_trace = outside_parents
                 .get(&parent)
-                .map(|p| p.trace_id)
-                .or_else(|| in_batch.get(&parent).copied())
+                .or_else(|| in_batch.get(&parent))
+                .copied()
                 .ok_or(AppError::NotFound {
                     what: "parent span",
                     id: parent,
                 })?;
             if parent_trace != new.row.trace_id {
                 return Err(AppError::bad_input(
-                    format!("{at}.parentId"),
+                    format!("inputs[{index}].parentId"),
                     format!("parent span {parent} belongs to another trace"),
                 ));
             }
@@ -84,11 +80,11 @@ pub async fn insert_batch(conn: &impl ConnectionTrait, batch: Vec<NewSpan>) -> A
             inserted.extend(keys);
         }
     }
-    // A row not inserted was written by a concurrent retry between our read and insert.
-    let raced: Vec<Uuid> = fresh.iter().map(|s| s.id).filter(|id| !inserted.contains(id)).collect();
-    let raced_rows: HashMap<Uuid, span::Model> = by_ids(conn, raced).await?.into_iter().map(|s| (s.id, s)).collect();
+    // A span not inserted was stored before (by an earlier try, or a concurrent one).
+    let skipped: Vec<Uuid> = fresh.iter().map(|s| s.id).filter(|id| !inserted.contains(id)).collect();
+    let stored: HashMap<Uuid, span::Model> = by_ids(conn, skipped).await?.into_iter().map(|s| (s.id, s)).collect();
     for (index, new) in &batch {
-        if let Some(existing) = raced_rows.get(&new.row.id)
+        if let Some(existing) = stored.get(&new.row.id)
             && !ingest::same_span(existing, new)
         {
             return Err(AppError::Conflict(format!(
@@ -98,14 +94,14 @@ pub async fn insert_batch(conn: &impl ConnectionTrait, batch: Vec<NewSpan>) -> A
         }
     }
 
-    let newly: Vec<&span::Model> = fresh.iter().filter(|s| inserted.contains(&s.id)).collect();
-    apply_totals(conn, &newly).await?;
+    let fresh: Vec<span::Model> = fresh.into_iter().filter(|s| inserted.contains(&s.id)).collect();
+    apply_totals(conn, &fresh.iter().collect::<Vec<_>>()).await?;
 
-    let mut by_id: HashMap<Uuid, span::Model> = stored.into_iter().chain(raced_rows).collect();
+    let mut by_id: HashMap<Uuid, span::Model> = stored;
     by_id.extend(fresh.iter().map(|s| (s.id, s.clone())));
     Ok(Written {
         rows: input_order.iter().map(|id| by_id[id].clone()).collect(),
-        fresh: fresh.into_iter().filter(|s| inserted.contains(&s.id)).collect(),
+        fresh,
     })
 }
 
