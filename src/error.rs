@@ -127,11 +127,13 @@ fn is_pool_timeout(err: &DbErr) -> bool {
     }
 }
 
-/// SQLite's "busy"/"locked" (another process holds the file past the wait), and
-/// PostgreSQL's connection-exception and shutdown classes.
+/// SQLite's "busy"/"locked" (another process holds the file past the wait),
+/// PostgreSQL's connection-exception and shutdown classes, and its deadlock and
+/// serialization failures (the transaction was rolled back whole; a retry succeeds).
 fn is_unavailable_code(code: &str) -> bool {
     let sqlite_busy = code.parse::<u32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6));
-    sqlite_busy || code.starts_with("08") || code.starts_with("57P")
+    let rolled_back = matches!(code, "40P01" | "40001");
+    sqlite_busy || rolled_back || code.starts_with("08") || code.starts_with("57P")
 }
 
 impl ErrorExtensions for AppError {

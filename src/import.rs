@@ -224,12 +224,12 @@ async fn flush(db: &Db, live: &LiveSpans, batch: Batch, line: usize, report: &mu
     let written = write::transact(db, async |txn| {
         let mut ends = Vec::new();
         for pending in batch.traces {
-            let id = pending.trace.row.id;
+            let (id, agent) = (pending.trace.row.id, pending.trace.row.agent_id);
             store::traces::create(txn, pending.trace).await?;
-            ends.extend(pending.end.map(|end| (id, end)));
+            ends.extend(pending.end.map(|end| (agent, id, end)));
         }
         let written = write::insert_spans(txn, live, batch.spans).await?;
-        for (id, (ended_at, error)) in ends {
+        for (_, (_, id, (ended_at, error))) in write::in_agent_order(ends, |(agent, _, _)| *agent) {
             store::traces::end(txn, id, Some(ended_at), error).await?;
         }
         Ok(written)

@@ -1,7 +1,10 @@
 //! Write transactions: the one place that begins, commits and publishes, for the API
 //! and the importer alike.
 
+use std::collections::HashMap;
+
 use sea_orm::DatabaseTransaction;
+use uuid::Uuid;
 
 use crate::db::entities::{span, trace};
 use crate::db::store::Changed;
@@ -20,14 +23,29 @@ pub async fn transact<T>(db: &Db, work: impl AsyncFnOnce(&DatabaseTransaction) -
     Ok(out)
 }
 
+/// Items in the order their agents' kept totals (`agent_usage_total`) are locked: by
+/// agent, so that concurrent transactions take those row locks in one order and cannot
+/// deadlock each other. Each item keeps its input position.
+pub fn in_agent_order<T>(items: Vec<T>, agent_of: impl Fn(&T) -> Option<Uuid>) -> Vec<(usize, T)> {
+    let mut ordered: Vec<(usize, T)> = items.into_iter().enumerate().collect();
+    ordered.sort_by_key(|(position, item)| (agent_of(item), *position));
+    ordered
+}
+
+/// Results back in input order, from the positions `in_agent_order` kept.
+fn in_input_order<R>(mut results: Vec<(usize, R)>) -> Vec<R> {
+    results.sort_by_key(|(position, _)| *position);
+    results.into_iter().map(|(_, r)| r).collect()
+}
+
 /// Creates traces in one transaction: all, or none.
 pub async fn create_traces(db: &Db, news: Vec<NewTrace>) -> AppResult<Vec<trace::Model>> {
     transact(db, async |txn| {
         let mut rows = Vec::with_capacity(news.len());
-        for new in news {
-            rows.push(store::traces::create(txn, new).await?);
+        for (position, new) in in_agent_order(news, |n| n.row.agent_id) {
+            rows.push((position, store::traces::create(txn, new).await?));
         }
-        Ok(rows)
+        Ok(in_input_order(rows))
     })
     .await
 }
@@ -36,15 +54,20 @@ pub async fn create_traces(db: &Db, news: Vec<NewTrace>) -> AppResult<Vec<trace:
 /// publishes the ends that happened now.
 pub async fn end_traces(db: &Db, live: &LiveSpans, ends: Vec<TraceEnd>) -> AppResult<Vec<trace::Model>> {
     let outs = transact(db, async |txn| {
+        let agents: HashMap<Uuid, Option<Uuid>> = store::traces::by_ids(txn, ends.iter().map(|e| e.id))
+            .await?
+            .into_iter()
+            .map(|t| (t.id, t.agent_id))
+            .collect();
         let mut outs = Vec::with_capacity(ends.len());
-        for end in ends {
+        for (position, end) in in_agent_order(ends, |e| agents.get(&e.id).copied().flatten()) {
             let out = store::traces::end(txn, end.id, end.ended_at, end.error).await?;
             if out.changed {
                 relay(live, txn, EventKind::TraceEnded, &[out.row.id]).await?;
             }
-            outs.push(out);
+            outs.push((position, out));
         }
-        Ok(outs)
+        Ok(in_input_order(outs))
     })
     .await?;
     for out in outs.iter().filter(|o| o.changed) {

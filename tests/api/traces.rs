@@ -227,6 +227,39 @@ async fn an_agents_whole_history_totals_equal_the_sum_of_its_records() {
     );
 }
 
+#[tokio::test]
+async fn concurrent_batch_ends_across_agents_all_succeed() {
+    let app = spawn_app().await;
+    let agents = [id(), id(), id()];
+    let end = "mutation($i: [EndTraceInput!]!) { endTraces(inputs: $i) { id } }";
+    // Each batch meets the agents in another order: taken as given, two batches would
+    // lock two agents' totals in opposite orders.
+    let mut batches = Vec::new();
+    for batch in 0..8 {
+        let mut inputs = Vec::new();
+        for i in 0..9 {
+            let agent = &agents[(i + batch) % 3];
+            let t = app.create_trace(json!({"name": "r", "agentId": agent})).await["id"].clone();
+            inputs.push(json!({"id": t}));
+        }
+        if batch % 2 == 1 {
+            inputs.reverse();
+        }
+        batches.push(inputs);
+    }
+    let results = futures::future::join_all(batches.iter().map(|inputs| app.gql(end, json!({"i": inputs})))).await;
+    for body in &results {
+        assert!(body.get("errors").is_none(), "{body}");
+    }
+    let records = "query($a: UUID) { agentUsage(filter: {agent: $a}) { totalCount } }";
+    for agent in agents {
+        assert_eq!(
+            app.ok(records, json!({"a": agent})).await["agentUsage"]["totalCount"],
+            24
+        );
+    }
+}
+
 /// Five traces a minute apart: names t0..t4, agents alternate, t3 fails, t4 runs.
 async fn five_traces(app: &crate::helpers::TestApp) -> (String, String, String) {
     let (a, b, product) = (id(), id(), id());

@@ -182,9 +182,11 @@ fn parents_first(spans: Vec<span::Model>) -> AppResult<Vec<span::Model>> {
 }
 
 async fn apply_totals(conn: &impl ConnectionTrait, written: &[&span::Model]) -> AppResult<()> {
-    let mut per_trace: HashMap<Uuid, traces::Totals> = HashMap::new();
+    let mut per_trace: HashMap<Uuid, (Option<Uuid>, traces::Totals)> = HashMap::new();
     for s in written {
-        let t = per_trace.entry(s.trace_id).or_default();
+        let (_, t) = per_trace
+            .entry(s.trace_id)
+            .or_insert_with(|| (s.agent_id, traces::Totals::default()));
         t.spans += 1;
         t.has_error |= s.error.is_some();
         if s.span_type == SpanType::Llm.as_str() {
@@ -195,7 +197,10 @@ async fn apply_totals(conn: &impl ConnectionTrait, written: &[&span::Model]) -> 
             t.cost_usd += s.cost_usd.unwrap_or(0.0);
         }
     }
-    for (trace_id, totals) in per_trace {
+    // By agent: the lock order of agents' kept totals (see `write::in_agent_order`).
+    let mut per_trace: Vec<_> = per_trace.into_iter().collect();
+    per_trace.sort_by_key(|(trace_id, (agent, _))| (*agent, *trace_id));
+    for (trace_id, (_, totals)) in per_trace {
         let trace = traces::add_totals(conn, trace_id, &totals).await?;
         // A late span of an ended trace keeps its usage record equal to its spans.
         if trace.ended_at.is_some() && totals.llm_calls > 0 {
