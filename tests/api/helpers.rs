@@ -392,3 +392,21 @@ pub fn import(database_url: &str, path: &Path) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Another client's open transaction holding what a write to the trace needs: its row
+/// on PostgreSQL, the database's write lock on SQLite. Roll it back to let writes on.
+pub async fn hold_writes_to(database_url: &str, trace_id: &Value) -> sea_orm::DatabaseTransaction {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    let other = sea_orm::Database::connect(database_url).await.unwrap();
+    let blocker = other.begin().await.unwrap();
+    let lock = if other.get_database_backend() == sea_orm::DbBackend::Sqlite {
+        "UPDATE trace SET name = name".to_owned()
+    } else {
+        format!(
+            "SELECT id FROM trace WHERE id = '{}' FOR UPDATE",
+            trace_id.as_str().unwrap()
+        )
+    };
+    blocker.execute_unprepared(&lock).await.unwrap();
+    blocker
+}

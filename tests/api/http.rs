@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, hold_writes_to, spawn_app, spawn_app_with};
 
 const GQL_JSON: &str = "application/graphql-response+json";
 
@@ -208,20 +208,12 @@ async fn bodies_over_the_limit_are_413() {
 
 #[tokio::test]
 async fn a_request_over_its_time_limit_is_refused_and_rolled_back() {
-    use sea_orm::{ConnectionTrait, TransactionTrait};
     let app = spawn_app().await;
     let hurried = app.second_instance_with(|c| c.request_timeout_ms = 300).await;
     let tid = app.create_trace(json!({"name": "t"})).await["id"].clone();
     // Another client holds the trace row (PostgreSQL) or the write lock (SQLite), so the
     // write cannot finish in time, whatever the machine's speed.
-    let other = sea_orm::Database::connect(&app.database_url).await.unwrap();
-    let blocker = other.begin().await.unwrap();
-    let lock = if other.get_database_backend() == sea_orm::DbBackend::Sqlite {
-        "UPDATE trace SET name = name".to_owned()
-    } else {
-        format!("SELECT id FROM trace WHERE id = '{}' FOR UPDATE", tid.as_str().unwrap())
-    };
-    blocker.execute_unprepared(&lock).await.unwrap();
+    let blocker = hold_writes_to(&app.database_url, &tid).await;
     let spans: Vec<Value> = (0..10)
         .map(|i| json!({"traceId": tid, "name": format!("{i}"), "spanType": "TOOL"}))
         .collect();

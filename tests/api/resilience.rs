@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Mutex;
 
-use crate::helpers::{on_postgres, spawn_app, start_on};
+use crate::helpers::{hold_writes_to, on_postgres, spawn_app, start_on};
 
 #[tokio::test]
 async fn a_saturated_pool_answers_overloaded_with_retry_after() {
@@ -24,14 +24,7 @@ async fn a_saturated_pool_answers_overloaded_with_retry_after() {
         .await;
     // Another client holds what the first write needs, so that write keeps the
     // instance's only write connection busy; the next request finds no connection.
-    let other = sea_orm::Database::connect(&app.database_url).await.unwrap();
-    let blocker = other.begin().await.unwrap();
-    let lock = if other.get_database_backend() == sea_orm::DbBackend::Sqlite {
-        "UPDATE trace SET name = name".to_owned()
-    } else {
-        format!("SELECT id FROM trace WHERE id = '{}' FOR UPDATE", tid.as_str().unwrap())
-    };
-    blocker.execute_unprepared(&lock).await.unwrap();
+    let blocker = hold_writes_to(&app.database_url, &tid).await;
     let add = "mutation($t: UUID!, $n: String!) { addSpan(input: {traceId: $t, name: $n, spanType: TOOL}) { id } }";
     let first = tokio::spawn({
         let (http, base, tid) = (busy.http.clone(), busy.base.clone(), tid.clone());
@@ -256,14 +249,7 @@ async fn requests_past_the_execution_limit_wait_their_turn() {
     let app = spawn_app().await;
     let tid = app.create_trace(json!({"name": "t"})).await["id"].clone();
     let one_at_a_time = app.second_instance_with(|c| c.max_concurrent_requests = 1).await;
-    let other = sea_orm::Database::connect(&app.database_url).await.unwrap();
-    let blocker = other.begin().await.unwrap();
-    let lock = if other.get_database_backend() == sea_orm::DbBackend::Sqlite {
-        "UPDATE trace SET name = name".to_owned()
-    } else {
-        format!("SELECT id FROM trace WHERE id = '{}' FOR UPDATE", tid.as_str().unwrap())
-    };
-    blocker.execute_unprepared(&lock).await.unwrap();
+    let blocker = hold_writes_to(&app.database_url, &tid).await;
     let post = |query: &'static str, variables: Value| {
         let (http, base) = (one_at_a_time.http.clone(), one_at_a_time.base.clone());
         tokio::spawn(async move {
