@@ -112,8 +112,19 @@ pub fn upgrade(
 /// the subscription is over with it.
 struct Outgoing {
     id: String,
-    message: Value,
+    /// The message as sent: serialized by the subscription's own task.
+    message: String,
     last: bool,
+}
+
+/// A `next` (or legacy `data`) message, serialized straight from the response: one
+/// pass per event and subscriber, without an intermediate JSON tree.
+#[derive(serde::Serialize)]
+struct NextMessage<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    id: &'a str,
+    payload: &'a Response,
 }
 
 enum Step {
@@ -167,7 +178,7 @@ impl Connection {
                     if out.last {
                         self.subscriptions.remove(&out.id);
                     }
-                    if send(&mut sink, &out.message).await.is_err() {
+                    if sink.send(Message::text(out.message)).await.is_err() {
                         break None;
                     }
                 }
@@ -313,7 +324,7 @@ impl Connection {
                 if first && is_request_error(&response) {
                     let errors = serde_json::to_value(&response.errors).unwrap_or_default();
                     let errors = errors.as_array().cloned().unwrap_or_default();
-                    let message = error_message(protocol, &id, errors);
+                    let message = error_message(protocol, &id, errors).to_string();
                     let _ = out
                         .send(Outgoing {
                             id,
@@ -325,8 +336,12 @@ impl Connection {
                 }
                 first = false;
                 let (_, next, _) = protocol.names();
-                let payload = serde_json::to_value(&response).unwrap_or_default();
-                let message = json!({"type": next, "id": id, "payload": payload});
+                let message = serde_json::to_string(&NextMessage {
+                    kind: next,
+                    id: &id,
+                    payload: &response,
+                })
+                .unwrap_or_default();
                 // A full queue waits here: the feed's own buffer, not memory, absorbs the lag.
                 if out
                     .send(Outgoing {
@@ -340,7 +355,7 @@ impl Connection {
                     return;
                 }
             }
-            let message = json!({"type": "complete", "id": id});
+            let message = json!({"type": "complete", "id": id}).to_string();
             let _ = out
                 .send(Outgoing {
                     id,
