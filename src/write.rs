@@ -54,14 +54,20 @@ pub async fn create_traces(db: &Db, news: Vec<NewTrace>) -> AppResult<Vec<trace:
 /// publishes the ends that happened now.
 pub async fn end_traces(db: &Db, live: &LiveSpans, ends: Vec<TraceEnd>) -> AppResult<Vec<trace::Model>> {
     let outs = transact(db, async |txn| {
-        let agents: HashMap<Uuid, Option<Uuid>> = store::traces::by_ids(txn, ends.iter().map(|e| e.id))
+        // One read for the whole batch: each end needs its trace, and the order its agent.
+        let mut stored: HashMap<Uuid, trace::Model> = store::traces::by_ids(txn, ends.iter().map(|e| e.id))
             .await?
             .into_iter()
-            .map(|t| (t.id, t.agent_id))
+            .map(|t| (t.id, t))
             .collect();
         let mut outs = Vec::with_capacity(ends.len());
-        for (position, end) in in_agent_order(ends, |e| agents.get(&e.id).copied().flatten()) {
-            let out = store::traces::end(txn, end.id, end.ended_at, end.error).await?;
+        let agent_of = |e: &TraceEnd| stored.get(&e.id).and_then(|t| t.agent_id);
+        for (position, end) in in_agent_order(ends, agent_of) {
+            // An id ended twice in the batch finds its first end's result in the database.
+            let out = match stored.remove(&end.id) {
+                Some(trace) => store::traces::end_stored(txn, trace, end.ended_at, end.error).await?,
+                None => store::traces::end(txn, end.id, end.ended_at, end.error).await?,
+            };
             if out.changed {
                 relay(live, txn, EventKind::TraceEnded, &[out.row.id]).await?;
             }

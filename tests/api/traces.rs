@@ -412,9 +412,28 @@ async fn batches_of_traces_are_created_and_ended_all_or_nothing() {
         .await;
     assert_eq!(running["traces"]["totalCount"], 3, "none ended by the refused batch");
     let ended = app.ok(end, json!({"i": ends})).await;
+    let in_order: Vec<&Value> = ended["endTraces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| &t["id"])
+        .collect();
+    assert_eq!(
+        in_order,
+        inputs.iter().map(|t| &t["id"]).collect::<Vec<_>>(),
+        "answers in input order"
+    );
     for t in ended["endTraces"].as_array().unwrap() {
         assert!(t["agentUsage"]["id"].is_string(), "{t}");
     }
+    // A batch naming a trace twice ends it once; another time for it conflicts.
+    let twice = app.ok(end, json!({"i": [ends[0], ends[0]]})).await;
+    assert_eq!(twice["endTraces"][0], twice["endTraces"][1]);
+    let other_time = json!({"id": inputs[0]["id"], "endedAt": "2026-11-01T00:02:00Z"});
+    assert_eq!(
+        app.error_code(end, json!({"i": [ends[1], other_time]})).await,
+        "CONFLICT"
+    );
     let usage = app
         .ok(
             "query($a: UUID) { agentUsage(filter: {agent: $a}) { totalCount } }",

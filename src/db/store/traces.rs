@@ -56,7 +56,17 @@ pub async fn end(
     ended_at: Option<DateTime<Utc>>,
     error: Option<String>,
 ) -> AppResult<Changed<trace::Model>> {
-    let stored = get(conn, id).await?;
+    end_stored(conn, get(conn, id).await?, ended_at, error).await
+}
+
+/// As [`end`], for a trace already read in this transaction.
+pub async fn end_stored(
+    conn: &impl ConnectionTrait,
+    stored: trace::Model,
+    ended_at: Option<DateTime<Utc>>,
+    error: Option<String>,
+) -> AppResult<Changed<trace::Model>> {
+    let id = stored.id;
     if let Some(previous) = stored.ended_at {
         let same_time = ended_at.is_none_or(|t| t == previous);
         let same_error = error.is_none() || error == stored.error;
