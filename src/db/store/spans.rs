@@ -200,11 +200,12 @@ async fn apply_totals(conn: &impl ConnectionTrait, written: &[&span::Model]) -> 
     // By agent: the lock order of agents' kept totals (see `write::in_agent_order`).
     let mut per_trace: Vec<_> = per_trace.into_iter().collect();
     per_trace.sort_by_key(|(trace_id, (agent, _))| (*agent, *trace_id));
-    for (trace_id, (_, totals)) in per_trace {
-        let trace = traces::add_totals(conn, trace_id, &totals).await?;
+    let batch: Vec<(Uuid, traces::Totals)> = per_trace.into_iter().map(|(id, (_, t))| (id, t)).collect();
+    let ended = traces::add_totals_batch(conn, &batch).await?;
+    for (trace_id, totals) in &batch {
         // A late span of an ended trace keeps its usage record equal to its spans.
-        if trace.ended_at.is_some() && totals.llm_calls > 0 {
-            agent_usage::add(conn, trace_id, &totals).await?;
+        if ended.contains(trace_id) && totals.llm_calls > 0 {
+            agent_usage::add(conn, *trace_id, totals).await?;
         }
     }
     Ok(())

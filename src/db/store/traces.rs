@@ -1,9 +1,12 @@
 //! The `trace` table: create, end, running totals, lists.
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, Select, TryInsertResult,
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait, QueryFilter, Select, Statement,
+    TryInsertResult,
 };
 use uuid::Uuid;
 
@@ -107,6 +110,65 @@ pub struct Totals {
     pub total_tokens: i64,
     pub cost_usd: f64,
     pub has_error: bool,
+}
+
+/// Adds each trace's span totals in one statement for the whole batch, and returns, of
+/// the traces updated, those that had already ended (their usage records need the same
+/// additions). A trace that does not exist is an error.
+pub async fn add_totals_batch(conn: &impl ConnectionTrait, batch: &[(Uuid, Totals)]) -> AppResult<HashSet<Uuid>> {
+    if batch.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let backend = conn.get_database_backend();
+    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(batch.len() * 8);
+    let mut rows = Vec::with_capacity(batch.len());
+    for (id, t) in batch {
+        let first = values.len();
+        values.extend([
+            (*id).into(),
+            t.spans.into(),
+            t.llm_calls.into(),
+            t.input_tokens.into(),
+            t.output_tokens.into(),
+            t.total_tokens.into(),
+            t.cost_usd.into(),
+            t.has_error.into(),
+        ]);
+        let marks: Vec<String> = (first + 1..=values.len())
+            .map(|n| match backend {
+                DbBackend::Postgres => format!("${n}"),
+                _ => "?".to_owned(),
+            })
+            .collect();
+        rows.push(format!("({})", marks.join(", ")));
+    }
+    // VALUES columns are named column1… on both engines; each parameter is bound with
+    // its type, so PostgreSQL needs no casts.
+    let sql = format!(
+        "UPDATE trace SET span_count = trace.span_count + v.column2, \
+         llm_calls = trace.llm_calls + v.column3, input_tokens = trace.input_tokens + v.column4, \
+         output_tokens = trace.output_tokens + v.column5, total_tokens = trace.total_tokens + v.column6, \
+         cost_usd = trace.cost_usd + v.column7, has_error = (trace.has_error OR v.column8) \
+         FROM (VALUES {}) AS v WHERE trace.id = v.column1 RETURNING trace.id, trace.ended_at",
+        rows.join(", ")
+    );
+    let updated = conn
+        .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+        .await?;
+    let mut seen = HashSet::with_capacity(updated.len());
+    let mut ended = HashSet::new();
+    for row in updated {
+        let id: Uuid = row.try_get("", "id")?;
+        let ended_at: Option<DateTime<Utc>> = row.try_get("", "ended_at")?;
+        if ended_at.is_some() {
+            ended.insert(id);
+        }
+        seen.insert(id);
+    }
+    if let Some((id, _)) = batch.iter().find(|(id, _)| !seen.contains(id)) {
+        return Err(AppError::NotFound { what: "trace", id: *id });
+    }
+    Ok(ended)
 }
 
 /// Adds span totals to a trace and returns it as updated, in one statement, so that the
