@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::config::Limits;
 use crate::db::{Db, store};
 use crate::error::AppError;
-use crate::ingest::{self, NewSpan, NewTrace, SpanDraft, TraceDraft};
+use crate::ingest::{self, NewSpan, NewTrace, SpanDraft, TraceDraft, TraceEnd};
 use crate::live::LiveSpans;
 use crate::model::SpanType;
 use crate::prices::Prices;
@@ -221,22 +221,25 @@ fn add(batch: &mut Batch, record: Record, limits: &Limits, prices: &Prices) -> R
 
 async fn flush(db: &Db, live: &LiveSpans, batch: Batch, line: usize, report: &mut Report) -> Result<(), ImportError> {
     let (traces, spans) = (batch.traces.len(), batch.spans.len());
-    let written = write::transact(db, async |txn| {
+    let (written, ended) = write::transact(db, async |txn| {
         let mut ends = Vec::new();
         for pending in batch.traces {
-            let (id, agent) = (pending.trace.row.id, pending.trace.row.agent_id);
+            let id = pending.trace.row.id;
             store::traces::create(txn, pending.trace).await?;
-            ends.extend(pending.end.map(|end| (agent, id, end)));
+            ends.extend(pending.end.map(|(ended_at, error)| TraceEnd {
+                id,
+                ended_at: Some(ended_at),
+                error,
+            }));
         }
         let written = write::insert_spans(txn, live, batch.spans).await?;
-        for (_, (_, id, (ended_at, error))) in write::in_agent_order(ends, |(agent, _, _)| *agent) {
-            store::traces::end(txn, id, Some(ended_at), error).await?;
-        }
-        Ok(written)
+        let ended = write::end_in(txn, live, ends).await?;
+        Ok((written, ended))
     })
     .await
     .map_err(|source| ImportError::Write { line, source })?;
     live.publish_added(&written.fresh);
+    write::publish_ends(live, &ended);
     report.traces += traces;
     report.spans += spans;
     Ok(())

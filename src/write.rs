@@ -53,33 +53,45 @@ pub async fn create_traces(db: &Db, news: Vec<NewTrace>) -> AppResult<Vec<trace:
 /// Ends traces in one transaction (all, or none), writing each usage record once, and
 /// publishes the ends that happened now.
 pub async fn end_traces(db: &Db, live: &LiveSpans, ends: Vec<TraceEnd>) -> AppResult<Vec<trace::Model>> {
-    let outs = transact(db, async |txn| {
-        // One read for the whole batch: each end needs its trace, and the order its agent.
-        let mut stored: HashMap<Uuid, trace::Model> = store::traces::by_ids(txn, ends.iter().map(|e| e.id))
-            .await?
-            .into_iter()
-            .map(|t| (t.id, t))
-            .collect();
-        let mut outs = Vec::with_capacity(ends.len());
-        let agent_of = |e: &TraceEnd| stored.get(&e.id).and_then(|t| t.agent_id);
-        for (position, end) in in_agent_order(ends, agent_of) {
-            // An id ended twice in the batch finds its first end's result in the database.
-            let out = match stored.remove(&end.id) {
-                Some(trace) => store::traces::end_stored(txn, trace, end.ended_at, end.error).await?,
-                None => store::traces::end(txn, end.id, end.ended_at, end.error).await?,
-            };
-            if out.changed {
-                relay(live, txn, EventKind::TraceEnded, &[out.row.id]).await?;
-            }
-            outs.push((position, out));
+    let outs = transact(db, async |txn| end_in(txn, live, ends).await).await?;
+    publish_ends(live, &outs);
+    Ok(outs.into_iter().map(|o| o.row).collect())
+}
+
+/// Ends traces in the caller's transaction, in input order, and tells the other
+/// instances; the caller publishes the changed ones locally after commit.
+pub async fn end_in(
+    txn: &DatabaseTransaction,
+    live: &LiveSpans,
+    ends: Vec<TraceEnd>,
+) -> AppResult<Vec<Changed<trace::Model>>> {
+    // One read for the whole batch: each end needs its trace, and the order its agent.
+    let mut stored: HashMap<Uuid, trace::Model> = store::traces::by_ids(txn, ends.iter().map(|e| e.id))
+        .await?
+        .into_iter()
+        .map(|t| (t.id, t))
+        .collect();
+    let mut outs = Vec::with_capacity(ends.len());
+    let agent_of = |e: &TraceEnd| stored.get(&e.id).and_then(|t| t.agent_id);
+    for (position, end) in in_agent_order(ends, agent_of) {
+        // An id ended twice in the batch finds its first end's result in the database.
+        let out = match stored.remove(&end.id) {
+            Some(trace) => store::traces::end_stored(txn, trace, end.ended_at, end.error).await?,
+            None => store::traces::end(txn, end.id, end.ended_at, end.error).await?,
+        };
+        if out.changed {
+            relay(live, txn, EventKind::TraceEnded, &[out.row.id]).await?;
         }
-        Ok(in_input_order(outs))
-    })
-    .await?;
+        outs.push((position, out));
+    }
+    Ok(in_input_order(outs))
+}
+
+/// Publishes, after commit, the ends that happened now.
+pub fn publish_ends(live: &LiveSpans, outs: &[Changed<trace::Model>]) {
     for out in outs.iter().filter(|o| o.changed) {
         live.publish_trace_ended(&out.row);
     }
-    Ok(outs.into_iter().map(|o| o.row).collect())
 }
 
 /// Stores a batch of spans, all or nothing, and publishes the newly written ones after

@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, WsClient, id, on_postgres, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, WsClient, generate, id, import, on_postgres, spawn_app, spawn_app_with};
 
 const WAIT: Duration = Duration::from_secs(5);
 const ADDED: &str =
@@ -192,6 +192,36 @@ async fn on_postgres_events_cross_server_instances_once() {
     a.ok("mutation($id: UUID!) { endTrace(id: $id) { id } }", json!({"id": tid}))
         .await;
     assert_eq!(next_data(&mut ends_on_b, "traceEnded").await["id"], tid);
+}
+
+#[tokio::test]
+async fn on_postgres_an_import_reaches_live_subscribers() {
+    if !on_postgres() {
+        eprintln!("skipped: an import on SQLite is another process with no live feed to share");
+        return;
+    }
+    let app = spawn_app().await;
+    let mut ends = subscribe(&app, "/graphql/ws", "subscription { traceEnded { id } }", json!({})).await;
+    let (_dir, path) = generate(5);
+    let ended: std::collections::HashSet<String> = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .filter(|r| r["kind"] == "trace" && r["ended_at"].is_string())
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(!ended.is_empty());
+    import(&app.database_url, &path);
+    let mut received = std::collections::HashSet::new();
+    for _ in 0..ended.len() {
+        received.insert(
+            next_data(&mut ends, "traceEnded").await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    assert_eq!(received, ended);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
