@@ -7,8 +7,8 @@ use sea_orm::DatabaseTransaction;
 use uuid::Uuid;
 
 use crate::db::entities::{span, trace};
-use crate::db::store::Changed;
 use crate::db::store::spans::Written;
+use crate::db::store::{Changed, in_agent_order};
 use crate::db::{Db, store};
 use crate::error::AppResult;
 use crate::ingest::{NewSpan, NewTrace, TraceEnd};
@@ -21,15 +21,6 @@ pub async fn transact<T>(db: &Db, work: impl AsyncFnOnce(&DatabaseTransaction) -
     let out = work(&txn).await?;
     txn.commit().await?;
     Ok(out)
-}
-
-/// Items in the order their agents' kept totals (`agent_usage_total`) are locked: by
-/// agent, so that concurrent transactions take those row locks in one order and cannot
-/// deadlock each other. Each item keeps its input position.
-pub fn in_agent_order<T>(items: Vec<T>, agent_of: impl Fn(&T) -> Option<Uuid>) -> Vec<(usize, T)> {
-    let mut ordered: Vec<(usize, T)> = items.into_iter().enumerate().collect();
-    ordered.sort_by_key(|(position, item)| (agent_of(item), *position));
-    ordered
 }
 
 /// Results back in input order, from the positions `in_agent_order` kept.

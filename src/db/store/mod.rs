@@ -11,6 +11,8 @@ pub mod traces;
 use sea_orm::sea_query::{NullOrdering, Order};
 use sea_orm::{ConnectionTrait, EntityTrait, IntoSimpleExpr, QueryOrder, QuerySelect, Select};
 
+use uuid::Uuid;
+
 use crate::error::AppResult;
 use crate::filters::Page;
 
@@ -69,4 +71,13 @@ pub fn order<E: EntityTrait>(
         select.order_by(column, dir.clone())
     };
     select.order_by(id, dir)
+}
+
+/// Items in the order their agents' kept totals (`agent_usage_total`) are locked: by
+/// agent, so that concurrent transactions take those row locks in one order and cannot
+/// deadlock each other. Each item keeps its input position.
+pub fn in_agent_order<T>(items: Vec<T>, agent_of: impl Fn(&T) -> Option<Uuid>) -> Vec<(usize, T)> {
+    let mut ordered: Vec<(usize, T)> = items.into_iter().enumerate().collect();
+    ordered.sort_by_key(|(position, item)| (agent_of(item), *position));
+    ordered
 }

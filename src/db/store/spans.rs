@@ -10,7 +10,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{Changed, Rows, agent_usage, order, page, traces};
+use super::{Changed, Rows, agent_usage, in_agent_order, order, page, traces};
 use crate::db::entities::span::{self, Column};
 use crate::error::{AppError, AppResult};
 use crate::filters::{Page, SpanFilter, SpanSort};
@@ -95,7 +95,7 @@ pub async fn insert_batch(conn: &impl ConnectionTrait, batch: Vec<NewSpan>) -> A
     }
 
     let fresh: Vec<span::Model> = fresh.into_iter().filter(|s| inserted.contains(&s.id)).collect();
-    apply_totals(conn, &fresh.iter().collect::<Vec<_>>()).await?;
+    apply_totals(conn, &fresh).await?;
 
     let mut by_id: HashMap<Uuid, span::Model> = stored;
     by_id.extend(fresh.iter().map(|s| (s.id, s.clone())));
@@ -181,7 +181,7 @@ fn parents_first(spans: Vec<span::Model>) -> AppResult<Vec<span::Model>> {
     Ok(ordered)
 }
 
-async fn apply_totals(conn: &impl ConnectionTrait, written: &[&span::Model]) -> AppResult<()> {
+async fn apply_totals(conn: &impl ConnectionTrait, written: &[span::Model]) -> AppResult<()> {
     let mut per_trace: HashMap<Uuid, (Option<Uuid>, traces::Totals)> = HashMap::new();
     for s in written {
         let (_, t) = per_trace
@@ -197,11 +197,11 @@ async fn apply_totals(conn: &impl ConnectionTrait, written: &[&span::Model]) -> 
             t.cost_usd += s.cost_usd.unwrap_or(0.0);
         }
     }
-    // By agent: the lock order of agents' kept totals (see `write::in_agent_order`).
-    let mut per_trace: Vec<_> = per_trace.into_iter().collect();
-    per_trace.sort_by_key(|(trace_id, (agent, _))| (*agent, *trace_id));
-    let batch: Vec<(Uuid, traces::Totals)> = per_trace.into_iter().map(|(id, (_, t))| (id, t)).collect();
-    let ended = traces::add_totals_batch(conn, &batch).await?;
+    let batch: Vec<(Uuid, traces::Totals)> = in_agent_order(per_trace.into_iter().collect(), |(_, (agent, _))| *agent)
+        .into_iter()
+        .map(|(_, (trace_id, (_, totals)))| (trace_id, totals))
+        .collect();
+    let ended = traces::add_totals(conn, &batch).await?;
     for (trace_id, totals) in &batch {
         // A late span of an ended trace keeps its usage record equal to its spans.
         if ended.contains(trace_id) && totals.llm_calls > 0 {
@@ -267,7 +267,7 @@ pub async fn end(
             has_error: true,
             ..Default::default()
         };
-        traces::add_totals(conn, row.trace_id, &totals).await?;
+        traces::add_totals(conn, &[(row.trace_id, totals)]).await?;
     }
     Ok(Changed::new(row))
 }

@@ -112,10 +112,11 @@ pub struct Totals {
     pub has_error: bool,
 }
 
-/// Adds each trace's span totals in one statement for the whole batch, and returns, of
-/// the traces updated, those that had already ended (their usage records need the same
-/// additions). A trace that does not exist is an error.
-pub async fn add_totals_batch(conn: &impl ConnectionTrait, batch: &[(Uuid, Totals)]) -> AppResult<HashSet<Uuid>> {
+/// Adds each trace's span totals, in one statement for the whole batch, and returns
+/// those of the traces that had already ended: their usage records need the same
+/// additions (read in the same statement, so atomic with them). A trace that does not
+/// exist is an error.
+pub async fn add_totals(conn: &impl ConnectionTrait, batch: &[(Uuid, Totals)]) -> AppResult<HashSet<Uuid>> {
     if batch.is_empty() {
         return Ok(HashSet::new());
     }
@@ -169,25 +170,6 @@ pub async fn add_totals_batch(conn: &impl ConnectionTrait, batch: &[(Uuid, Total
         return Err(AppError::NotFound { what: "trace", id: *id });
     }
     Ok(ended)
-}
-
-/// Adds span totals to a trace and returns it as updated, in one statement, so that the
-/// read of `ended_at` (is a usage record due?) is atomic with the addition.
-pub async fn add_totals(conn: &impl ConnectionTrait, id: Uuid, t: &Totals) -> AppResult<trace::Model> {
-    let plus = |c: Column, v: i64| Expr::col(c).add(v);
-    let mut update = trace::Entity::update_many()
-        .col_expr(Column::SpanCount, plus(Column::SpanCount, t.spans))
-        .col_expr(Column::LlmCalls, plus(Column::LlmCalls, t.llm_calls))
-        .col_expr(Column::InputTokens, plus(Column::InputTokens, t.input_tokens))
-        .col_expr(Column::OutputTokens, plus(Column::OutputTokens, t.output_tokens))
-        .col_expr(Column::TotalTokens, plus(Column::TotalTokens, t.total_tokens))
-        .col_expr(Column::CostUsd, Expr::col(Column::CostUsd).add(t.cost_usd))
-        .filter(Column::Id.eq(id));
-    if t.has_error {
-        update = update.col_expr(Column::HasError, Expr::value(true));
-    }
-    let row = update.exec_with_returning(conn).await?.into_iter().next();
-    row.ok_or(AppError::NotFound { what: "trace", id })
 }
 
 pub async fn add_flagged(conn: &impl ConnectionTrait, id: Uuid, delta: i64) -> AppResult<()> {
