@@ -92,7 +92,10 @@ async fn main() {
     for line in &table {
         println!("{line}");
     }
-    println!("| W2 SQL statements per request | {:.1} | 3 | |", reads.statements);
+    println!(
+        "| W2 SQL statements per request | {:.1} (+ {:.1} in-process key change check) | 3 | |",
+        reads.statements, reads.key_checks
+    );
     println!("| server peak RSS during W2 | {:.1} MB | | |", reads.peak_rss_mb);
     println!(
         "| W5 live, {} subscribers, {} spans | p50 {p50:.2} ms, p99 {p99:.2} ms, lost {lost} | | |",
@@ -109,6 +112,8 @@ async fn main() {
 struct Reads {
     runs: Vec<(String, Run, Run)>,
     statements: f64,
+    /// SQLite's in-process read of the key change counter, per request.
+    key_checks: f64,
     peak_rss_mb: f64,
 }
 
@@ -142,7 +147,10 @@ async fn reads(server: &Server, database_url: &str, http: &reqwest::Client, data
         }
     })
     .await;
-    let statements = (server.statements(http).await - statements_before) as f64 / args.requests as f64;
+    let statements_after = server.statements(http).await;
+    let per_request = |n: u64| n as f64 / args.requests as f64;
+    let statements = per_request(statements_after.0 - statements_before.0);
+    let key_checks = per_request(statements_after.1 - statements_before.1);
     let peak_rss_mb = server.peak_rss_kb() as f64 / 1024.0;
     let w2_raw = measure(args.clients, args.requests, {
         let db = db.clone();
@@ -197,6 +205,7 @@ async fn reads(server: &Server, database_url: &str, http: &reqwest::Client, data
     Reads {
         runs,
         statements,
+        key_checks,
         peak_rss_mb,
     }
 }
@@ -388,7 +397,8 @@ impl Server {
         }
     }
 
-    async fn statements(&self, http: &reqwest::Client) -> u64 {
+    /// (SQL statements through the pools, in-process reads of the key change counter).
+    async fn statements(&self, http: &reqwest::Client) -> (u64, u64) {
         let text = http
             .get(format!("{}/metrics", self.base))
             .send()
@@ -397,10 +407,16 @@ impl Server {
             .text()
             .await
             .unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix("tracegraph_sql_statements_total "))
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
+        let counter = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0)
+        };
+        (
+            counter("tracegraph_sql_statements_total"),
+            counter("tracegraph_key_change_checks_total"),
+        )
     }
 
     /// Resets the kernel's peak-RSS mark, so the next reading covers what follows.

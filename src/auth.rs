@@ -155,12 +155,26 @@ pub fn bearer(value: &str) -> &str {
 /// Open WebSockets per key id.
 type SocketCounts = Arc<Mutex<HashMap<Uuid, usize>>>;
 
+/// Active keys remembered past this many are forgotten, all at once: only keys that
+/// exist are remembered, so this bounds memory against an odd deployment, not guessing.
+const MAX_REMEMBERED_KEYS: usize = 1024;
+
+/// What the database said about keys while `key_epoch` read `epoch`; valid until it moves.
+#[derive(Debug, Default)]
+struct Learned {
+    epoch: u64,
+    any_active: Option<bool>,
+    /// Access by the hash of a presented key. Rejected keys are never kept.
+    by_hash: HashMap<String, Access>,
+}
+
 /// Resolves keys against the database, and counts each key's open WebSockets.
 #[derive(Clone)]
 pub struct Auth {
     db: Db,
     max_ws_per_key: usize,
     open_sockets: SocketCounts,
+    learned: Arc<Mutex<Learned>>,
 }
 
 impl Auth {
@@ -169,14 +183,26 @@ impl Auth {
             db,
             max_ws_per_key,
             open_sockets: Arc::default(),
+            learned: Arc::default(),
         }
     }
 
-    /// Every request asks the database: a revoked key stops working at once, and the
-    /// first key created turns authentication on.
+    /// What the database says now: a revoked key stops working at once, and the first
+    /// key created turns authentication on. The database is asked again only when the
+    /// key change counter has moved (or cannot be read).
     pub async fn resolve(&self, presented: Option<&str>) -> AppResult<Access> {
+        // Read before the database: a change racing the lookup moves it past this value.
+        let epoch = self.db.key_epoch.current();
         let Some(key) = presented.map(bearer).filter(|k| !k.is_empty()) else {
-            if store::keys::any_active(&self.db.read).await? {
+            let any_active = match self.recall(epoch, |l| l.any_active) {
+                Some(known) => known,
+                None => {
+                    let any_active = store::keys::any_active(&self.db.read).await?;
+                    self.learn(epoch, |l| l.any_active = Some(any_active));
+                    any_active
+                }
+            };
+            if any_active {
                 return Err(AppError::Unauthenticated(
                     "an API key is required: send `Authorization: Bearer <key>`".into(),
                 ));
@@ -186,20 +212,64 @@ impl Auth {
         let invalid = || AppError::Unauthenticated("invalid or revoked API key".into());
         let lookup = key.get(..LOOKUP_CHARS).ok_or_else(invalid)?;
         let presented_hash = hash(key);
+        if let Some(access) = self.recall(epoch, |l| l.by_hash.get(&presented_hash).cloned()) {
+            return Ok(access);
+        }
         let candidates = store::keys::active_by_prefix(&self.db.read, lookup).await?;
-        candidates
+        let access = candidates
             .iter()
             .find(|row| bool::from(row.key_hash.as_bytes().ct_eq(presented_hash.as_bytes())))
             .map(access_of)
-            .ok_or_else(invalid)
+            .ok_or_else(invalid)?;
+        self.learn(epoch, |l| {
+            if l.by_hash.len() >= MAX_REMEMBERED_KEYS {
+                l.by_hash.clear();
+            }
+            l.by_hash.insert(presented_hash, access.clone());
+        });
+        Ok(access)
     }
 
     /// Whether a key seen earlier is still active (for long-lived connections).
     pub async fn still_active(&self, access: &Access) -> bool {
-        match access {
-            Access::Open => true,
-            // A database hiccup does not cut live feeds; the next check decides.
-            Access::Key(k) => store::keys::is_active(&self.db.read, k.id).await.unwrap_or(true),
+        let Access::Key(k) = access else {
+            return true;
+        };
+        let epoch = self.db.key_epoch.current();
+        let remembered = |l: &Learned| {
+            l.by_hash
+                .values()
+                .any(|a| matches!(a, Access::Key(known) if known.id == k.id))
+                .then_some(())
+        };
+        if self.recall(epoch, remembered).is_some() {
+            return true;
+        }
+        // A database hiccup does not cut live feeds; the next check decides.
+        store::keys::is_active(&self.db.read, k.id).await.unwrap_or(true)
+    }
+
+    fn recall<T>(&self, epoch: Option<u64>, read: impl FnOnce(&Learned) -> Option<T>) -> Option<T> {
+        let epoch = epoch?;
+        let learned = self.learned.lock().unwrap_or_else(|e| e.into_inner());
+        if learned.epoch == epoch { read(&learned) } else { None }
+    }
+
+    /// Records what the database said at `epoch`; a newer epoch forgets the rest, an
+    /// older one (a request that started before a change) records nothing.
+    fn learn(&self, epoch: Option<u64>, write: impl FnOnce(&mut Learned)) {
+        let Some(epoch) = epoch else {
+            return;
+        };
+        let mut learned = self.learned.lock().unwrap_or_else(|e| e.into_inner());
+        if epoch > learned.epoch {
+            *learned = Learned {
+                epoch,
+                ..Learned::default()
+            };
+        }
+        if epoch == learned.epoch {
+            write(&mut learned);
         }
     }
 

@@ -2,14 +2,16 @@
 //! on connect. Engine specifics (pragmas, pool shapes) stay in this file.
 
 pub mod entities;
+pub mod key_epoch;
 pub mod store;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use key_epoch::KeyEpoch;
 use migration::{Migrator, MigratorTrait};
-use sea_orm::sqlx::sqlite::{SqliteConnection, SqliteJournalMode, SqliteSynchronous};
+use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
     SqliteTransactionMode, TransactionOptions, TransactionTrait,
@@ -41,6 +43,8 @@ pub struct Db {
     pub read: DatabaseConnection,
     pub write: DatabaseConnection,
     pub statements: StatementCounter,
+    /// Tells whether API keys changed, without a statement through the pools.
+    pub key_epoch: KeyEpoch,
 }
 
 impl Db {
@@ -95,8 +99,9 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<Db, DbErr> {
 pub async fn connect_with(url: &str, pool: PoolOptions) -> Result<Db, DbErr> {
     let max_connections = pool.max_connections;
     let statements = StatementCounter::default();
-    let db = if url.starts_with("sqlite:") {
-        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+    let sqlite = url.starts_with("sqlite:");
+    let in_memory = sqlite && (url.contains(":memory:") || url.contains("mode=memory"));
+    let mut db = if sqlite {
         let write = open(url, 1, pool.acquire_timeout, &statements).await?;
         // Every connection to an in-memory database is a database of its own.
         let read = if in_memory {
@@ -114,6 +119,7 @@ pub async fn connect_with(url: &str, pool: PoolOptions) -> Result<Db, DbErr> {
             read,
             write,
             statements,
+            key_epoch: KeyEpoch::default(),
         }
     } else {
         let conn = open(url, max_connections.max(1), pool.acquire_timeout, &statements).await?;
@@ -121,10 +127,21 @@ pub async fn connect_with(url: &str, pool: PoolOptions) -> Result<Db, DbErr> {
             read: conn.clone(),
             write: conn,
             statements,
+            key_epoch: KeyEpoch::default(),
         }
     };
     Migrator::up(&db.write, None).await?;
+    if sqlite && !in_memory {
+        db.key_epoch = sqlite_key_epoch(url)?;
+    }
     Ok(db)
+}
+
+/// Opened after migrating: the counter's table must exist.
+fn sqlite_key_epoch(url: &str) -> Result<KeyEpoch, DbErr> {
+    let options: SqliteConnectOptions = url.parse().map_err(|e| DbErr::Custom(format!("{url}: {e}")))?;
+    KeyEpoch::sqlite(options.get_filename())
+        .map_err(|e| DbErr::Custom(format!("cannot read the API-key change counter: {e}")))
 }
 
 async fn open(

@@ -170,10 +170,14 @@ fn graphiql() -> impl IntoResponse {
 /// Counters in the Prometheus text format.
 async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
     let body = format!(
-        "# HELP tracegraph_sql_statements_total SQL statements sent to the database.\n\
+        "# HELP tracegraph_sql_statements_total SQL statements sent to the database through its pools.\n\
          # TYPE tracegraph_sql_statements_total counter\n\
-         tracegraph_sql_statements_total {}\n",
-        state.db.statements.get()
+         tracegraph_sql_statements_total {}\n\
+         # HELP tracegraph_key_change_checks_total Reads of the API-key change counter (SQLite, in process).\n\
+         # TYPE tracegraph_key_change_checks_total counter\n\
+         tracegraph_key_change_checks_total {}\n",
+        state.db.statements.get(),
+        state.db.key_epoch.checks()
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }

@@ -231,6 +231,64 @@ async fn revocation_takes_effect_at_once_over_http_and_websocket() {
     assert_eq!(ws.close_code(WAIT).await, 4403, "the open subscription is cut");
 }
 
+/// Keys changed outside the `keys` command, as an operator might in SQL, count at once
+/// too: the change counter is bumped by trigger, not by the command.
+#[tokio::test]
+async fn keys_changed_in_plain_sql_take_effect_at_once() {
+    use sea_orm::ConnectionTrait;
+    let app = spawn_app().await;
+    let key = app.create_key("reader", &["read"], &[]);
+    assert_eq!(app.gql_as(&key, LIST, json!({})).await.0, 200);
+    assert_eq!(app.gql_as(&key, LIST, json!({})).await.0, 200, "remembered");
+    let sql = sea_orm::Database::connect(&app.database_url).await.unwrap();
+    sql.execute_unprepared("UPDATE api_key SET revoked_at = CURRENT_TIMESTAMP WHERE name = 'reader'")
+        .await
+        .unwrap();
+    let (status, body) = app.gql_as(&key, LIST, json!({})).await;
+    assert_eq!((status, code(&body).as_str()), (401, "UNAUTHENTICATED"));
+    let without_key = || async {
+        let response = app
+            .http
+            .post(format!("{}/graphql", app.base))
+            .json(&json!({"query": LIST}))
+            .send()
+            .await
+            .unwrap();
+        response.status().as_u16()
+    };
+    assert_eq!(without_key().await, 200, "no active key left: open again");
+    sql.execute_unprepared("UPDATE api_key SET revoked_at = NULL")
+        .await
+        .unwrap();
+    assert_eq!(without_key().await, 401, "a key is back");
+    sql.execute_unprepared("DELETE FROM api_key").await.unwrap();
+    assert_eq!(app.gql_as(&key, LIST, json!({})).await.0, 401, "deleted");
+}
+
+/// On SQLite a key, once checked, is not looked up again until a key changes; on
+/// PostgreSQL every request looks it up (reading the change counter would cost the same
+/// round trip).
+#[tokio::test]
+async fn a_checked_key_is_looked_up_again_only_after_a_key_change() {
+    let app = spawn_app().await;
+    let key = app.create_key("reader", &["read"], &[]);
+    let statements_for = |key: String| {
+        let app = &app;
+        async move {
+            let before = app.statements.get();
+            let (status, body) = app.gql_as(&key, "{ __typename }", json!({})).await;
+            assert_eq!(status, 200, "{body}");
+            app.statements.get() - before
+        }
+    };
+    assert_eq!(statements_for(key.clone()).await, 1, "first use: looked up");
+    let lookups = if crate::helpers::on_postgres() { 1 } else { 0 };
+    assert_eq!(statements_for(key.clone()).await, lookups, "second use");
+    app.create_key("another", &["read"], &[]);
+    assert_eq!(statements_for(key.clone()).await, 1, "after a key change: looked up");
+    assert_eq!(statements_for(key).await, lookups, "then remembered again");
+}
+
 #[tokio::test]
 async fn websocket_init_needs_a_valid_key_and_respects_the_per_key_cap() {
     let app = crate::helpers::spawn_app_with(|c| c.ws_max_per_key = 2).await;
