@@ -8,11 +8,23 @@ use super::types::stats::{SpanStats, SpanStatsGroupBy, StatsInterval, TraceStats
 use super::types::{AgentUsagePage, Span, SpanPage, Trace, TracePage};
 use super::{allow, db, gql, load_one, prefetch_trees};
 use crate::auth::Scope;
-use crate::db::store;
 use crate::db::store::stats::{SpanGroup, UsageGroup};
+use crate::db::store::{self, Rows};
+use crate::error::AppResult;
 use crate::filters::{AgentUsageFilter, Page, SpanFilter, SpanSort, TraceFilter, TraceSort};
 
 pub struct Query;
+
+/// Reads a page's rows only when the selection shows them (`items`, `hasNextPage`): a
+/// page asked only for `totalCount` or `totals` costs no list statement.
+async fn rows_if_selected<T>(ctx: &Context<'_>, read: impl Future<Output = AppResult<Rows<T>>>) -> Result<Rows<T>> {
+    let page = ctx.look_ahead();
+    if page.field("items").exists() || page.field("hasNextPage").exists() {
+        gql(read.await)
+    } else {
+        Ok(Rows::unread())
+    }
+}
 
 #[Object]
 impl Query {
@@ -30,7 +42,11 @@ impl Query {
         let window = gql(Page::from_args(limit, offset))?;
         let mut filter = filter.unwrap_or_default();
         filter.products = gql(access.restrict(filter.product_id))?;
-        let rows = gql(store::traces::list(&db(ctx)?.read, &filter, sort.unwrap_or_default(), window).await)?;
+        let rows = rows_if_selected(
+            ctx,
+            store::traces::list(&db(ctx)?.read, &filter, sort.unwrap_or_default(), window),
+        )
+        .await?;
         let items = ctx.look_ahead().field("items");
         let ids: Vec<Uuid> = rows.items.iter().map(|t| t.id).collect();
         if items.field("rootSpans").field("children").exists() {
@@ -80,7 +96,11 @@ impl Query {
         let window = gql(Page::from_args(limit, offset))?;
         let mut filter = filter.unwrap_or_default();
         filter.products = gql(access.restrict(filter.product_id))?;
-        let rows = gql(store::spans::list(&db(ctx)?.read, &filter, sort.unwrap_or_default(), window).await)?;
+        let rows = rows_if_selected(
+            ctx,
+            store::spans::list(&db(ctx)?.read, &filter, sort.unwrap_or_default(), window),
+        )
+        .await?;
         let children = ctx.look_ahead().field("items").field("children");
         if children.exists() {
             let ids: Vec<Uuid> = rows.items.iter().map(|s| s.trace_id).collect();
@@ -106,7 +126,7 @@ impl Query {
         let window = gql(Page::from_args(limit, offset))?;
         let mut filter = filter.unwrap_or_default();
         filter.products = gql(access.restrict(filter.product_id))?;
-        let rows = gql(store::agent_usage::list(&db(ctx)?.read, &filter, window).await)?;
+        let rows = rows_if_selected(ctx, store::agent_usage::list(&db(ctx)?.read, &filter, window)).await?;
         Ok(AgentUsagePage {
             items: rows.items.into_iter().map(Into::into).collect(),
             has_next_page: rows.has_next_page,

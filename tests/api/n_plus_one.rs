@@ -62,3 +62,46 @@ async fn nested_dashboard_query_is_constant_in_statements() {
     let key_check = u64::from(crate::helpers::on_postgres());
     assert_eq!(fifty, 3 + key_check);
 }
+
+/// A page asked only for its counts reads no rows; asked for its rows through a
+/// fragment, it reads them.
+#[tokio::test]
+async fn a_page_asked_only_for_its_counts_reads_no_rows() {
+    let app = spawn_app().await;
+    seed(&app, 3).await;
+    let agent = uuid::Uuid::new_v4().to_string();
+    let tid = app.create_trace(json!({"name": "run", "agentId": agent})).await["id"].clone();
+    app.add_spans(json!([{"traceId": tid, "name": "llm", "spanType": "LLM",
+        "metadata": {"input_tokens": 10, "output_tokens": 5}}]))
+        .await;
+    app.ok("mutation($t: UUID!) { endTrace(id: $t) { id } }", json!({"t": tid}))
+        .await;
+    let key_check = u64::from(crate::helpers::on_postgres());
+    let counted = |query: &'static str, variables: Value| {
+        let app = &app;
+        async move {
+            let before = app.statements.get();
+            let data = app.ok(query, variables).await;
+            (data, app.statements.get() - before)
+        }
+    };
+    let (data, statements) = counted("{ traces { totalCount } spans { totalCount } }", json!({})).await;
+    assert_eq!(data["traces"]["totalCount"], 4, "{data}");
+    assert_eq!(data["spans"]["totalCount"], 22, "{data}");
+    assert_eq!(statements, 2 + key_check, "one count each, no page");
+    let (data, statements) = counted(
+        "query($a: UUID) { agentUsage(filter: {agent: $a}) { totals { totalTokens } } }",
+        json!({"a": agent}),
+    )
+    .await;
+    assert_eq!(data["agentUsage"]["totals"]["totalTokens"], 15, "{data}");
+    assert_eq!(statements, 1 + key_check, "the agent's kept totals, no page");
+    let (data, statements) = counted(
+        "{ traces { ...rows } } fragment rows on TracePage { hasNextPage items { id } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(data["traces"]["items"].as_array().map(Vec::len), Some(4), "{data}");
+    assert_eq!(data["traces"]["hasNextPage"], false);
+    assert_eq!(statements, 1 + key_check, "the page");
+}

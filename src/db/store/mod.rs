@@ -41,6 +41,16 @@ pub struct Rows<T> {
     pub has_next_page: bool,
 }
 
+impl<T> Rows<T> {
+    /// A page not read: nothing in it, nothing after it.
+    pub fn unread() -> Self {
+        Self {
+            items: Vec::new(),
+            has_next_page: false,
+        }
+    }
+}
+
 /// Runs `select` for one page, fetching one row more than asked to learn whether a next
 /// page exists without a second statement.
 pub async fn page<E: EntityTrait>(
