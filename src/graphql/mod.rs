@@ -4,6 +4,7 @@ pub mod errors;
 pub mod limits;
 pub mod loaders;
 pub mod mutation;
+mod parsed;
 pub mod query;
 pub mod subscription;
 pub mod types;
@@ -51,6 +52,8 @@ pub fn build_schema(state: State, config: &Config) -> AppSchema {
     let builder = schema_builder()
         .data(loaders)
         .data(state)
+        // Before the limits: a document it returns has passed them already.
+        .extension(parsed::ParsedQueries::default())
         .extension(limits::QueryLimits {
             max_tokens: config.max_query_tokens,
             max_aliases: config.max_query_aliases,

@@ -262,3 +262,21 @@ async fn metrics_count_sql_statements() {
     let again = read(&app).await - after;
     assert_eq!(again, if crate::helpers::on_postgres() { 3 } else { 2 });
 }
+
+/// Parsed documents are reused by query text; the variables still decide the answer.
+#[tokio::test]
+async fn one_query_text_answers_for_each_requests_variables() {
+    let app = spawn_app().await;
+    let mut traces = Vec::new();
+    for name in ["first", "second", "third"] {
+        traces.push((app.create_trace(json!({"name": name})).await["id"].clone(), name));
+    }
+    for _ in 0..2 {
+        for (id, name) in &traces {
+            let data = app
+                .ok("query($id: UUID!) { trace(id: $id) { name } }", json!({"id": id}))
+                .await;
+            assert_eq!(data["trace"]["name"], *name, "{data}");
+        }
+    }
+}
