@@ -290,3 +290,74 @@ async fn requests_past_the_execution_limit_wait_their_turn() {
         assert_eq!(read.await.unwrap().0, 200);
     }
 }
+
+/// PostgreSQL connections are pinged before use only after a quiet second, so when the
+/// server's connections are dropped: after a quiet moment nothing fails; under load each
+/// busy connection fails one statement, a retryable OVERLOADED (never INTERNAL), and
+/// fresh connections serve after.
+#[tokio::test]
+async fn connections_postgres_drops_are_replaced() {
+    if !on_postgres() {
+        eprintln!("skipped: PostgreSQL drops connections; a SQLite file's cannot be dropped");
+        return;
+    }
+    let app = spawn_app().await;
+    let admin = sea_orm::Database::connect(&app.database_url).await.unwrap();
+    let query = "{ traces { totalCount } }";
+    let drop_connections = || async {
+        admin
+            .execute_unprepared(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            )
+            .await
+            .unwrap();
+    };
+    let statuses = || async {
+        let mut statuses = Vec::new();
+        for _ in 0..12 {
+            let response = app
+                .http
+                .post(format!("{}/graphql", app.base))
+                .json(&json!({"query": query}))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.unwrap();
+            if status != 200 {
+                let code = body["errors"][0]["extensions"]["code"].as_str();
+                assert_eq!((status, code), (503, Some("OVERLOADED")), "{body}");
+            }
+            statuses.push(status);
+        }
+        statuses
+    };
+    let warm = || async {
+        for _ in 0..8 {
+            app.ok(query, json!({})).await;
+        }
+    };
+
+    warm().await;
+    drop_connections().await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let after_quiet = statuses().await;
+    assert!(
+        after_quiet.iter().all(|&s| s == 200),
+        "idle connections are checked: {after_quiet:?}"
+    );
+
+    warm().await;
+    drop_connections().await;
+    let under_load = statuses().await;
+    let failed = under_load.iter().filter(|&&s| s != 200).count();
+    assert!(
+        failed <= 4,
+        "one failure at most per pooled connection (4): {under_load:?}"
+    );
+    assert!(
+        under_load[8..].iter().all(|&s| s == 200),
+        "served again: {under_load:?}"
+    );
+}
