@@ -16,8 +16,9 @@ use crate::db::{Db, store};
 use crate::error::AppResult;
 
 pub const CHANNEL: &str = "tracegraph_live";
-/// Ids per notification: 100 × 37 bytes stays far below the 8000-byte payload limit.
-const IDS_PER_NOTIFY: usize = 100;
+/// Ids per notification: 200 × 37 bytes, with the tag and instance, stays below the
+/// 8000-byte payload limit.
+const IDS_PER_NOTIFY: usize = 200;
 const RECONNECT_DELAY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,18 +63,25 @@ impl Relay {
         }
     }
 
-    /// Queues notifications for `ids` in the caller's transaction.
+    /// Queues notifications for `ids` in the caller's transaction, in one statement
+    /// (one round trip, however many notifications the ids take).
     pub async fn notify(&self, txn: &impl ConnectionTrait, kind: EventKind, ids: &[Uuid]) -> AppResult<()> {
-        for chunk in ids.chunks(IDS_PER_NOTIFY) {
-            let ids: Vec<String> = chunk.iter().map(Uuid::to_string).collect();
-            let payload = format!("{} {} {}", kind.tag(), self.instance, ids.join(","));
-            let stmt = Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                "SELECT pg_notify($1, $2)",
-                [CHANNEL.into(), payload.into()],
-            );
-            txn.execute_raw(stmt).await?;
+        if ids.is_empty() {
+            return Ok(());
         }
+        let payloads: Vec<String> = ids
+            .chunks(IDS_PER_NOTIFY)
+            .map(|chunk| {
+                let ids: Vec<String> = chunk.iter().map(Uuid::to_string).collect();
+                format!("{} {} {}", kind.tag(), self.instance, ids.join(","))
+            })
+            .collect();
+        let calls: Vec<String> = (0..payloads.len())
+            .map(|i| format!("pg_notify($1, ${})", i + 2))
+            .collect();
+        let values = std::iter::once(CHANNEL.to_owned()).chain(payloads).map(Into::into);
+        let stmt = Statement::from_sql_and_values(DbBackend::Postgres, format!("SELECT {}", calls.join(", ")), values);
+        txn.execute_raw(stmt).await?;
         Ok(())
     }
 }
