@@ -223,15 +223,17 @@ async fn flush(db: &Db, live: &LiveSpans, batch: Batch, line: usize, report: &mu
     let (traces, spans) = (batch.traces.len(), batch.spans.len());
     let (written, ended) = write::transact(db, async |txn| {
         let mut ends = Vec::new();
+        let mut news = Vec::with_capacity(batch.traces.len());
         for pending in batch.traces {
             let id = pending.trace.row.id;
-            store::traces::create(txn, pending.trace).await?;
             ends.extend(pending.end.map(|(ended_at, error)| TraceEnd {
                 id,
                 ended_at: Some(ended_at),
                 error,
             }));
+            news.push(pending.trace);
         }
+        store::traces::create_all(txn, news).await?;
         let written = write::insert_spans(txn, live, batch.spans).await?;
         let ended = write::end_in(txn, live, ends).await?;
         Ok((written, ended))

@@ -1,14 +1,12 @@
 //! Write transactions: the one place that begins, commits and publishes, for the API
 //! and the importer alike.
 
-use std::collections::HashMap;
-
 use sea_orm::DatabaseTransaction;
 use uuid::Uuid;
 
 use crate::db::entities::{span, trace};
+use crate::db::store::Changed;
 use crate::db::store::spans::Written;
-use crate::db::store::{Changed, in_agent_order};
 use crate::db::{Db, store};
 use crate::error::AppResult;
 use crate::ingest::{NewSpan, NewTrace, TraceEnd};
@@ -23,22 +21,9 @@ pub async fn transact<T>(db: &Db, work: impl AsyncFnOnce(&DatabaseTransaction) -
     Ok(out)
 }
 
-/// Results back in input order, from the positions `in_agent_order` kept.
-fn in_input_order<R>(mut results: Vec<(usize, R)>) -> Vec<R> {
-    results.sort_by_key(|(position, _)| *position);
-    results.into_iter().map(|(_, r)| r).collect()
-}
-
 /// Creates traces in one transaction: all, or none.
 pub async fn create_traces(db: &Db, news: Vec<NewTrace>) -> AppResult<Vec<trace::Model>> {
-    transact(db, async |txn| {
-        let mut rows = Vec::with_capacity(news.len());
-        for (position, new) in in_agent_order(news, |n| n.row.agent_id) {
-            rows.push((position, store::traces::create(txn, new).await?));
-        }
-        Ok(in_input_order(rows))
-    })
-    .await
+    transact(db, async |txn| store::traces::create_all(txn, news).await).await
 }
 
 /// Ends traces in one transaction (all, or none), writing each usage record once, and
@@ -56,26 +41,10 @@ pub async fn end_in(
     live: &LiveSpans,
     ends: Vec<TraceEnd>,
 ) -> AppResult<Vec<Changed<trace::Model>>> {
-    // One read for the whole batch: each end needs its trace, and the order its agent.
-    let mut stored: HashMap<Uuid, trace::Model> = store::traces::by_ids(txn, ends.iter().map(|e| e.id))
-        .await?
-        .into_iter()
-        .map(|t| (t.id, t))
-        .collect();
-    let mut outs = Vec::with_capacity(ends.len());
-    let agent_of = |e: &TraceEnd| stored.get(&e.id).and_then(|t| t.agent_id);
-    for (position, end) in in_agent_order(ends, agent_of) {
-        // An id ended twice in the batch finds its first end's result in the database.
-        let out = match stored.remove(&end.id) {
-            Some(trace) => store::traces::end_stored(txn, trace, end.ended_at, end.error).await?,
-            None => store::traces::end(txn, end.id, end.ended_at, end.error).await?,
-        };
-        if out.changed {
-            relay(live, txn, EventKind::TraceEnded, &[out.row.id]).await?;
-        }
-        outs.push((position, out));
-    }
-    Ok(in_input_order(outs))
+    let outs = store::traces::end_all(txn, ends).await?;
+    let changed: Vec<Uuid> = outs.iter().filter(|o| o.changed).map(|o| o.row.id).collect();
+    relay(live, txn, EventKind::TraceEnded, &changed).await?;
+    Ok(outs)
 }
 
 /// Publishes, after commit, the ends that happened now.
@@ -111,19 +80,6 @@ pub async fn update_span(
     let out = change(db, live, EventKind::SpanUpdated, |s: &span::Model| s.id, work).await?;
     if out.changed {
         live.publish_updated(&out.row);
-    }
-    Ok(out.row)
-}
-
-/// Ends a trace (writing its usage record) and publishes the end if it happened now.
-pub async fn end_trace(
-    db: &Db,
-    live: &LiveSpans,
-    work: impl AsyncFnOnce(&DatabaseTransaction) -> AppResult<Changed<trace::Model>>,
-) -> AppResult<trace::Model> {
-    let out = change(db, live, EventKind::TraceEnded, |t: &trace::Model| t.id, work).await?;
-    if out.changed {
-        live.publish_trace_ended(&out.row);
     }
     Ok(out.row)
 }

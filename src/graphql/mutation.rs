@@ -11,7 +11,7 @@ use crate::auth::{Access, Scope};
 use crate::db::entities::span;
 use crate::db::store;
 use crate::error::{AppError, AppResult};
-use crate::ingest::{self, EndTraceDraft, NewSpan, SpanDraft, TraceDraft};
+use crate::ingest::{self, EndTraceDraft, NewSpan, SpanDraft, TraceDraft, TraceEnd};
 use crate::write;
 
 pub struct Mutation;
@@ -118,11 +118,9 @@ impl Mutation {
         if let Some(text) = &error {
             gql(ingest::check_text("error", text, s.limits.max_text_bytes))?;
         }
-        let row = gql(write::end_trace(&s.db, &s.live, async |txn| {
-            store::traces::end(txn, id, ended_at, error).await
-        })
-        .await)?;
-        Ok(Trace(row))
+        let end = TraceEnd { id, ended_at, error };
+        let mut rows = gql(write::end_traces(&s.db, &s.live, vec![end]).await)?;
+        Ok(Trace(rows.remove(0)))
     }
 
     /// Flags a span for review with a reason; every flag is kept with its time.

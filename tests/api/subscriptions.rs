@@ -9,7 +9,7 @@ const ADDED: &str =
     "subscription($t: UUID, $k: SpanType) { spanAdded(traceId: $t, spanType: $k) { name traceId spanType } }";
 
 /// Subscribes over graphql-transport-ws and waits until the server has registered it.
-async fn subscribe(app: &TestApp, path: &str, query: &str, variables: Value) -> WsClient {
+pub(crate) async fn subscribe(app: &TestApp, path: &str, query: &str, variables: Value) -> WsClient {
     let mut ws = app.ws_at(path, "graphql-transport-ws").await;
     ws.init().await;
     ws.send(json!({"id": "1", "type": "subscribe", "payload": {"query": query, "variables": variables}}))
@@ -19,7 +19,7 @@ async fn subscribe(app: &TestApp, path: &str, query: &str, variables: Value) -> 
     ws
 }
 
-async fn next_data(ws: &mut WsClient, field: &str) -> Value {
+pub(crate) async fn next_data(ws: &mut WsClient, field: &str) -> Value {
     let msg = ws.next_json(WAIT).await;
     assert_eq!(msg["type"], "next", "{msg}");
     msg["payload"]["data"][field].clone()

@@ -1,6 +1,7 @@
 use serde_json::{Value, json};
 
 use crate::helpers::{id, spawn_app};
+use crate::subscriptions::{next_data, subscribe};
 
 const LIST: &str = "query($f: TraceFilter, $s: TraceSort, $l: Int, $o: Int) {
     traces(filter: $f, sort: $s, limit: $l, offset: $o) { totalCount hasNextPage items { id name } } }";
@@ -441,4 +442,88 @@ async fn batches_of_traces_are_created_and_ended_all_or_nothing() {
         )
         .await;
     assert_eq!(usage["agentUsage"]["totalCount"], 3);
+}
+
+/// An id repeated inside one batch is judged against its earlier occurrence, as if the
+/// two came one after the other: the same content is one row, other content a conflict
+/// that writes nothing.
+#[tokio::test]
+async fn ids_repeated_within_one_batch() {
+    let app = spawn_app().await;
+    let agent = id();
+    let create = "mutation($i: [CreateTraceInput!]!) { createTraces(inputs: $i) { id name } }";
+    let (a, b) = (id(), id());
+    let same = json!({"id": a, "name": "a", "agentId": agent, "startedAt": "2026-11-01T00:00:00Z"});
+    let other = json!({"id": b, "name": "b", "agentId": agent, "startedAt": "2026-11-01T00:00:00Z"});
+    let body = app.ok(create, json!({"i": [same, other, same]})).await;
+    assert_eq!(body["createTraces"][0], body["createTraces"][2]);
+    assert_eq!(app.counts().await.0, 2);
+    let c = id();
+    let first = json!({"id": c, "name": "c"});
+    let differing = json!({"id": c, "name": "not c"});
+    assert_eq!(
+        app.error_code(create, json!({"i": [first, differing]})).await,
+        "CONFLICT"
+    );
+    assert_eq!(app.counts().await.0, 2, "nothing of the refused batch");
+
+    let mut ends = subscribe(&app, "/graphql/ws", "subscription { traceEnded { id } }", json!({})).await;
+    let end = "mutation($i: [EndTraceInput!]!) { endTraces(inputs: $i) { id endedAt agentUsage { totalTokens } } }";
+    let at = |t: &str| json!({"id": a, "endedAt": t});
+    assert_eq!(
+        app.error_code(
+            end,
+            json!({"i": [at("2026-11-01T00:01:00Z"), at("2026-11-01T00:02:00Z")]})
+        )
+        .await,
+        "CONFLICT",
+        "two different ends of one running trace"
+    );
+    let running = app
+        .ok("{ traces(filter: {status: RUNNING}) { totalCount } }", json!({}))
+        .await;
+    assert_eq!(running["traces"]["totalCount"], 2, "none ended by the refused batch");
+    let both = app
+        .ok(
+            end,
+            json!({"i": [at("2026-11-01T00:01:00Z"), {"id": b}, at("2026-11-01T00:01:00Z")]}),
+        )
+        .await;
+    assert_eq!(both["endTraces"][0], both["endTraces"][2]);
+    assert_eq!(both["endTraces"][0]["endedAt"], "2026-11-01T00:01:00+00:00");
+    let mut heard = vec![
+        next_data(&mut ends, "traceEnded").await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        next_data(&mut ends, "traceEnded").await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    ];
+    heard.sort();
+    let mut expected = vec![a.clone(), b.clone()];
+    expected.sort();
+    assert_eq!(heard, expected, "each end published once");
+    let usage = app
+        .ok(
+            "query($a: UUID) { agentUsage(filter: {agent: $a}) { totalCount totals { llmCalls } } }",
+            json!({"a": agent}),
+        )
+        .await;
+    assert_eq!(usage["agentUsage"]["totalCount"], 2, "one record per trace: {usage}");
+    // A third end, the same again, publishes nothing: the next event is another trace's.
+    app.ok(end, json!({"i": [at("2026-11-01T00:01:00Z")]})).await;
+    let d = app.create_trace(json!({"name": "d"})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.ok(end, json!({"i": [{"id": d}]})).await;
+    assert_eq!(
+        next_data(&mut ends, "traceEnded").await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        d
+    );
 }

@@ -1,10 +1,12 @@
 //! The `agent_usage` table: one usage record per ended trace, and each agent's running
 //! totals over its records (`agent_usage_total`), written in the same transaction.
 
-use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query, SelectStatement};
+use std::collections::{BTreeMap, HashSet};
+
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter, QuerySelect,
-    Select,
+    Select, TryInsertResult,
 };
 use uuid::Uuid;
 
@@ -16,77 +18,83 @@ use crate::error::AppResult;
 use crate::filters::{AgentUsageFilter, Page};
 use crate::ingest;
 
-/// Writes the trace's usage record from its running totals, unless it exists: a single
-/// INSERT ... SELECT ... ON CONFLICT, so concurrent ends write it exactly once.
-pub async fn record(conn: &impl ConnectionTrait, trace_id: Uuid) -> AppResult<()> {
-    let select = Query::select()
-        .expr(Expr::value(Uuid::now_v7()))
-        .columns([
-            trace::Column::Id,
-            trace::Column::AgentId,
-            trace::Column::ProductId,
-            trace::Column::LlmCalls,
-            trace::Column::InputTokens,
-            trace::Column::OutputTokens,
-            trace::Column::TotalTokens,
-            trace::Column::CostUsd,
-        ])
-        .expr(Expr::value(ingest::now()))
-        .from(trace::Entity)
-        .and_where(trace::Column::Id.eq(trace_id))
-        .to_owned();
-    let insert = Query::insert()
-        .into_table(agent_usage::Entity)
-        .columns([
-            Column::Id,
-            Column::TraceId,
-            Column::AgentId,
-            Column::ProductId,
-            Column::LlmCalls,
-            Column::InputTokens,
-            Column::OutputTokens,
-            Column::TotalTokens,
-            Column::CostUsd,
-            Column::CreatedAt,
-        ])
-        .select_from(select)
-        .expect("column counts match")
-        .on_conflict(OnConflict::column(Column::TraceId).do_nothing().to_owned())
-        .to_owned();
-    if conn.execute(&insert).await?.rows_affected() > 0 {
-        add_to_agent_total(conn, trace_id, None).await?;
+/// Records per INSERT: well under both engines' bound-parameter limits (10 columns).
+const INSERT_CHUNK: usize = 1000;
+
+/// Writes the usage records of traces that have ended, from their rows (which carry the
+/// running totals), unless a trace has one: the unique key makes concurrent ends write
+/// each record once. The new records are added to their agents' kept totals.
+pub async fn record_all(conn: &impl ConnectionTrait, ended: &[trace::Model]) -> AppResult<()> {
+    let now = ingest::now();
+    let records: Vec<agent_usage::Model> = ended
+        .iter()
+        .map(|t| agent_usage::Model {
+            id: Uuid::now_v7(),
+            trace_id: t.id,
+            agent_id: t.agent_id,
+            product_id: t.product_id,
+            llm_calls: t.llm_calls,
+            input_tokens: t.input_tokens,
+            output_tokens: t.output_tokens,
+            total_tokens: t.total_tokens,
+            cost_usd: t.cost_usd,
+            created_at: now,
+        })
+        .collect();
+    let mut inserted: HashSet<Uuid> = HashSet::with_capacity(records.len());
+    for chunk in records.chunks(INSERT_CHUNK) {
+        let written = agent_usage::Entity::insert_many(chunk.iter().cloned().map(agent_usage::ActiveModel::from))
+            .on_conflict_do_nothing()
+            .exec_with_returning_keys(conn)
+            .await?;
+        if let TryInsertResult::Inserted(ids) = written {
+            inserted.extend(ids);
+        }
     }
-    Ok(())
+    let new_records = records.iter().filter(|r| inserted.contains(&r.id)).map(|r| {
+        let usage = Totals {
+            llm_calls: r.llm_calls,
+            input_tokens: r.input_tokens,
+            output_tokens: r.output_tokens,
+            total_tokens: r.total_tokens,
+            cost_usd: r.cost_usd,
+            ..Totals::default()
+        };
+        (r.agent_id, 1, usage)
+    });
+    add_to_agent_totals(conn, new_records).await
 }
 
-/// Adds a record to its agent's totals: the trace's own usage as a new record, or
-/// `late` usage to a record already counted. An agent-less trace adds nothing.
-async fn add_to_agent_total(conn: &impl ConnectionTrait, trace_id: Uuid, late: Option<&Totals>) -> AppResult<()> {
+/// Adds (agent, records, usage) to the agents' kept totals in one statement, one row
+/// per agent in agent order: the lock order of `store::in_agent_order`. Usage without
+/// an agent adds nothing.
+async fn add_to_agent_totals(
+    conn: &impl ConnectionTrait,
+    additions: impl IntoIterator<Item = (Option<Uuid>, i64, Totals)>,
+) -> AppResult<()> {
     use agent_usage_total::Column as Total;
-    let mut usage = Query::select();
-    usage.column(trace::Column::AgentId);
-    match late {
-        None => usage.expr(Expr::value(1i64)).columns([
-            trace::Column::LlmCalls,
-            trace::Column::InputTokens,
-            trace::Column::OutputTokens,
-            trace::Column::TotalTokens,
-            trace::Column::CostUsd,
-        ]),
-        Some(t) => usage.exprs([
-            Expr::value(0i64),
-            Expr::value(t.llm_calls),
-            Expr::value(t.input_tokens),
-            Expr::value(t.output_tokens),
-            Expr::value(t.total_tokens),
-            Expr::value(t.cost_usd),
-        ]),
-    };
-    let usage: SelectStatement = usage
-        .from(trace::Entity)
-        .and_where(trace::Column::Id.eq(trace_id))
-        .and_where(trace::Column::AgentId.is_not_null())
-        .to_owned();
+    let mut by_agent: BTreeMap<Uuid, agent_usage_total::Model> = BTreeMap::new();
+    for (agent, records, usage) in additions {
+        let Some(agent) = agent else { continue };
+        let total = by_agent.entry(agent).or_insert_with(|| agent_usage_total::Model {
+            agent_id: agent,
+            records: 0,
+            llm_calls: 0,
+            input_tokens: 0,
+            output_tokens: 0,
+            total_tokens: 0,
+            cost_usd: 0.0,
+        });
+        total.records += records;
+        total.llm_calls += usage.llm_calls;
+        total.input_tokens += usage.input_tokens;
+        total.output_tokens += usage.output_tokens;
+        total.total_tokens += usage.total_tokens;
+        total.cost_usd += usage.cost_usd;
+    }
+    if by_agent.is_empty() {
+        return Ok(());
+    }
     let summed = [
         Total::Records,
         Total::LlmCalls,
@@ -99,19 +107,15 @@ async fn add_to_agent_total(conn: &impl ConnectionTrait, trace_id: Uuid, late: O
         let sum = Expr::col((agent_usage_total::Entity, c)).add(Expr::col((Alias::new("excluded"), c)));
         (c, sum)
     });
-    let upsert = Query::insert()
-        .into_table(agent_usage_total::Entity)
-        .columns(std::iter::once(Total::AgentId).chain(summed))
-        .select_from(usage)
-        .expect("column counts match")
+    agent_usage_total::Entity::insert_many(by_agent.into_values().map(agent_usage_total::ActiveModel::from))
         .on_conflict(OnConflict::column(Total::AgentId).values(plus_new).to_owned())
-        .to_owned();
-    conn.execute(&upsert).await?;
+        .exec_without_returning(conn)
+        .await?;
     Ok(())
 }
 
-/// Adds late spans' usage to an ended trace's record.
-pub async fn add(conn: &impl ConnectionTrait, trace_id: Uuid, t: &Totals) -> AppResult<()> {
+/// Adds late spans' usage to an ended trace's record and to its agent's totals.
+pub async fn add(conn: &impl ConnectionTrait, trace_id: Uuid, agent: Option<Uuid>, t: &Totals) -> AppResult<()> {
     let plus = |c: Column, v: i64| Expr::col(c).add(v);
     agent_usage::Entity::update_many()
         .col_expr(Column::LlmCalls, plus(Column::LlmCalls, t.llm_calls))
@@ -122,7 +126,7 @@ pub async fn add(conn: &impl ConnectionTrait, trace_id: Uuid, t: &Totals) -> App
         .filter(Column::TraceId.eq(trace_id))
         .exec(conn)
         .await?;
-    add_to_agent_total(conn, trace_id, Some(t)).await
+    add_to_agent_totals(conn, [(agent, 0, t.clone())]).await
 }
 
 pub async fn of_traces(conn: &impl ConnectionTrait, trace_ids: Vec<Uuid>) -> AppResult<Vec<agent_usage::Model>> {

@@ -197,15 +197,13 @@ async fn apply_totals(conn: &impl ConnectionTrait, written: &[span::Model]) -> A
             t.cost_usd += s.cost_usd.unwrap_or(0.0);
         }
     }
-    let batch: Vec<(Uuid, traces::Totals)> = in_agent_order(per_trace.into_iter().collect(), |(_, (agent, _))| *agent)
-        .into_iter()
-        .map(|(_, (trace_id, (_, totals)))| (trace_id, totals))
-        .collect();
+    let ordered = in_agent_order(per_trace.into_iter().collect(), |(_, (agent, _))| *agent);
+    let batch: Vec<(Uuid, traces::Totals)> = ordered.iter().map(|(_, (id, (_, t)))| (*id, t.clone())).collect();
     let ended = traces::add_totals(conn, &batch).await?;
-    for (trace_id, totals) in &batch {
+    for (_, (trace_id, (agent, totals))) in &ordered {
         // A late span of an ended trace keeps its usage record equal to its spans.
         if ended.contains(trace_id) && totals.llm_calls > 0 {
-            agent_usage::add(conn, *trace_id, totals).await?;
+            agent_usage::add(conn, *trace_id, *agent, totals).await?;
         }
     }
     Ok(())

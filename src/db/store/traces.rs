@@ -1,12 +1,12 @@
 //! The `trace` table: create, end, running totals, lists.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait, QueryFilter, Select, Statement,
-    TryInsertResult,
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, IdenStatic, Iterable,
+    PaginatorTrait, QueryFilter, Select, Statement, TryInsertResult,
 };
 use uuid::Uuid;
 
@@ -14,30 +14,54 @@ use super::{Changed, Rows, agent_usage, order, page};
 use crate::db::entities::trace::{self, Column};
 use crate::error::{AppError, AppResult};
 use crate::filters::{Page, TraceFilter, TraceSort};
-use crate::ingest::{self, NewTrace};
+use crate::ingest::{self, NewTrace, TraceEnd};
 use crate::model::TraceStatus;
 
-/// Inserts a trace, or returns the stored one when a retry repeats it. A trace written
-/// already ended gets its usage record at once.
-pub async fn create(conn: &impl ConnectionTrait, new: NewTrace) -> AppResult<trace::Model> {
-    let id = new.row.id;
-    let inserted = trace::Entity::insert(trace::ActiveModel::from(new.row.clone()))
-        .on_conflict_do_nothing()
-        .exec_without_returning(conn)
-        .await?;
-    if !matches!(inserted, TryInsertResult::Inserted(n) if n > 0) {
-        let stored = get(conn, id).await?;
-        if ingest::same_trace(&stored, &new) {
-            return Ok(stored);
+/// Rows per INSERT: well under both engines' bound-parameter limits (17 columns).
+const INSERT_CHUNK: usize = 500;
+
+/// Inserts traces in the caller's transaction and returns them in input order. A trace
+/// stored already (a retry, or an id repeated in the batch) is returned as stored when
+/// the input says the same, and is a conflict otherwise. Traces written already ended
+/// get their usage records at once.
+pub async fn create_all(conn: &impl ConnectionTrait, news: Vec<NewTrace>) -> AppResult<Vec<trace::Model>> {
+    let mut inserted: HashSet<Uuid> = HashSet::with_capacity(news.len());
+    for chunk in news.chunks(INSERT_CHUNK) {
+        let rows = chunk.iter().map(|n| trace::ActiveModel::from(n.row.clone()));
+        let written = trace::Entity::insert_many(rows)
+            .on_conflict_do_nothing()
+            .exec_with_returning_keys(conn)
+            .await?;
+        if let TryInsertResult::Inserted(ids) = written {
+            inserted.extend(ids);
         }
-        return Err(AppError::Conflict(format!(
-            "trace {id} already exists with other content"
-        )));
     }
-    if new.row.ended_at.is_some() {
-        agent_usage::record(conn, id).await?;
+    let skipped = news.iter().map(|n| n.row.id).filter(|id| !inserted.contains(id));
+    let mut known: HashMap<Uuid, trace::Model> = by_ids(conn, skipped).await?.into_iter().map(|t| (t.id, t)).collect();
+    let mut rows = Vec::with_capacity(news.len());
+    let mut ended_now = Vec::new();
+    for new in news {
+        let id = new.row.id;
+        if let Some(stored) = known.get(&id) {
+            if !ingest::same_trace(stored, &new) {
+                return Err(AppError::Conflict(format!(
+                    "trace {id} already exists with other content"
+                )));
+            }
+            rows.push(stored.clone());
+        } else if inserted.contains(&id) {
+            // Its first occurrence: later ones in the batch compare with it.
+            if new.row.ended_at.is_some() {
+                ended_now.push(new.row.clone());
+            }
+            known.insert(id, new.row.clone());
+            rows.push(new.row);
+        } else {
+            return Err(AppError::NotFound { what: "trace", id });
+        }
     }
-    Ok(new.row)
+    agent_usage::record_all(conn, &ended_now).await?;
+    Ok(rows)
 }
 
 pub async fn get(conn: &impl ConnectionTrait, id: Uuid) -> AppResult<trace::Model> {
@@ -47,57 +71,107 @@ pub async fn get(conn: &impl ConnectionTrait, id: Uuid) -> AppResult<trace::Mode
         .ok_or(AppError::NotFound { what: "trace", id })
 }
 
+/// The traces with these ids; no statement for none.
 pub async fn by_ids(conn: &impl ConnectionTrait, ids: impl IntoIterator<Item = Uuid>) -> AppResult<Vec<trace::Model>> {
+    let ids: Vec<Uuid> = ids.into_iter().collect();
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
     Ok(trace::Entity::find().filter(Column::Id.is_in(ids)).all(conn).await?)
 }
 
-/// Ends a trace and records its usage once. Repeating the same end is a no-op; ending
-/// it again at another time is a conflict.
-pub async fn end(
-    conn: &impl ConnectionTrait,
-    id: Uuid,
-    ended_at: Option<DateTime<Utc>>,
-    error: Option<String>,
-) -> AppResult<Changed<trace::Model>> {
-    end_stored(conn, get(conn, id).await?, ended_at, error).await
+/// Ends traces in the caller's transaction and returns each end's outcome in input
+/// order: `changed` for an end that happened now, unchanged for a repeat of a stored
+/// end (or of an earlier one in the batch). A different end of an ended trace is a
+/// conflict. Every end is judged before anything is written; the ends are then one
+/// UPDATE, and the usage records one INSERT.
+pub async fn end_all(conn: &impl ConnectionTrait, ends: Vec<TraceEnd>) -> AppResult<Vec<Changed<trace::Model>>> {
+    let mut current: HashMap<Uuid, trace::Model> = by_ids(conn, ends.iter().map(|e| e.id))
+        .await?
+        .into_iter()
+        .map(|t| (t.id, t))
+        .collect();
+    let mut to_end: Vec<trace::Model> = Vec::new();
+    let mut ends_now: Vec<bool> = Vec::with_capacity(ends.len());
+    for end in &ends {
+        let trace = current.get_mut(&end.id).ok_or(AppError::NotFound {
+            what: "trace",
+            id: end.id,
+        })?;
+        if let Some(previous) = trace.ended_at {
+            let same_time = end.ended_at.is_none_or(|t| t == previous);
+            let same_error = end.error.is_none() || end.error == trace.error;
+            if !(same_time && same_error) {
+                return Err(AppError::Conflict(format!(
+                    "trace {} already ended at {previous}",
+                    end.id
+                )));
+            }
+            ends_now.push(false);
+            continue;
+        }
+        let ended_at = end.ended_at.unwrap_or_else(ingest::now);
+        trace.duration_us = Some(ingest::duration_us(trace.started_at, ended_at)?);
+        trace.ended_at = Some(ended_at);
+        if let Some(error) = &end.error {
+            trace.error = Some(error.clone());
+            trace.has_error = true;
+        }
+        to_end.push(trace.clone());
+        ends_now.push(true);
+    }
+    let ended = set_ends(conn, &to_end).await?;
+    // Ended by a concurrent call between the read and the update: that call made the
+    // change, and its end is what this one returns.
+    let raced = to_end.iter().map(|t| t.id).filter(|id| !ended.contains_key(id));
+    current.extend(by_ids(conn, raced).await?.into_iter().map(|t| (t.id, t)));
+    let mut records: Vec<trace::Model> = ended.values().cloned().collect();
+    records.sort_by_key(|t| t.id);
+    agent_usage::record_all(conn, &records).await?;
+    let mut reported: HashSet<Uuid> = HashSet::new();
+    Ok(ends
+        .iter()
+        .zip(ends_now)
+        .map(|(end, now)| match ended.get(&end.id) {
+            Some(row) if now && reported.insert(end.id) => Changed::new(row.clone()),
+            Some(row) => Changed::unchanged(row.clone()),
+            None => Changed::unchanged(current[&end.id].clone()),
+        })
+        .collect())
 }
 
-/// As [`end`], for a trace already read in this transaction.
-pub async fn end_stored(
-    conn: &impl ConnectionTrait,
-    stored: trace::Model,
-    ended_at: Option<DateTime<Utc>>,
-    error: Option<String>,
-) -> AppResult<Changed<trace::Model>> {
-    let id = stored.id;
-    if let Some(previous) = stored.ended_at {
-        let same_time = ended_at.is_none_or(|t| t == previous);
-        let same_error = error.is_none() || error == stored.error;
-        if same_time && same_error {
-            return Ok(Changed::unchanged(stored));
-        }
-        return Err(AppError::Conflict(format!("trace {id} already ended at {previous}")));
+/// Writes the ends of running traces, one statement for all; returns the rows it
+/// changed (a trace ended meanwhile by another transaction is left as that one left it).
+async fn set_ends(conn: &impl ConnectionTrait, ends: &[trace::Model]) -> AppResult<HashMap<Uuid, trace::Model>> {
+    if ends.is_empty() {
+        return Ok(HashMap::new());
     }
-    let ended_at = ended_at.unwrap_or_else(ingest::now);
-    let duration = ingest::duration_us(stored.started_at, ended_at)?;
-    let mut update = trace::Entity::update_many()
-        .col_expr(Column::EndedAt, Expr::value(ended_at))
-        .col_expr(Column::DurationUs, Expr::value(duration))
-        // Guards against a concurrent end: only one of them finds the trace running.
-        .filter(Column::Id.eq(id))
-        .filter(Column::EndedAt.is_null());
-    if let Some(error) = error {
-        update = update
-            .col_expr(Column::Error, Expr::value(error))
-            .col_expr(Column::HasError, Expr::value(true));
+    let rows = ends.iter().map(|t| {
+        vec![
+            t.id.into(),
+            t.ended_at.into(),
+            t.duration_us.into(),
+            t.error.clone().into(),
+            t.has_error.into(),
+        ]
+    });
+    let returned: Vec<String> = Column::iter()
+        .map(|c| format!("trace.{}", IdenStatic::as_str(&c)))
+        .collect();
+    let sql = format!(
+        "UPDATE trace SET ended_at = v.column2, duration_us = v.column3, \
+         error = COALESCE(v.column4, trace.error), has_error = (trace.has_error OR v.column5) \
+         FROM (VALUES {{values}}) AS v WHERE trace.id = v.column1 AND trace.ended_at IS NULL \
+         RETURNING {}",
+        returned.join(", ")
+    );
+    let statement = with_values(conn.get_database_backend(), &sql, rows);
+    let mut changed = HashMap::with_capacity(ends.len());
+    for row in conn.query_all_raw(statement).await? {
+        let trace = trace::Model::from_query_result(&row, "")?;
+        changed.insert(trace.id, trace);
     }
-    let ended = update.exec_with_returning(conn).await?.into_iter().next();
-    agent_usage::record(conn, id).await?;
-    match ended {
-        Some(row) => Ok(Changed::new(row)),
-        // Ended concurrently by another call, which made the change.
-        None => Ok(Changed::unchanged(get(conn, id).await?)),
-    }
+    Ok(changed)
 }
 
 /// What a batch of new spans adds to its trace.
@@ -120,12 +194,8 @@ pub async fn add_totals(conn: &impl ConnectionTrait, batch: &[(Uuid, Totals)]) -
     if batch.is_empty() {
         return Ok(HashSet::new());
     }
-    let backend = conn.get_database_backend();
-    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(batch.len() * 8);
-    let mut rows = Vec::with_capacity(batch.len());
-    for (id, t) in batch {
-        let first = values.len();
-        values.extend([
+    let rows = batch.iter().map(|(id, t)| {
+        vec![
             (*id).into(),
             t.spans.into(),
             t.llm_calls.into(),
@@ -134,28 +204,18 @@ pub async fn add_totals(conn: &impl ConnectionTrait, batch: &[(Uuid, Totals)]) -
             t.total_tokens.into(),
             t.cost_usd.into(),
             t.has_error.into(),
-        ]);
-        let marks: Vec<String> = (first + 1..=values.len())
-            .map(|n| match backend {
-                DbBackend::Postgres => format!("${n}"),
-                _ => "?".to_owned(),
-            })
-            .collect();
-        rows.push(format!("({})", marks.join(", ")));
-    }
-    // VALUES columns are named column1… on both engines; each parameter is bound with
-    // its type, so PostgreSQL needs no casts.
-    let sql = format!(
+        ]
+    });
+    let statement = with_values(
+        conn.get_database_backend(),
         "UPDATE trace SET span_count = trace.span_count + v.column2, \
          llm_calls = trace.llm_calls + v.column3, input_tokens = trace.input_tokens + v.column4, \
          output_tokens = trace.output_tokens + v.column5, total_tokens = trace.total_tokens + v.column6, \
          cost_usd = trace.cost_usd + v.column7, has_error = (trace.has_error OR v.column8) \
-         FROM (VALUES {}) AS v WHERE trace.id = v.column1 RETURNING trace.id, trace.ended_at",
-        rows.join(", ")
+         FROM (VALUES {values}) AS v WHERE trace.id = v.column1 RETURNING trace.id, trace.ended_at",
+        rows,
     );
-    let updated = conn
-        .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
-        .await?;
+    let updated = conn.query_all_raw(statement).await?;
     let mut seen = HashSet::with_capacity(updated.len());
     let mut ended = HashSet::new();
     for row in updated {
@@ -170,6 +230,26 @@ pub async fn add_totals(conn: &impl ConnectionTrait, batch: &[(Uuid, Totals)]) -
         return Err(AppError::NotFound { what: "trace", id: *id });
     }
     Ok(ended)
+}
+
+/// `sql` with `{values}` replaced by one parenthesized row of placeholders per row, for
+/// `FROM (VALUES …)`, which sea-query does not build. VALUES columns are named
+/// column1… on both engines, and each parameter is bound with its type, so PostgreSQL
+/// needs no casts.
+fn with_values(backend: DbBackend, sql: &str, rows: impl IntoIterator<Item = Vec<sea_orm::Value>>) -> Statement {
+    let mut values: Vec<sea_orm::Value> = Vec::new();
+    let mut tuples = Vec::new();
+    for row in rows {
+        let marks: Vec<String> = (values.len() + 1..=values.len() + row.len())
+            .map(|n| match backend {
+                DbBackend::Postgres => format!("${n}"),
+                _ => "?".to_owned(),
+            })
+            .collect();
+        values.extend(row);
+        tuples.push(format!("({})", marks.join(", ")));
+    }
+    Statement::from_sql_and_values(backend, sql.replace("{values}", &tuples.join(", ")), values)
 }
 
 pub async fn add_flagged(conn: &impl ConnectionTrait, id: Uuid, delta: i64) -> AppResult<()> {
