@@ -66,9 +66,9 @@ impl App {
             limits: Limits::from(&config),
             prices,
         };
-        let schema = graphql::build_schema(state, &config);
+        let api = graphql::build_api(state, &config);
         let ws_shutdown = WsShutdown::default();
-        let router = http::router(schema, db.clone(), &config, ws_shutdown.clone());
+        let router = http::router(api, db.clone(), &config, ws_shutdown.clone());
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| StartError::Bind {

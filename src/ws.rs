@@ -17,7 +17,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::{Access, Auth, SocketSlot};
 use crate::error::code;
-use crate::graphql::AppSchema;
+use crate::graphql::Api;
 
 pub const TRANSPORT_WS: &str = "graphql-transport-ws";
 pub const LEGACY_WS: &str = "graphql-ws";
@@ -77,7 +77,7 @@ const KEY_RECHECK: Duration = Duration::from_secs(1);
 
 pub fn upgrade(
     upgrade: WebSocketUpgrade,
-    schema: AppSchema,
+    api: Api,
     settings: WsSettings,
     shutdown: WsShutdown,
     auth: Auth,
@@ -94,7 +94,7 @@ pub fn upgrade(
     upgrade.on_upgrade(move |socket| async move {
         let _running = shutdown.tracker.token();
         let connection = Connection {
-            schema,
+            api,
             settings,
             protocol,
             auth,
@@ -133,7 +133,7 @@ enum Step {
 }
 
 struct Connection {
-    schema: AppSchema,
+    api: Api,
     settings: WsSettings,
     protocol: Protocol,
     auth: Auth,
@@ -313,10 +313,10 @@ impl Connection {
     }
 
     fn start(&self, id: String, request: Request, out: mpsc::Sender<Outgoing>) -> JoinHandle<()> {
-        let schema = self.schema.clone();
+        let api = self.api.clone();
         let protocol = self.protocol;
         tokio::spawn(async move {
-            let mut responses = schema.execute_stream(request);
+            let mut responses = api.execute_stream(request);
             let mut first = true;
             while let Some(response) = responses.next().await {
                 // An error before execution (parse, validation) is the protocol's `error`

@@ -3,49 +3,11 @@
 //! async-graphql itself (a malformed UUID or time, a wrong variable type) become
 //! `BAD_USER_INPUT`.
 
-use std::sync::Arc;
-
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextRequest, NextSubscribe};
-use async_graphql::futures_util::stream::BoxStream;
 use async_graphql::{ErrorExtensions, Response, ServerError};
-use futures::StreamExt;
 
 use crate::error::{AppError, code};
 
-pub struct ErrorCodes;
-
-impl ExtensionFactory for ErrorCodes {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(ErrorCodesExtension)
-    }
-}
-
-struct ErrorCodesExtension;
-
-#[async_graphql::async_trait::async_trait]
-impl Extension for ErrorCodesExtension {
-    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
-        let mut response = next.run(ctx).await;
-        add_codes(&mut response);
-        response
-    }
-
-    fn subscribe<'s>(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        stream: BoxStream<'s, Response>,
-        next: NextSubscribe<'_>,
-    ) -> BoxStream<'s, Response> {
-        next.run(ctx, stream)
-            .map(|mut response| {
-                add_codes(&mut response);
-                response
-            })
-            .boxed()
-    }
-}
-
-fn add_codes(response: &mut Response) {
+pub fn add_codes(response: &mut Response) {
     for error in &mut response.errors {
         add_code(error);
     }

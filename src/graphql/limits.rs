@@ -3,11 +3,9 @@
 //! directives. Each refusal is `LIMIT_EXCEEDED` naming the limit and its value.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
 use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, Selection, SelectionSet};
-use async_graphql::{ServerError, ServerResult, Variables};
+use async_graphql::{ServerError, ServerResult};
 
 use crate::error::code;
 
@@ -19,28 +17,17 @@ pub struct QueryLimits {
     pub max_directives: usize,
 }
 
-impl ExtensionFactory for QueryLimits {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(*self)
+impl QueryLimits {
+    /// Checked before parsing, so that a huge document is refused cheaply.
+    pub fn check_text(&self, query: &str) -> ServerResult<()> {
+        check("tokens", count_tokens(query), self.max_tokens)
     }
-}
 
-#[async_graphql::async_trait::async_trait]
-impl Extension for QueryLimits {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        check("tokens", count_tokens(query), self.max_tokens)?;
-        let document = next.run(ctx, query, variables).await?;
-        let shape = Shape::of(&document);
+    pub fn check_shape(&self, document: &ExecutableDocument) -> ServerResult<()> {
+        let shape = Shape::of(document);
         check("aliases", shape.aliases, self.max_aliases)?;
         check("root fields", shape.root_fields, self.max_root_fields)?;
-        check("directives", shape.directives, self.max_directives)?;
-        Ok(document)
+        check("directives", shape.directives, self.max_directives)
     }
 }
 

@@ -1,10 +1,11 @@
 //! The GraphQL schema: roots, types, loaders, and how it is built with or without data.
 
+mod api;
+pub use api::Api;
 pub mod errors;
 pub mod limits;
 pub mod loaders;
 pub mod mutation;
-mod parsed;
 pub mod query;
 pub mod subscription;
 pub mod types;
@@ -41,10 +42,10 @@ pub struct State {
 
 /// The schema without data: enough to print the SDL.
 pub fn schema_builder() -> SchemaBuilder<Query, Mutation, Subscription> {
-    Schema::build(Query, Mutation, Subscription).extension(errors::ErrorCodes)
+    Schema::build(Query, Mutation, Subscription)
 }
 
-pub fn build_schema(state: State, config: &Config) -> AppSchema {
+pub fn build_api(state: State, config: &Config) -> Api {
     // Subscriptions use this one, long-lived and so never caching; HTTP requests bring
     // their own (`request_loaders`).
     let loaders = request_loaders(&state.db);
@@ -52,23 +53,22 @@ pub fn build_schema(state: State, config: &Config) -> AppSchema {
     let builder = schema_builder()
         .data(loaders)
         .data(state)
-        // Before the limits: a document it returns has passed them already.
-        .extension(parsed::ParsedQueries::default())
-        .extension(limits::QueryLimits {
-            max_tokens: config.max_query_tokens,
-            max_aliases: config.max_query_aliases,
-            max_root_fields: config.max_query_root_fields,
-            max_directives: config.max_query_directives,
-        })
         .limit_depth(config.max_query_depth)
         .limit_complexity(config.max_query_complexity)
         // Caps the parser's own recursion, so nesting cannot exhaust the stack.
         .limit_recursive_depth(config.max_query_depth.saturating_mul(2).max(32));
-    if config.disable_introspection {
+    let schema = if config.disable_introspection {
         builder.disable_introspection().finish()
     } else {
         builder.finish()
-    }
+    };
+    let limits = limits::QueryLimits {
+        max_tokens: config.max_query_tokens,
+        max_aliases: config.max_query_aliases,
+        max_root_fields: config.max_query_root_fields,
+        max_directives: config.max_query_directives,
+    };
+    Api::new(schema, limits)
 }
 
 /// Loaders for one request: span trees are cached for its lifetime only.

@@ -21,7 +21,7 @@ use crate::auth::Auth;
 use crate::config::Config;
 use crate::db::Db;
 use crate::error::{AppError, code};
-use crate::graphql::{self as gql, AppSchema};
+use crate::graphql::{self as gql, Api};
 use crate::ws::{self, WsSettings, WsShutdown};
 
 pub use self::graphql::GRAPHQL_RESPONSE_JSON;
@@ -31,7 +31,7 @@ pub const WS_PATH: &str = "/graphql/ws";
 
 #[derive(Clone)]
 struct HttpState {
-    schema: AppSchema,
+    api: Api,
     db: Db,
     ws: WsSettings,
     ws_shutdown: WsShutdown,
@@ -43,10 +43,10 @@ struct HttpState {
     auth: Auth,
 }
 
-pub fn router(schema: AppSchema, db: Db, config: &Config, ws_shutdown: WsShutdown) -> Router {
+pub fn router(api: Api, db: Db, config: &Config, ws_shutdown: WsShutdown) -> Router {
     let state = HttpState {
         auth: Auth::new(db.clone(), config.ws_max_per_key),
-        schema,
+        api,
         db,
         ws: config.ws_settings(),
         ws_shutdown,
@@ -118,7 +118,7 @@ async fn execute(state: &HttpState, request: async_graphql::Request, media: Medi
     let run = async {
         // Never closed, so acquiring only waits.
         let _turn = state.executions.acquire().await;
-        state.schema.execute(request).await
+        state.api.execute(request).await
     };
     // A request past its time (waiting included) is dropped, and with it any open
     // transaction (rolled back).
@@ -143,14 +143,7 @@ async fn websocket(State(state): State<HttpState>, headers: HeaderMap, upgrade: 
 
 fn open_socket(state: HttpState, upgrade: WebSocketUpgrade, headers: &HeaderMap) -> Response {
     let header_key = authorization(headers).map(str::to_owned);
-    ws::upgrade(
-        upgrade,
-        state.schema,
-        state.ws,
-        state.ws_shutdown,
-        state.auth,
-        header_key,
-    )
+    ws::upgrade(upgrade, state.api, state.ws, state.ws_shutdown, state.auth, header_key)
 }
 
 fn authorization(headers: &HeaderMap) -> Option<&str> {

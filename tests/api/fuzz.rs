@@ -112,7 +112,7 @@ fn any_document_gets_a_well_formed_answer() {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("fuzz.db").display());
-    let schema = runtime.block_on(async {
+    let api = runtime.block_on(async {
         let config = Config::default();
         let db = tracegraph::db::connect(&url, 2).await.unwrap();
         let state = State {
@@ -121,7 +121,7 @@ fn any_document_gets_a_well_formed_answer() {
             limits: Limits::from(&config),
             prices: Default::default(),
         };
-        graphql::build_schema(state, &config)
+        graphql::build_api(state, &config)
     });
     let cases = std::env::var("FUZZ_CASES")
         .ok()
@@ -139,7 +139,7 @@ fn any_document_gets_a_well_formed_answer() {
             let response = runtime.block_on(async {
                 use futures::StreamExt;
                 // Subscriptions run as streams; take what the first item says.
-                let mut stream = schema.execute_stream(request);
+                let mut stream = api.execute_stream(request);
                 tokio::time::timeout(std::time::Duration::from_millis(200), stream.next())
                     .await
                     .ok()
