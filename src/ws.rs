@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use async_graphql::{Request, Response};
+use async_graphql::Request;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::response::Response as HttpResponse;
 use futures::{SinkExt, StreamExt};
@@ -18,6 +18,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::{Access, Auth, SocketSlot};
 use crate::error::code;
 use crate::graphql::Api;
+use crate::graphql::fanout::Event;
 
 pub const TRANSPORT_WS: &str = "graphql-transport-ws";
 pub const LEGACY_WS: &str = "graphql-ws";
@@ -115,16 +116,6 @@ struct Outgoing {
     /// The message as sent: serialized by the subscription's own task.
     message: String,
     last: bool,
-}
-
-/// A `next` (or legacy `data`) message, serialized straight from the response: one
-/// pass per event and subscriber, without an intermediate JSON tree.
-#[derive(serde::Serialize)]
-struct NextMessage<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    id: &'a str,
-    payload: &'a Response,
 }
 
 enum Step {
@@ -313,56 +304,39 @@ impl Connection {
     }
 
     fn start(&self, id: String, request: Request, out: mpsc::Sender<Outgoing>) -> JoinHandle<()> {
-        let api = self.api.clone();
+        let api_key = match &self.access {
+            Some((Access::Key(key), _)) => Some(key.id),
+            _ => None,
+        };
+        let mut membership = self.api.subscribe(request, api_key);
         let protocol = self.protocol;
         tokio::spawn(async move {
-            let mut responses = api.execute_stream(request);
-            let mut first = true;
-            while let Some(response) = responses.next().await {
-                // An error before execution (parse, validation) is the protocol's `error`
-                // message and ends the operation; a field error is a `next` with errors.
-                if first && is_request_error(&response) {
-                    let errors = serde_json::to_value(&response.errors).unwrap_or_default();
-                    let errors = errors.as_array().cloned().unwrap_or_default();
-                    let message = error_message(protocol, &id, errors).to_string();
-                    let _ = out
-                        .send(Outgoing {
-                            id,
-                            message,
-                            last: true,
-                        })
-                        .await;
-                    return;
-                }
-                first = false;
-                let (_, next, _) = protocol.names();
-                let message = serde_json::to_string(&NextMessage {
-                    kind: next,
-                    id: &id,
-                    payload: &response,
-                })
-                .unwrap_or_default();
-                // A full queue waits here: the feed's own buffer, not memory, absorbs the lag.
-                if out
+            let (_, next, _) = protocol.names();
+            let quoted_id = serde_json::to_string(&id).unwrap_or_default();
+            loop {
+                let event = membership.next().await;
+                let (message, last) = match &*event {
+                    // The shared payload is spliced in as it is: serialized once for all.
+                    Event::Next(payload) => (
+                        format!(r#"{{"type":"{next}","id":{quoted_id},"payload":{payload}}}"#),
+                        false,
+                    ),
+                    // Refused before execution: the protocol's `error`, which ends it.
+                    Event::Refused(errors) => (error_message(protocol, &id, errors.clone()).to_string(), true),
+                    Event::Done => (json!({"type": "complete", "id": id}).to_string(), true),
+                };
+                // A full queue waits here: the shared buffer, not memory, absorbs the lag.
+                let sent = out
                     .send(Outgoing {
                         id: id.clone(),
                         message,
-                        last: false,
+                        last,
                     })
-                    .await
-                    .is_err()
-                {
+                    .await;
+                if sent.is_err() || last {
                     return;
                 }
             }
-            let message = json!({"type": "complete", "id": id}).to_string();
-            let _ = out
-                .send(Outgoing {
-                    id,
-                    message,
-                    last: true,
-                })
-                .await;
         })
     }
 }
@@ -373,12 +347,6 @@ fn init_key(payload: &Value) -> Option<String> {
         .iter()
         .find_map(|k| payload.get(*k).and_then(Value::as_str))
         .map(str::to_owned)
-}
-
-fn is_request_error(response: &Response) -> bool {
-    response.data == async_graphql::Value::Null
-        && !response.errors.is_empty()
-        && response.errors.iter().all(|e| e.path.is_empty())
 }
 
 fn error_message(protocol: Protocol, id: &str, errors: Vec<Value>) -> Value {

@@ -14,6 +14,7 @@ use futures::StreamExt;
 
 use super::AppSchema;
 use super::errors::add_codes;
+use super::fanout::{Fanout, Membership};
 use super::limits::QueryLimits;
 
 /// Parsed documents kept; past this, all are forgotten at once (bounded memory whatever
@@ -31,15 +32,30 @@ pub struct Api {
     /// query's server time; a clone costs far less. Variables are not part of the
     /// document, so the text alone is the key.
     documents: Arc<Mutex<HashMap<String, ExecutableDocument>>>,
+    subscriptions: Fanout,
 }
 
 impl Api {
-    pub fn new(schema: AppSchema, limits: QueryLimits) -> Self {
+    /// `live_buffer`: events a subscriber may fall behind by.
+    pub fn new(schema: AppSchema, limits: QueryLimits, live_buffer: usize) -> Self {
         Self {
             schema,
             limits,
             documents: Arc::default(),
+            subscriptions: Fanout::new(live_buffer),
         }
+    }
+
+    /// Subscription executions running now, each shared by its identical subscribers.
+    pub fn live_executions(&self) -> usize {
+        self.subscriptions.executions()
+    }
+
+    /// Subscribes, sharing the execution of an identical subscription (same query,
+    /// variables, operation and API key) when one runs.
+    pub fn subscribe(&self, request: Request, api_key: Option<uuid::Uuid>) -> Membership {
+        self.subscriptions
+            .join(request, api_key, |request| self.execute_stream(request))
     }
 
     pub async fn execute(&self, request: Request) -> Response {

@@ -1,6 +1,7 @@
 //! The GraphQL schema: roots, types, loaders, and how it is built with or without data.
 
 mod api;
+pub mod fanout;
 pub use api::Api;
 pub mod errors;
 pub mod limits;
@@ -68,7 +69,7 @@ pub fn build_api(state: State, config: &Config) -> Api {
         max_root_fields: config.max_query_root_fields,
         max_directives: config.max_query_directives,
     };
-    Api::new(schema, limits)
+    Api::new(schema, limits, config.live_buffer)
 }
 
 /// Loaders for one request: span trees are cached for its lifetime only.

@@ -380,3 +380,45 @@ async fn without_keys_only_loopback_is_served() {
     tracegraph::db::store::keys::insert(&db.write, row).await.unwrap();
     assert!(App::build(exposed(false)).await.is_ok(), "with a key, any address");
 }
+
+/// Subscriptions with the same text under keys of different products are not shared:
+/// each key hears only its product.
+#[tokio::test]
+async fn identical_subscriptions_under_different_keys_hear_their_own_products() {
+    let app = spawn_app().await;
+    let (p1, p2) = (id(), id());
+    let admin = app.create_key("admin", &["admin"], &[]);
+    let one = app.create_key("one", &["read"], &[p1.as_str()]);
+    let two = app.create_key("two", &["read"], &[p2.as_str()]);
+    let query = "subscription { spanAdded { name } }";
+    let mut sockets = Vec::new();
+    for key in [&one, &two] {
+        let mut ws = app.ws_at("/graphql/ws", "graphql-transport-ws").await;
+        ws.send(json!({"type": "connection_init", "payload": {"authorization": key}}))
+            .await;
+        assert_eq!(ws.next_json(WAIT).await["type"], "connection_ack");
+        ws.subscribe("1", query, json!({})).await;
+        sockets.push(ws);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let create = |p: &String| json!({"i": {"name": "t", "productId": p}});
+    let (_, t1) = app.gql_as(&admin, CREATE, create(&p1)).await;
+    let (_, t2) = app.gql_as(&admin, CREATE, create(&p2)).await;
+    let add = "mutation($t: UUID!, $n: String!) { addSpan(input: {traceId: $t, name: $n, spanType: TOOL}) { id } }";
+    app.gql_as(
+        &admin,
+        add,
+        json!({"t": t2["data"]["createTrace"]["id"], "n": "for two"}),
+    )
+    .await;
+    app.gql_as(
+        &admin,
+        add,
+        json!({"t": t1["data"]["createTrace"]["id"], "n": "for one"}),
+    )
+    .await;
+    for (ws, want) in sockets.iter_mut().zip(["for one", "for two"]) {
+        let msg = ws.next_json(WAIT).await;
+        assert_eq!(msg["payload"]["data"]["spanAdded"]["name"], want, "{msg}");
+    }
+}

@@ -269,6 +269,24 @@ impl TestApp {
     }
 
     /// Posts a GraphQL request with a key; returns status and body.
+    /// A counter or gauge from `/metrics`.
+    pub async fn metric(&self, name: &str) -> u64 {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+            .parse()
+            .expect("a number")
+    }
+
     pub async fn gql_as(&self, key: &str, query: &str, variables: Value) -> (u16, Value) {
         let response = self
             .http

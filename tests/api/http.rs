@@ -235,31 +235,14 @@ async fn a_request_over_its_time_limit_is_refused_and_rolled_back() {
 #[tokio::test]
 async fn metrics_count_sql_statements() {
     let app = spawn_app().await;
-    let read = |app: &TestApp| {
-        let (http, base) = (app.http.clone(), app.base.clone());
-        async move {
-            let text = http
-                .get(format!("{base}/metrics"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            text.lines()
-                .find_map(|l| l.strip_prefix("tracegraph_sql_statements_total "))
-                .unwrap()
-                .parse::<u64>()
-                .unwrap()
-        }
-    };
-    let before = read(&app).await;
+    let statements = "tracegraph_sql_statements_total";
+    let before = app.metric(statements).await;
     app.ok("{ traces { totalCount items { id } } }", json!({})).await;
-    let after = read(&app).await;
+    let after = app.metric(statements).await;
     assert_eq!(after - before, 3, "keys check, page, count");
     // On SQLite, the keys check is remembered until a key changes.
     app.ok("{ traces { totalCount items { id } } }", json!({})).await;
-    let again = read(&app).await - after;
+    let again = app.metric(statements).await - after;
     assert_eq!(again, if crate::helpers::on_postgres() { 3 } else { 2 });
 }
 

@@ -367,3 +367,76 @@ async fn span_added_filters_by_agent_and_product() {
     assert_eq!(next_data(&mut ws_product, "spanAdded").await["name"], "product-only");
     assert_eq!(next_data(&mut ws_product, "spanAdded").await["name"], "both");
 }
+
+/// Identical subscriptions share one execution; each subscriber still gets every event
+/// in order, and one that stops reading falls behind alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identical_subscriptions_share_one_execution_and_lag_alone() {
+    let app = spawn_app_with(|c| c.live_buffer = 64).await;
+    let tid = app.create_trace(json!({"name": "shared"})).await["id"].clone();
+    let other = app.create_trace(json!({"name": "other"})).await["id"].clone();
+    let query = "subscription($t: UUID) { spanAdded(traceId: $t) { name inputText } }";
+    let mut stalled = app.ws_with_small_window().await;
+    stalled.init().await;
+    stalled.subscribe("s", query, json!({"t": tid})).await;
+    let mut healthy = Vec::new();
+    for _ in 0..3 {
+        healthy.push(subscribe_quiet(&app, query, json!({"t": tid})).await);
+    }
+    let _elsewhere = subscribe_quiet(&app, query, json!({"t": other})).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        app.metric("tracegraph_live_executions").await,
+        2,
+        "one per distinct subscription"
+    );
+
+    let (batches, per_batch) = (10, 50);
+    let total = batches * per_batch;
+    let readers: Vec<_> = healthy
+        .into_iter()
+        .map(|mut ws| {
+            tokio::spawn(async move {
+                let mut names = Vec::with_capacity(total);
+                while names.len() < total {
+                    let msg = ws.next_json(Duration::from_secs(60)).await;
+                    assert_eq!(msg["type"], "next", "{msg}");
+                    names.push(msg["payload"]["data"]["spanAdded"]["name"].as_str().unwrap().to_owned());
+                }
+                names
+            })
+        })
+        .collect();
+    let prompt = "p".repeat(10_000);
+    for b in 0..batches {
+        let batch: Vec<Value> = (0..per_batch)
+            .map(|i| json!({"traceId": tid, "name": format!("{}", b * per_batch + i), "spanType": "LLM", "inputText": prompt}))
+            .collect();
+        app.add_spans(Value::Array(batch)).await;
+    }
+    let want: Vec<String> = (0..total).map(|i| i.to_string()).collect();
+    for reader in readers {
+        assert_eq!(
+            reader.await.unwrap(),
+            want,
+            "a healthy subscriber gets every span in order"
+        );
+    }
+    let mut received = 0;
+    loop {
+        let msg = stalled.next_json(Duration::from_secs(10)).await;
+        assert_eq!(msg["type"], "next", "{msg}");
+        if let Some(error) = msg["payload"]["errors"].get(0) {
+            assert_eq!(error["extensions"]["code"], "LIMIT_EXCEEDED", "{msg}");
+            assert!(error["message"].as_str().unwrap().contains("lagged"), "{msg}");
+            assert_eq!(error["path"], json!(["spanAdded"]), "{msg}");
+            assert_eq!(stalled.next_json(Duration::from_secs(10)).await["type"], "complete");
+            break;
+        }
+        received += 1;
+    }
+    assert!(
+        received < total,
+        "the stalled subscriber overflowed (got {received} of {total})"
+    );
+}
