@@ -24,16 +24,8 @@ async fn once_a_key_exists_every_request_needs_one() {
         "open before any key"
     );
     let key = app.create_key("reader", &["read"], &[]);
-    let response = app
-        .http
-        .post(format!("{}/graphql", app.base))
-        .json(&json!({"query": LIST}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 401);
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(code(&body), "UNAUTHENTICATED");
+    let (status, body) = app.gql_status(LIST).await;
+    assert_eq!((status, code(&body).as_str()), (401, "UNAUTHENTICATED"));
     let (status, body) = app.gql_as("tg_not-a-real-key-at-all", LIST, json!({})).await;
     assert_eq!((status, code(&body).as_str()), (401, "UNAUTHENTICATED"));
     let (status, body) = app.gql_as(&key, LIST, json!({})).await;
@@ -246,21 +238,11 @@ async fn keys_changed_in_plain_sql_take_effect_at_once() {
         .unwrap();
     let (status, body) = app.gql_as(&key, LIST, json!({})).await;
     assert_eq!((status, code(&body).as_str()), (401, "UNAUTHENTICATED"));
-    let without_key = || async {
-        let response = app
-            .http
-            .post(format!("{}/graphql", app.base))
-            .json(&json!({"query": LIST}))
-            .send()
-            .await
-            .unwrap();
-        response.status().as_u16()
-    };
-    assert_eq!(without_key().await, 200, "no active key left: open again");
+    assert_eq!(app.gql_status(LIST).await.0, 200, "no active key left: open again");
     sql.execute_unprepared("UPDATE api_key SET revoked_at = NULL")
         .await
         .unwrap();
-    assert_eq!(without_key().await, 401, "a key is back");
+    assert_eq!(app.gql_status(LIST).await.0, 401, "a key is back");
     sql.execute_unprepared("DELETE FROM api_key").await.unwrap();
     assert_eq!(app.gql_as(&key, LIST, json!({})).await.0, 401, "deleted");
 }

@@ -269,6 +269,19 @@ impl TestApp {
     }
 
     /// Posts a GraphQL request with a key; returns status and body.
+    /// Status and body of a request sent without any key.
+    pub async fn gql_status(&self, query: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}/graphql", self.base))
+            .json(&json!({"query": query}))
+            .send()
+            .await
+            .expect("request sent");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("JSON body"))
+    }
+
     /// A counter or gauge from `/metrics`.
     pub async fn metric(&self, name: &str) -> u64 {
         let text = self

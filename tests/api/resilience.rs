@@ -316,15 +316,7 @@ async fn connections_postgres_drops_are_replaced() {
     let statuses = || async {
         let mut statuses = Vec::new();
         for _ in 0..12 {
-            let response = app
-                .http
-                .post(format!("{}/graphql", app.base))
-                .json(&json!({"query": query}))
-                .send()
-                .await
-                .unwrap();
-            let status = response.status().as_u16();
-            let body: Value = response.json().await.unwrap();
+            let (status, body) = app.gql_status(query).await;
             if status != 200 {
                 let code = body["errors"][0]["extensions"]["code"].as_str();
                 assert_eq!((status, code), (503, Some("OVERLOADED")), "{body}");

@@ -273,67 +273,8 @@ async fn a_stalled_subscriber_overflows_alone_while_99_others_get_everything() {
     let tid = app.create_trace(json!({"name": "busy"})).await["id"].clone();
     let small = "subscription($t: UUID) { spanAdded(traceId: $t) { name } }";
     let big = "subscription($t: UUID) { spanAdded(traceId: $t) { name inputText } }";
-    let mut stalled = app.ws_with_small_window().await;
-    stalled.init().await;
-    stalled.subscribe("big", big, json!({"t": tid})).await;
-    let mut healthy = Vec::new();
-    for _ in 0..99 {
-        healthy.push(subscribe_quiet(&app, small, json!({"t": tid})).await);
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-
-    let (batches, per_batch) = (30, 50);
-    let total = batches * per_batch;
-    let readers: Vec<_> = healthy
-        .into_iter()
-        .map(|mut ws| {
-            tokio::spawn(async move {
-                let mut names = Vec::with_capacity(total);
-                while names.len() < total {
-                    let msg = ws.next_json(Duration::from_secs(60)).await;
-                    assert_eq!(msg["type"], "next", "{msg}");
-                    names.push(msg["payload"]["data"]["spanAdded"]["name"].as_str().unwrap().to_owned());
-                }
-                names
-            })
-        })
-        .collect();
-    let prompt = "p".repeat(10_000);
-    for b in 0..batches {
-        let batch: Vec<Value> = (0..per_batch)
-            .map(|i| json!({"traceId": tid, "name": format!("{}", b * per_batch + i), "spanType": "LLM", "inputText": prompt}))
-            .collect();
-        app.add_spans(Value::Array(batch)).await;
-    }
-    let want: Vec<String> = (0..total).map(|i| i.to_string()).collect();
-    for reader in readers {
-        assert_eq!(
-            reader.await.unwrap(),
-            want,
-            "a healthy subscriber gets every span in order"
-        );
-    }
-    // The stalled one now reads: what fit in its buffers, then the lag error, then the end.
-    let mut received = 0;
-    loop {
-        let msg = stalled.next_json(Duration::from_secs(10)).await;
-        if msg["type"] == "complete" {
-            break;
-        }
-        assert_eq!(msg["type"], "next", "{msg}");
-        if let Some(error) = msg["payload"]["errors"].get(0) {
-            assert_eq!(error["extensions"]["code"], "LIMIT_EXCEEDED", "{msg}");
-            assert!(error["message"].as_str().unwrap().contains("lagged"), "{msg}");
-            let done = stalled.next_json(Duration::from_secs(10)).await;
-            assert_eq!(done["type"], "complete");
-            break;
-        }
-        received += 1;
-    }
-    assert!(
-        received < total,
-        "the stalled subscriber overflowed (got {received} of {total})"
-    );
+    let (stalled, healthy) = stalled_and_healthy(&app, (big, 1), (small, 99), &tid).await;
+    write_and_check(&app, &tid, stalled, healthy, 30).await;
 }
 
 async fn subscribe_quiet(app: &TestApp, query: &str, variables: Value) -> WsClient {
@@ -343,55 +284,29 @@ async fn subscribe_quiet(app: &TestApp, query: &str, variables: Value) -> WsClie
     ws
 }
 
-#[tokio::test]
-async fn span_added_filters_by_agent_and_product() {
-    let app = spawn_app().await;
-    let (agent, product) = (id(), id());
-    let mine = app
-        .create_trace(json!({"name": "m", "agentId": agent, "productId": product}))
-        .await["id"]
-        .clone();
-    let same_agent_other_product = app.create_trace(json!({"name": "o", "agentId": agent})).await["id"].clone();
-    let other = app.create_trace(json!({"name": "x", "productId": product})).await["id"].clone();
-    let query = "subscription($a: UUID, $p: UUID) { spanAdded(agent: $a, productId: $p) { name } }";
-    let mut ws = subscribe(&app, "/graphql/ws", query, json!({"a": agent, "p": product})).await;
-    let by_product = "subscription($p: UUID) { spanAdded(productId: $p) { name } }";
-    let mut ws_product = subscribe(&app, "/graphql/ws", by_product, json!({"p": product})).await;
-    app.add_spans(json!([
-        {"traceId": same_agent_other_product, "name": "agent-only", "spanType": "TOOL"},
-        {"traceId": other, "name": "product-only", "spanType": "TOOL"},
-        {"traceId": mine, "name": "both", "spanType": "TOOL"},
-    ]))
-    .await;
-    assert_eq!(next_data(&mut ws, "spanAdded").await["name"], "both");
-    assert_eq!(next_data(&mut ws_product, "spanAdded").await["name"], "product-only");
-    assert_eq!(next_data(&mut ws_product, "spanAdded").await["name"], "both");
+/// One subscriber whose socket takes in little, and `healthy.1` that read, on `tid`.
+async fn stalled_and_healthy(
+    app: &TestApp,
+    stalled: (&str, usize),
+    healthy: (&str, usize),
+    tid: &Value,
+) -> (WsClient, Vec<WsClient>) {
+    let mut slow = app.ws_with_small_window().await;
+    slow.init().await;
+    slow.subscribe("s", stalled.0, json!({"t": tid})).await;
+    let mut readers = Vec::new();
+    for _ in 0..healthy.1 {
+        readers.push(subscribe_quiet(app, healthy.0, json!({"t": tid})).await);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    (slow, readers)
 }
 
-/// Identical subscriptions share one execution; each subscriber still gets every event
-/// in order, and one that stops reading falls behind alone.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn identical_subscriptions_share_one_execution_and_lag_alone() {
-    let app = spawn_app_with(|c| c.live_buffer = 64).await;
-    let tid = app.create_trace(json!({"name": "shared"})).await["id"].clone();
-    let other = app.create_trace(json!({"name": "other"})).await["id"].clone();
-    let query = "subscription($t: UUID) { spanAdded(traceId: $t) { name inputText } }";
-    let mut stalled = app.ws_with_small_window().await;
-    stalled.init().await;
-    stalled.subscribe("s", query, json!({"t": tid})).await;
-    let mut healthy = Vec::new();
-    for _ in 0..3 {
-        healthy.push(subscribe_quiet(&app, query, json!({"t": tid})).await);
-    }
-    let _elsewhere = subscribe_quiet(&app, query, json!({"t": other})).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(
-        app.metric("tracegraph_live_executions").await,
-        2,
-        "one per distinct subscription"
-    );
-
-    let (batches, per_batch) = (10, 50);
+/// Writes `batches` of 50 spans with 10 KB inputs; every healthy subscriber gets them
+/// all in order, and the stalled one, once it reads, what fit in its buffers, then the
+/// lag error (at its field), then the end.
+async fn write_and_check(app: &TestApp, tid: &Value, mut stalled: WsClient, healthy: Vec<WsClient>, batches: usize) {
+    let per_batch = 50;
     let total = batches * per_batch;
     let readers: Vec<_> = healthy
         .into_iter()
@@ -439,4 +354,48 @@ async fn identical_subscriptions_share_one_execution_and_lag_alone() {
         received < total,
         "the stalled subscriber overflowed (got {received} of {total})"
     );
+}
+
+#[tokio::test]
+async fn span_added_filters_by_agent_and_product() {
+    let app = spawn_app().await;
+    let (agent, product) = (id(), id());
+    let mine = app
+        .create_trace(json!({"name": "m", "agentId": agent, "productId": product}))
+        .await["id"]
+        .clone();
+    let same_agent_other_product = app.create_trace(json!({"name": "o", "agentId": agent})).await["id"].clone();
+    let other = app.create_trace(json!({"name": "x", "productId": product})).await["id"].clone();
+    let query = "subscription($a: UUID, $p: UUID) { spanAdded(agent: $a, productId: $p) { name } }";
+    let mut ws = subscribe(&app, "/graphql/ws", query, json!({"a": agent, "p": product})).await;
+    let by_product = "subscription($p: UUID) { spanAdded(productId: $p) { name } }";
+    let mut ws_product = subscribe(&app, "/graphql/ws", by_product, json!({"p": product})).await;
+    app.add_spans(json!([
+        {"traceId": same_agent_other_product, "name": "agent-only", "spanType": "TOOL"},
+        {"traceId": other, "name": "product-only", "spanType": "TOOL"},
+        {"traceId": mine, "name": "both", "spanType": "TOOL"},
+    ]))
+    .await;
+    assert_eq!(next_data(&mut ws, "spanAdded").await["name"], "both");
+    assert_eq!(next_data(&mut ws_product, "spanAdded").await["name"], "product-only");
+    assert_eq!(next_data(&mut ws_product, "spanAdded").await["name"], "both");
+}
+
+/// Identical subscriptions share one execution; each subscriber still gets every event
+/// in order, and one that stops reading falls behind alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identical_subscriptions_share_one_execution_and_lag_alone() {
+    let app = spawn_app_with(|c| c.live_buffer = 64).await;
+    let tid = app.create_trace(json!({"name": "shared"})).await["id"].clone();
+    let other = app.create_trace(json!({"name": "other"})).await["id"].clone();
+    let query = "subscription($t: UUID) { spanAdded(traceId: $t) { name inputText } }";
+    let (stalled, healthy) = stalled_and_healthy(&app, (query, 1), (query, 3), &tid).await;
+    let _elsewhere = subscribe_quiet(&app, query, json!({"t": other})).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        app.metric("tracegraph_live_executions").await,
+        2,
+        "one per distinct subscription"
+    );
+    write_and_check(&app, &tid, stalled, healthy, 10).await;
 }

@@ -1,17 +1,17 @@
 //! The `agent_usage` table: one usage record per ended trace, and each agent's running
 //! totals over its records (`agent_usage_total`), written in the same transaction.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter, QuerySelect,
-    Select, TryInsertResult,
+    Select,
 };
 use uuid::Uuid;
 
 use super::traces::Totals;
-use super::{Rows, order, page};
+use super::{Rows, insert_new, order, page};
 use crate::db::entities::agent_usage::{self, Column};
 use crate::db::entities::{agent_usage_total, trace};
 use crate::error::AppResult;
@@ -41,16 +41,7 @@ pub async fn record_all(conn: &impl ConnectionTrait, ended: &[trace::Model]) -> 
             created_at: now,
         })
         .collect();
-    let mut inserted: HashSet<Uuid> = HashSet::with_capacity(records.len());
-    for chunk in records.chunks(INSERT_CHUNK) {
-        let written = agent_usage::Entity::insert_many(chunk.iter().cloned().map(agent_usage::ActiveModel::from))
-            .on_conflict_do_nothing()
-            .exec_with_returning_keys(conn)
-            .await?;
-        if let TryInsertResult::Inserted(ids) = written {
-            inserted.extend(ids);
-        }
-    }
+    let inserted = insert_new::<agent_usage::ActiveModel>(conn, &records, INSERT_CHUNK).await?;
     let new_records = records.iter().filter(|r| inserted.contains(&r.id)).map(|r| {
         let usage = Totals {
             llm_calls: r.llm_calls,

@@ -8,8 +8,13 @@ pub mod spans;
 pub mod stats;
 pub mod traces;
 
+use std::collections::HashSet;
+
 use sea_orm::sea_query::{NullOrdering, Order};
-use sea_orm::{ConnectionTrait, EntityTrait, IntoSimpleExpr, QueryOrder, QuerySelect, Select};
+use sea_orm::{
+    ActiveModelTrait, ConnectionTrait, EntityTrait, IntoActiveModel, IntoSimpleExpr, PrimaryKeyTrait, QueryOrder,
+    QuerySelect, Select, TryInsertResult,
+};
 
 use uuid::Uuid;
 
@@ -62,6 +67,31 @@ pub async fn page<E: EntityTrait>(
     let has_next_page = items.len() as u64 > page.limit;
     items.truncate(page.limit as usize);
     Ok(Rows { items, has_next_page })
+}
+
+/// Inserts rows, `chunk` per statement, skipping any whose key is stored already (a
+/// retry, a concurrent writer), and returns the ids of the rows inserted now.
+pub async fn insert_new<A>(
+    conn: &impl ConnectionTrait,
+    rows: &[<A::Entity as EntityTrait>::Model],
+    chunk: usize,
+) -> AppResult<HashSet<Uuid>>
+where
+    A: ActiveModelTrait + From<<A::Entity as EntityTrait>::Model> + Send,
+    <A::Entity as EntityTrait>::Model: IntoActiveModel<A> + Clone,
+    <A::Entity as EntityTrait>::PrimaryKey: PrimaryKeyTrait<ValueType = Uuid>,
+{
+    let mut inserted = HashSet::with_capacity(rows.len());
+    for part in rows.chunks(chunk) {
+        let written = <A::Entity as EntityTrait>::insert_many(part.iter().cloned().map(A::from))
+            .on_conflict_do_nothing()
+            .exec_with_returning_keys(conn)
+            .await?;
+        if let TryInsertResult::Inserted(ids) = written {
+            inserted.extend(ids);
+        }
+    }
+    Ok(inserted)
 }
 
 /// Orders by `column`, then by `id` for stable pages. A nullable column puts NULLs

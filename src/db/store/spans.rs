@@ -6,11 +6,11 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, IdenStatic, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Select, TryInsertResult,
+    QuerySelect, Select,
 };
 use uuid::Uuid;
 
-use super::{Changed, Rows, agent_usage, in_agent_order, order, page, traces};
+use super::{Changed, Rows, agent_usage, in_agent_order, insert_new, order, page, traces};
 use crate::db::entities::span::{self, Column};
 use crate::error::{AppError, AppResult};
 use crate::filters::{Page, SpanFilter, SpanSort};
@@ -69,17 +69,7 @@ pub async fn insert_batch(conn: &impl ConnectionTrait, batch: Vec<NewSpan>) -> A
     }
     let fresh = parents_first(fresh)?;
 
-    let mut inserted: HashSet<Uuid> = HashSet::new();
-    for chunk in fresh.chunks(INSERT_CHUNK) {
-        let models = chunk.iter().cloned().map(span::ActiveModel::from);
-        let keys = span::Entity::insert_many(models)
-            .on_conflict_do_nothing()
-            .exec_with_returning_keys(conn)
-            .await?;
-        if let TryInsertResult::Inserted(keys) = keys {
-            inserted.extend(keys);
-        }
-    }
+    let inserted = insert_new::<span::ActiveModel>(conn, &fresh, INSERT_CHUNK).await?;
     // A span not inserted was stored before (by an earlier try, or a concurrent one).
     let skipped: Vec<Uuid> = fresh.iter().map(|s| s.id).filter(|id| !inserted.contains(id)).collect();
     let stored: HashMap<Uuid, span::Model> = by_ids(conn, skipped).await?.into_iter().map(|s| (s.id, s)).collect();

@@ -6,11 +6,11 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, IdenStatic, Iterable,
-    PaginatorTrait, QueryFilter, Select, Statement, TryInsertResult,
+    PaginatorTrait, QueryFilter, Select, Statement,
 };
 use uuid::Uuid;
 
-use super::{Changed, Rows, agent_usage, order, page};
+use super::{Changed, Rows, agent_usage, insert_new, order, page};
 use crate::db::entities::trace::{self, Column};
 use crate::error::{AppError, AppResult};
 use crate::filters::{Page, TraceFilter, TraceSort};
@@ -25,17 +25,8 @@ const INSERT_CHUNK: usize = 500;
 /// the input says the same, and is a conflict otherwise. Traces written already ended
 /// get their usage records at once.
 pub async fn create_all(conn: &impl ConnectionTrait, news: Vec<NewTrace>) -> AppResult<Vec<trace::Model>> {
-    let mut inserted: HashSet<Uuid> = HashSet::with_capacity(news.len());
-    for chunk in news.chunks(INSERT_CHUNK) {
-        let rows = chunk.iter().map(|n| trace::ActiveModel::from(n.row.clone()));
-        let written = trace::Entity::insert_many(rows)
-            .on_conflict_do_nothing()
-            .exec_with_returning_keys(conn)
-            .await?;
-        if let TryInsertResult::Inserted(ids) = written {
-            inserted.extend(ids);
-        }
-    }
+    let rows: Vec<trace::Model> = news.iter().map(|n| n.row.clone()).collect();
+    let inserted = insert_new::<trace::ActiveModel>(conn, &rows, INSERT_CHUNK).await?;
     let skipped = news.iter().map(|n| n.row.id).filter(|id| !inserted.contains(id));
     let mut known: HashMap<Uuid, trace::Model> = by_ids(conn, skipped).await?.into_iter().map(|t| (t.id, t)).collect();
     let mut rows = Vec::with_capacity(news.len());
