@@ -5,6 +5,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use sea_orm::{DbBackend, DbErr};
 use tokio::net::TcpListener;
 
@@ -106,7 +107,14 @@ impl App {
             // WebSockets are upgraded out of the server's reach: end them ourselves.
             ws.close_all(WS_SHUTDOWN_GRACE).await;
         };
-        let served = axum::serve(self.listener, self.router)
+        // Small writes (a live event, a short answer) go out at once, instead of waiting
+        // for the previous one's acknowledgement, which a client may delay by 40 ms.
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
+        let served = axum::serve(listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await;
         if let Some(bridge) = self.bridge {
