@@ -77,29 +77,18 @@ pub async fn update_span(
     live: &LiveSpans,
     work: impl AsyncFnOnce(&DatabaseTransaction) -> AppResult<Changed<span::Model>>,
 ) -> AppResult<span::Model> {
-    let out = change(db, live, EventKind::SpanUpdated, |s: &span::Model| s.id, work).await?;
+    let out = transact(db, async |txn| {
+        let out = work(txn).await?;
+        if out.changed {
+            relay(live, txn, EventKind::SpanUpdated, &[out.row.id]).await?;
+        }
+        Ok(out)
+    })
+    .await?;
     if out.changed {
         live.publish_updated(&out.row);
     }
     Ok(out.row)
-}
-
-/// Runs a write of one row and, when it changed something, tells the other instances.
-async fn change<T>(
-    db: &Db,
-    live: &LiveSpans,
-    kind: EventKind,
-    id_of: impl Fn(&T) -> uuid::Uuid,
-    work: impl AsyncFnOnce(&DatabaseTransaction) -> AppResult<Changed<T>>,
-) -> AppResult<Changed<T>> {
-    transact(db, async |txn| {
-        let out = work(txn).await?;
-        if out.changed {
-            relay(live, txn, kind, &[id_of(&out.row)]).await?;
-        }
-        Ok(out)
-    })
-    .await
 }
 
 /// Tells the other instances, inside the transaction, so they hear of it on commit only.

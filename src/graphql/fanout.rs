@@ -40,6 +40,8 @@ struct Key {
 
 struct Group {
     events: broadcast::Sender<Arc<Event>>,
+    /// The subscription field's response key, for the lag error's path.
+    field: String,
     /// Set before `Done` is sent: a subscriber joining after that starts a new execution.
     finished: Arc<AtomicBool>,
     execution: tokio::task::JoinHandle<()>,
@@ -61,10 +63,10 @@ pub struct Fanout {
 
 /// One subscriber's place in a shared execution; dropping the last one stops it.
 pub struct Membership {
-    _group: Arc<Group>,
+    group: Arc<Group>,
     events: broadcast::Receiver<Arc<Event>>,
-    /// The subscription field's response key, for the lag error's path.
-    field: String,
+    /// Told it fell behind: what follows is the end.
+    lagged: bool,
 }
 
 impl Fanout {
@@ -88,38 +90,39 @@ impl Fanout {
             operation: request.operation_name.clone(),
             api_key,
         };
-        let field = subscription_field(&request.query, request.operation_name.as_deref()).unwrap_or_default();
         let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(group) = groups.get(&key).and_then(Weak::upgrade) {
             // Subscribed first: if the execution had not finished by then, `Done` is ahead.
             let events = group.events.subscribe();
             if !group.finished.load(Ordering::Acquire) {
                 return Membership {
-                    _group: group,
+                    group,
                     events,
-                    field,
+                    lagged: false,
                 };
             }
         }
+        // Parsed once per execution, not per subscriber; the engine has the document too,
+        // but not where this code can reach it.
+        let field = subscription_field(&request.query, request.operation_name.as_deref()).unwrap_or_default();
         let (sender, events) = broadcast::channel(self.buffer);
         let finished = Arc::new(AtomicBool::new(false));
         let execution = tokio::spawn(share(execute(request), sender.clone(), finished.clone()));
         let group = Arc::new(Group {
             events: sender,
+            field,
             finished,
             execution,
         });
         groups.retain(|_, g| g.strong_count() > 0);
         groups.insert(key, Arc::downgrade(&group));
         Membership {
-            _group: group,
+            group,
             events,
-            field,
+            lagged: false,
         }
     }
-}
 
-impl Fanout {
     /// Shared executions running now.
     pub fn executions(&self) -> usize {
         let groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
@@ -131,14 +134,14 @@ impl Membership {
     /// The next event for this subscriber. One that fell behind gets the lag error,
     /// then `Done`.
     pub async fn next(&mut self) -> Arc<Event> {
+        if self.lagged {
+            return Arc::new(Event::Done);
+        }
         match self.events.recv().await {
             Ok(event) => event,
             Err(RecvError::Lagged(missed)) => {
-                // Told once; what follows is the end.
-                let (end, rest) = broadcast::channel(1);
-                let _ = end.send(Arc::new(Event::Done));
-                self.events = rest;
-                Arc::new(Event::Next(lag_payload(missed, &self.field)))
+                self.lagged = true;
+                Arc::new(Event::Next(lag_payload(missed, &self.group.field)))
             }
             Err(RecvError::Closed) => Arc::new(Event::Done),
         }

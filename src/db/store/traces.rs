@@ -116,8 +116,7 @@ pub async fn end_all(conn: &impl ConnectionTrait, ends: Vec<TraceEnd>) -> AppRes
     // change, and its end is what this one returns.
     let raced = to_end.iter().map(|t| t.id).filter(|id| !ended.contains_key(id));
     current.extend(by_ids(conn, raced).await?.into_iter().map(|t| (t.id, t)));
-    let mut records: Vec<trace::Model> = ended.values().cloned().collect();
-    records.sort_by_key(|t| t.id);
+    let records: Vec<trace::Model> = ended.values().cloned().collect();
     agent_usage::record_all(conn, &records).await?;
     let mut reported: HashSet<Uuid> = HashSet::new();
     Ok(ends
