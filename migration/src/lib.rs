@@ -11,6 +11,7 @@ mod m20261124_000006_add_cost_source_and_review;
 mod m20261130_000007_agent_usage_totals_index;
 mod m20261130_000008_create_agent_usage_total;
 mod m20261130_000009_create_key_epoch;
+mod m20261130_000010_announce_key_changes;
 mod sql;
 
 pub struct Migrator;
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000007_agent_usage_totals_index::Migration),
             Box::new(m20261130_000008_create_agent_usage_total::Migration),
             Box::new(m20261130_000009_create_key_epoch::Migration),
+            Box::new(m20261130_000010_announce_key_changes::Migration),
         ]
     }
 }

@@ -1,10 +1,14 @@
 //! Whether API keys changed since a moment: the `key_epoch` counter that triggers on
 //! `api_key` bump, whoever changes a key (the `keys` command, another process, an
 //! operator's SQL). While it stays put, what a server learned about a key still holds.
-//! Read on SQLite through a connection of its own, in place: a one-row read of a few
-//! microseconds, with no hand-off to a pool's thread. Elsewhere (PostgreSQL, where any
-//! read is a round trip; in-memory SQLite, which no second connection sees) it cannot be
-//! read cheaply, and callers ask the database itself.
+//!
+//! - SQLite file: read through a connection of its own, in place: a one-row read of a
+//!   few microseconds, with no hand-off to a pool's thread.
+//! - PostgreSQL: any read is a round trip, so the counter is heard instead: each bump
+//!   is announced at commit (`NOTIFY tracegraph_key_epoch`) and the live relay's
+//!   listener passes it here. While that listener is not connected the counter is
+//!   unknown, and callers ask the database itself.
+//! - In-memory SQLite (which no second connection sees): unknown.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,12 +18,28 @@ use std::time::Duration;
 /// Past this, a locked database answers "cannot tell" rather than stall a request.
 const SQLITE_BUSY_WAIT: Duration = Duration::from_millis(20);
 
+/// The channel the database announces bumps on, with the new value as payload.
+pub const CHANNEL: &str = "tracegraph_key_epoch";
+
+/// The counter starts at 1, so 0 never names a state of the keys.
+const UNKNOWN: u64 = 0;
+
 #[derive(Clone, Debug, Default)]
 pub struct KeyEpoch {
-    /// `None` where the counter cannot be read cheaply.
-    sqlite: Option<Arc<Mutex<rusqlite::Connection>>>,
-    /// Reads made, for `/metrics`: statements too, though not sent through a pool.
+    source: Source,
+    /// The value heard last (PostgreSQL), `UNKNOWN` before any or while not listening.
+    last: Arc<AtomicU64>,
+    /// In-process reads of a SQLite counter, for `/metrics`: statements too, though
+    /// not sent through a pool.
     checks: Arc<AtomicU64>,
+}
+
+#[derive(Clone, Debug, Default)]
+enum Source {
+    #[default]
+    Unknown,
+    Sqlite(Arc<Mutex<rusqlite::Connection>>),
+    Heard,
 }
 
 impl KeyEpoch {
@@ -32,33 +52,85 @@ impl KeyEpoch {
         )?;
         conn.busy_timeout(SQLITE_BUSY_WAIT)?;
         conn.pragma_update(None, "query_only", true)?;
-        let epoch = Self {
-            sqlite: Some(Arc::new(Mutex::new(conn))),
-            checks: Arc::default(),
-        };
         // Fails here, at start, if the table is missing.
-        epoch.read()?;
-        Ok(epoch)
+        read_counter(&conn)?;
+        Ok(Self {
+            source: Source::Sqlite(Arc::new(Mutex::new(conn))),
+            ..Self::default()
+        })
+    }
+
+    /// A counter told by `hear`; unknown until then.
+    pub fn heard() -> Self {
+        Self {
+            source: Source::Heard,
+            ..Self::default()
+        }
     }
 
     /// The current epoch, or `None` when it cannot be known cheaply.
     pub fn current(&self) -> Option<u64> {
-        self.read().ok().flatten()
+        if matches!(self.source, Source::Sqlite(_)) {
+            self.checks.fetch_add(1, Ordering::Relaxed);
+        }
+        self.observe()
+    }
+
+    /// The counter as this server knows it now, 0 if it cannot: for `/metrics`, where
+    /// a read is not a request's check.
+    pub fn known(&self) -> u64 {
+        self.observe().unwrap_or(UNKNOWN)
+    }
+
+    fn observe(&self) -> Option<u64> {
+        match &self.source {
+            Source::Unknown => None,
+            Source::Sqlite(conn) => {
+                let conn = conn.lock().unwrap_or_else(|e| e.into_inner());
+                read_counter(&conn).ok()
+            }
+            Source::Heard => Some(self.last.load(Ordering::Acquire)).filter(|&e| e != UNKNOWN),
+        }
+    }
+
+    /// The database announced (or was asked for) `epoch`. Announcements arrive in
+    /// commit order, but a value read at reconnection may overtake them: keep the
+    /// highest.
+    pub fn hear(&self, epoch: u64) {
+        self.last.fetch_max(epoch, Ordering::AcqRel);
+    }
+
+    /// Announcements may be missed from now on: forget the counter until heard again.
+    pub fn deafen(&self) {
+        self.last.store(UNKNOWN, Ordering::Release);
     }
 
     pub fn checks(&self) -> u64 {
         self.checks.load(Ordering::Relaxed)
     }
+}
 
-    fn read(&self) -> rusqlite::Result<Option<u64>> {
-        let Some(conn) = &self.sqlite else {
-            return Ok(None);
-        };
-        self.checks.fetch_add(1, Ordering::Relaxed);
-        let conn = conn.lock().unwrap_or_else(|e| e.into_inner());
-        let epoch: i64 = conn
-            .prepare_cached("SELECT epoch FROM key_epoch WHERE id = 1")?
-            .query_row([], |row| row.get(0))?;
-        Ok(Some(epoch as u64))
+fn read_counter(conn: &rusqlite::Connection) -> rusqlite::Result<u64> {
+    let epoch: i64 = conn
+        .prepare_cached("SELECT epoch FROM key_epoch WHERE id = 1")?
+        .query_row([], |row| row.get(0))?;
+    Ok(epoch as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_heard_counter_is_unknown_until_heard_and_after_deafening() {
+        let epoch = KeyEpoch::heard();
+        assert_eq!(epoch.current(), None);
+        epoch.hear(5);
+        epoch.hear(4);
+        assert_eq!(epoch.current(), Some(5), "a late, older value does not go back");
+        epoch.deafen();
+        assert_eq!(epoch.current(), None);
+        epoch.hear(6);
+        assert_eq!(epoch.current(), Some(6));
     }
 }

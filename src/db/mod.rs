@@ -132,7 +132,8 @@ pub async fn connect_with(url: &str, pool: PoolOptions) -> Result<Db, DbErr> {
             read: conn.clone(),
             write: conn,
             statements,
-            key_epoch: KeyEpoch::default(),
+            // Told by the live relay's listener, in a server; unknown elsewhere.
+            key_epoch: KeyEpoch::heard(),
         }
     };
     Migrator::up(&db.write, None).await?;

@@ -169,11 +169,15 @@ async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
          # HELP tracegraph_key_change_checks_total Reads of the API-key change counter (SQLite, in process).\n\
          # TYPE tracegraph_key_change_checks_total counter\n\
          tracegraph_key_change_checks_total {}\n\
+         # HELP tracegraph_key_epoch The API-key change counter as this server knows it (0: not known).\n\
+         # TYPE tracegraph_key_epoch gauge\n\
+         tracegraph_key_epoch {}\n\
          # HELP tracegraph_live_executions Subscription executions running, each shared by identical subscriptions.\n\
          # TYPE tracegraph_live_executions gauge\n\
          tracegraph_live_executions {}\n",
         state.db.statements.get(),
         state.db.key_epoch.checks(),
+        state.db.key_epoch.known(),
         state.api.live_executions()
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)

@@ -1,25 +1,36 @@
-//! Live events across server instances on one PostgreSQL database. A write sends a
-//! NOTIFY inside its own transaction, so PostgreSQL delivers it only on commit, in
-//! commit order; the payload carries ids only (NOTIFY payloads are limited to 8000
-//! bytes), and each other instance reads the rows and publishes them to its own
-//! subscribers. An instance ignores its own notifications: it published locally.
+//! What PostgreSQL tells a server instance, on one listening connection:
+//! - Live events of the other instances. A write sends a NOTIFY inside its own
+//!   transaction, so PostgreSQL delivers it only on commit, in commit order; the payload
+//!   carries ids only (NOTIFY payloads are limited to 8000 bytes), and each other
+//!   instance reads the rows and publishes them to its own subscribers. An instance
+//!   ignores its own notifications: it published locally.
+//! - API-key changes: each bump of `key_epoch`, announced by trigger, is passed to the
+//!   `KeyEpoch`. While the connection is down the counter is forgotten, so no key
+//!   answer is reused on a change that could not be heard.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use sea_orm::sqlx::postgres::PgListener;
+use sea_orm::sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use uuid::Uuid;
 
 use super::LiveSpans;
+use crate::db::key_epoch::{self, KeyEpoch};
 use crate::db::{Db, store};
 use crate::error::AppResult;
 
 pub const CHANNEL: &str = "tracegraph_live";
+/// The listening connection's `application_name`.
+pub const LISTENER_NAME: &str = "tracegraph live relay";
 /// Ids per notification: 200 × 37 bytes, with the tag and instance, stays below the
 /// 8000-byte payload limit.
 const IDS_PER_NOTIFY: usize = 200;
 const RECONNECT_DELAY: Duration = Duration::from_secs(1);
+/// With no notification for this long, the listening connection is asked for the key
+/// counter: a connection that died silently is found, and a missed change is caught,
+/// within about twice this.
+const HEARTBEAT: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
@@ -86,13 +97,14 @@ impl Relay {
     }
 }
 
-/// Listens for the other instances' events and publishes them locally. The first
-/// LISTEN is done before this returns, so the instance hears every event committed
-/// after it starts; a lost connection is re-established (events committed while it is
-/// down are not replayed).
+/// Listens for the other instances' events and for key changes. The first LISTEN is
+/// done, and the key counter read, before this returns, so the instance hears every
+/// event committed after it starts; a lost connection is re-established (events
+/// committed while it is down are not replayed).
 pub async fn spawn_bridge(url: String, db: Db, live: LiveSpans) -> Result<tokio::task::JoinHandle<()>, sea_orm::DbErr> {
     let relay = live.relay.clone().unwrap_or_default();
-    let first = connect(&url)
+    let keys = db.key_epoch.clone();
+    let first = connect(&url, &keys)
         .await
         .map_err(|e| sea_orm::DbErr::Custom(format!("live relay: {e}")))?;
     Ok(tokio::spawn(async move {
@@ -100,12 +112,13 @@ pub async fn spawn_bridge(url: String, db: Db, live: LiveSpans) -> Result<tokio:
         loop {
             let current = match listener.take() {
                 Some(l) => Ok(l),
-                None => connect(&url).await,
+                None => connect(&url, &keys).await,
             };
             let result = match current {
                 Ok(l) => serve(l, &db, &live, &relay).await,
                 Err(e) => Err(e),
             };
+            keys.deafen();
             if let Err(e) = result {
                 tracing::warn!(error = %e, "live relay disconnected; reconnecting");
             }
@@ -114,15 +127,62 @@ pub async fn spawn_bridge(url: String, db: Db, live: LiveSpans) -> Result<tokio:
     }))
 }
 
-async fn connect(url: &str) -> Result<PgListener, sea_orm::sqlx::Error> {
-    let mut listener = PgListener::connect(url).await?;
-    listener.listen(CHANNEL).await?;
+async fn connect(url: &str, keys: &KeyEpoch) -> Result<PgListener, sea_orm::sqlx::Error> {
+    let options = url.parse::<PgConnectOptions>()?.application_name(LISTENER_NAME);
+    // A pool of one, without timeouts: the listener's own connection, named for
+    // `pg_stat_activity`.
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .max_lifetime(None)
+        .idle_timeout(None)
+        .connect_with(options)
+        .await?;
+    let mut listener = PgListener::connect_with(&pool).await?;
+    // A lost connection ends `serve`, which reconnects after forgetting the key counter.
+    listener.eager_reconnect(false);
+    listener.listen_all([CHANNEL, key_epoch::CHANNEL]).await?;
+    // After LISTEN: a change committed meanwhile is in this read or announced after it.
+    keys.hear(read_key_epoch(&mut listener).await?);
     Ok(listener)
 }
 
+async fn read_key_epoch(listener: &mut PgListener) -> Result<u64, sea_orm::sqlx::Error> {
+    let read = sea_orm::sqlx::query_scalar::<_, i64>("SELECT epoch FROM key_epoch WHERE id = 1").fetch_one(listener);
+    match tokio::time::timeout(HEARTBEAT, read).await {
+        Ok(epoch) => Ok(epoch? as u64),
+        Err(_) => Err(sea_orm::sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the listening connection did not answer",
+        ))),
+    }
+}
+
 async fn serve(mut listener: PgListener, db: &Db, live: &LiveSpans, relay: &Relay) -> Result<(), sea_orm::sqlx::Error> {
+    let keys = &db.key_epoch;
+    let mut checked = Instant::now();
     loop {
-        let notification = listener.recv().await?;
+        let quiet_for = HEARTBEAT.saturating_sub(checked.elapsed());
+        // `try_recv` is cancel-safe: a message half read stays buffered for the next call.
+        let received = tokio::time::timeout(quiet_for, listener.try_recv()).await;
+        let notification = match received {
+            Err(_quiet) => {
+                keys.hear(read_key_epoch(&mut listener).await?);
+                checked = Instant::now();
+                continue;
+            }
+            Ok(Ok(Some(notification))) => notification,
+            // Reconnecting here would hide the gap: end, so the counter is forgotten first.
+            Ok(Ok(None)) => return Err(sea_orm::sqlx::Error::Protocol("listening connection lost".into())),
+            Ok(Err(e)) => return Err(e),
+        };
+        if notification.channel() == key_epoch::CHANNEL {
+            match notification.payload().parse() {
+                Ok(epoch) => keys.hear(epoch),
+                // Not ours to read: the change may be real, so stop trusting what was learned.
+                Err(_) => return Err(sea_orm::sqlx::Error::Protocol("unreadable key change".into())),
+            }
+            continue;
+        }
         let Some((kind, instance, ids)) = parse(notification.payload()) else {
             tracing::warn!(payload = notification.payload(), "unreadable live notification");
             continue;

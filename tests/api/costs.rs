@@ -161,7 +161,7 @@ async fn a_bad_price_file_stops_the_server_with_a_reason() {
 #[tokio::test]
 async fn the_review_workflow() {
     let app = spawn_app().await;
-    let admin = app.create_key("reviewer-ann", &["admin"], &[]);
+    let admin = app.create_key("reviewer-ann", &["admin"], &[]).await;
     let (_, t) = app
         .gql_as(
             &admin,

@@ -254,8 +254,8 @@ impl TestApp {
             .expect("tracegraph runs")
     }
 
-    /// Creates an API key with the CLI and returns it.
-    pub fn create_key(&self, name: &str, scopes: &[&str], products: &[&str]) -> String {
+    /// Creates an API key with the CLI and returns it, once the server knows of it.
+    pub async fn create_key(&self, name: &str, scopes: &[&str], products: &[&str]) -> String {
         let mut args = vec!["keys", "create", name];
         for s in scopes {
             args.extend(["--scope", s]);
@@ -263,9 +263,18 @@ impl TestApp {
         for p in products {
             args.extend(["--product", p]);
         }
-        let out = self.cli(&args);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = self.change_keys(&args).await;
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    /// Runs a `keys` command that changes keys, and waits until the server knows of the
+    /// change (see `key_change_known`).
+    pub async fn change_keys(&self, args: &[&str]) -> std::process::Output {
+        let before = self.metric("tracegraph_key_epoch").await;
+        let out = self.cli(args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        self.key_change_known(before).await;
+        out
     }
 
     /// Posts a GraphQL request with a key; returns status and body.
@@ -298,6 +307,24 @@ impl TestApp {
             .unwrap_or_else(|| panic!("no {name} in {text}"))
             .parse()
             .expect("a number")
+    }
+
+    /// Waits until the server knows of an API-key change past `before` (its
+    /// `tracegraph_key_epoch`): at once on SQLite, which reads the counter; on PostgreSQL
+    /// when the change's notification arrives. Returns the new value.
+    pub async fn key_change_known(&self, before: u64) -> u64 {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let now = self.metric("tracegraph_key_epoch").await;
+            if now > before {
+                return now;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server never heard of the key change (epoch still {now})"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
     }
 
     pub async fn gql_as(&self, key: &str, query: &str, variables: Value) -> (u16, Value) {

@@ -240,10 +240,10 @@ async fn metrics_count_sql_statements() {
     app.ok("{ traces { totalCount items { id } } }", json!({})).await;
     let after = app.metric(statements).await;
     assert_eq!(after - before, 3, "keys check, page, count");
-    // On SQLite, the keys check is remembered until a key changes.
+    // Whether keys exist is remembered until a key changes.
     app.ok("{ traces { totalCount items { id } } }", json!({})).await;
     let again = app.metric(statements).await - after;
-    assert_eq!(again, if crate::helpers::on_postgres() { 3 } else { 2 });
+    assert_eq!(again, 2);
 }
 
 /// Parsed documents are reused by query text; the variables still decide the answer.
