@@ -103,7 +103,7 @@ impl CacheFactory for TreeCache {
 /// The spans of one trace in start order, indexed by parent.
 #[derive(Debug, Default)]
 pub struct SpanTree {
-    spans: Vec<span::Model>,
+    spans: Vec<Arc<span::Model>>,
     roots: Vec<usize>,
     children: HashMap<Uuid, Vec<usize>>,
 }
@@ -117,19 +117,19 @@ impl SpanTree {
                 None => tree.roots.push(i),
             }
         }
-        tree.spans = spans;
+        tree.spans = spans.into_iter().map(Arc::new).collect();
         tree
     }
 
-    pub fn all(&self) -> &[span::Model] {
+    pub fn all(&self) -> &[Arc<span::Model>] {
         &self.spans
     }
 
-    pub fn roots(&self) -> impl Iterator<Item = &span::Model> {
+    pub fn roots(&self) -> impl Iterator<Item = &Arc<span::Model>> {
         self.roots.iter().map(|&i| &self.spans[i])
     }
 
-    pub fn children_of(&self, id: Uuid) -> impl Iterator<Item = &span::Model> {
+    pub fn children_of(&self, id: Uuid) -> impl Iterator<Item = &Arc<span::Model>> {
         self.children.get(&id).into_iter().flatten().map(|&i| &self.spans[i])
     }
 }

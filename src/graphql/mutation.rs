@@ -62,7 +62,7 @@ impl Mutation {
         let (s, access) = write_state(ctx, Scope::Ingest)?;
         let new = gql(ingest::validate_span(input, &s.limits, &s.prices))?;
         let mut rows = store_spans(s, access, vec![new]).await?;
-        Ok(Span(rows.remove(0)))
+        Ok(Span::from(rows.remove(0)))
     }
 
     /// Adds a batch of spans in one transaction: all are stored, or none.
@@ -77,7 +77,7 @@ impl Mutation {
             })
             .collect();
         let rows = store_spans(s, access, gql(news)?).await?;
-        Ok(rows.into_iter().map(Span).collect())
+        Ok(rows.into_iter().map(Span::from).collect())
     }
 
     /// Ends a span, optionally with its output or error. Repeating the same end is a no-op.
@@ -101,7 +101,7 @@ impl Mutation {
             store::spans::end(txn, id, ended_at, output_text, error).await
         })
         .await)?;
-        Ok(Span(row))
+        Ok(Span::from(row))
     }
 
     /// Ends a trace and writes its usage record, once. Repeating the same end is a no-op.
@@ -136,7 +136,7 @@ impl Mutation {
             store::flags::flag(txn, id, reason, by).await
         })
         .await)?;
-        Ok(Span(row))
+        Ok(Span::from(row))
     }
 
     /// Resolves one flag with a reviewer's note. The span leaves the review queue when its
@@ -161,7 +161,7 @@ impl Mutation {
         let (s, access) = write_state(ctx, Scope::Admin)?;
         check_span_product(access, &s.db, id).await?;
         let row = gql(write::update_span(&s.db, &s.live, async |txn| store::flags::unflag(txn, id).await).await)?;
-        Ok(Span(row))
+        Ok(Span::from(row))
     }
 }
 

@@ -107,7 +107,7 @@ impl Query {
             prefetch_trees(ctx, ids, children).await?;
         }
         Ok(SpanPage {
-            items: rows.items.into_iter().map(Span).collect(),
+            items: rows.items.into_iter().map(Span::from).collect(),
             has_next_page: rows.has_next_page,
             filter,
         })

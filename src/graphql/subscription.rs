@@ -78,7 +78,7 @@ impl Subscription {
             },
         )?;
         let rx = state(ctx)?.live.trace_ended.subscribe();
-        Ok(follow(rx, move |t| filter.matches_trace(t).then(|| Trace(t.clone()))))
+        Ok(follow(rx, move |t| filter.matches_trace(t).then(|| Trace(t.as_ref().clone()))))
     }
 }
 
@@ -95,7 +95,7 @@ fn span_feed(
 ) -> Result<impl Stream<Item = Result<Span>> + use<>> {
     let filter = for_reader(ctx, filter)?;
     let rx = feed(&state(ctx)?.live).subscribe();
-    Ok(follow(rx, move |s| filter.matches_span(s).then(|| Span(s.clone()))))
+    Ok(follow(rx, move |s| filter.matches_span(s).then(|| Span(Arc::clone(s)))))
 }
 
 /// Turns a feed into a subscriber's stream: `pick` filters and converts each event; a
@@ -103,7 +103,7 @@ fn span_feed(
 /// resubscribe, knowing what it missed).
 fn follow<T, U>(
     rx: broadcast::Receiver<Arc<T>>,
-    pick: impl Fn(&T) -> Option<U> + Send + 'static,
+    pick: impl Fn(&Arc<T>) -> Option<U> + Send + 'static,
 ) -> impl Stream<Item = Result<U>>
 where
     T: Send + Sync + 'static,

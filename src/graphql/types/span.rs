@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use async_graphql::{Context, Object, Result};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -10,11 +12,13 @@ use crate::graphql::{Json, load_many, load_one, tree, wants_large_fields};
 use crate::model::SpanType;
 
 /// One operation inside a trace: an LLM call, a tool call, a function, a message.
-pub struct Span(pub span::Model);
+/// Shared, not copied: a span tree's rows are handed out by reference to each nested
+/// field, and a live event's row to each subscriber.
+pub struct Span(pub Arc<span::Model>);
 
 impl From<span::Model> for Span {
     fn from(row: span::Model) -> Self {
-        Self(row)
+        Self(Arc::new(row))
     }
 }
 
