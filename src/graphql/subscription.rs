@@ -78,7 +78,9 @@ impl Subscription {
             },
         )?;
         let rx = state(ctx)?.live.trace_ended.subscribe();
-        Ok(follow(rx, move |t| filter.matches_trace(t).then(|| Trace(t.as_ref().clone()))))
+        Ok(follow(rx, move |t| {
+            filter.matches_trace(t).then(|| Trace(t.as_ref().clone()))
+        }))
     }
 }
 
