@@ -17,6 +17,8 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, Transac
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tracegraph::db::StatementCounter;
+use tracegraph::db::sqlite_reader::SqliteReader;
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -97,6 +99,9 @@ async fn main() {
         reads.statements, reads.key_checks
     );
     println!("| server peak RSS during W2 | {:.1} MB | | |", reads.peak_rss_mb);
+    for (name, per_sec) in &reads.floors {
+        println!("| {name}: raw SQL in place, no round trip (req/s) | | {per_sec:.0} | |");
+    }
     println!(
         "| W5 live, {} subscribers, {} spans | p50 {p50:.2} ms, p99 {p99:.2} ms, lost {lost} | | |",
         args.subscribers, args.live_spans
@@ -111,6 +116,8 @@ async fn main() {
 /// W2–W4 figures of one server: (name, tracegraph run, raw run) each.
 struct Reads {
     runs: Vec<(String, Run, Run)>,
+    /// On SQLite, the same raw reads run in place: (name, requests/s).
+    floors: Vec<(String, f64)>,
     statements: f64,
     /// SQLite's in-process read of the key change counter, per request.
     key_checks: f64,
@@ -118,11 +125,16 @@ struct Reads {
 }
 
 async fn reads(server: &Server, database_url: &str, http: &reqwest::Client, data: &Data, args: &Args) -> Reads {
-    // The server's own connection setup and pool size, so both sides read alike.
-    let db = tracegraph::db::connect(database_url, tracegraph::config::DEFAULT_DB_MAX_CONNECTIONS)
+    // The server's own connection setup and pool size. Each raw read is a request to
+    // the database that others queue behind, as a server's would be.
+    let pool = tracegraph::db::connect(database_url, tracegraph::config::DEFAULT_DB_MAX_CONNECTIONS)
         .await
         .unwrap()
-        .read;
+        .read
+        .pool()
+        .clone();
+    let floor = RawDb::in_place(database_url);
+    let db = RawDb::Pool(pool);
     let ids: Vec<String> = data
         .traces
         .iter()
@@ -202,8 +214,13 @@ async fn reads(server: &Server, database_url: &str, http: &reqwest::Client, data
         .await;
         runs.push((name.to_owned(), api, raw));
     }
+    let floors = match floor {
+        Some(floor) => in_place_floors(floor, &ids, &agent, &t_mid, args).await,
+        None => Vec::new(),
+    };
     Reads {
         runs,
+        floors,
         statements,
         key_checks,
         peak_rss_mb,
@@ -686,7 +703,84 @@ fn placeholders(backend: DbBackend, start: usize, n: usize) -> String {
         .join(", ")
 }
 
-async fn query(db: &DatabaseConnection, sql: &str, values: Vec<sea_orm::Value>) -> Vec<sea_orm::QueryResult> {
+/// The raw reads of W2–W4 run in place, as the server's own entity reads run on SQLite:
+/// what the database costs with no request around it.
+async fn in_place_floors(
+    floor: RawDb,
+    ids: &Arc<Vec<String>>,
+    agent: &str,
+    t_mid: &str,
+    args: &Args,
+) -> Vec<(String, f64)> {
+    let mut floors = Vec::new();
+    let w2 = measure(args.clients, args.requests, {
+        let db = floor.clone();
+        move |_| raw_dashboard(db.clone())
+    })
+    .await;
+    floors.push(("W2 dashboard".to_owned(), w2.per_sec()));
+    let w3 = measure(args.clients, args.requests, {
+        let (db, ids) = (floor.clone(), ids.clone());
+        move |i| raw_detail(db.clone(), ids[i * 7919 % ids.len()].clone())
+    })
+    .await;
+    floors.push(("W3 trace detail".to_owned(), w3.per_sec()));
+    for (index, name) in ["W4a", "W4b", "W4c"].into_iter().enumerate() {
+        let run = measure(args.clients, args.requests / 2, {
+            let (db, agent, t_mid) = (floor.clone(), agent.to_owned(), t_mid.to_owned());
+            move |_| raw_filter(db.clone(), index, agent.clone(), t_mid.clone())
+        })
+        .await;
+        floors.push((name.to_owned(), run.per_sec()));
+    }
+    floors
+}
+
+/// Where the raw side reads: the server's kind of pool; or, for the floor on SQLite, in
+/// place through the connections the server's own entity reads use (no round trip, so
+/// its latency is the statement alone: only its throughput compares).
+#[derive(Clone)]
+enum RawDb {
+    Pool(DatabaseConnection),
+    InPlace(Arc<SqliteReader>),
+}
+
+impl RawDb {
+    /// On a SQLite file, the server's in-place read path; `None` elsewhere.
+    fn in_place(database_url: &str) -> Option<Self> {
+        let path = database_url
+            .strip_prefix("sqlite://")
+            .map(|rest| rest.split('?').next().unwrap_or(rest))
+            .filter(|path| !path.contains(":memory:"))?;
+        let reader = SqliteReader::open(
+            std::path::Path::new(path),
+            Duration::from_secs(5),
+            tracegraph::config::DEFAULT_DB_MAX_CONNECTIONS as usize,
+            StatementCounter::default(),
+        )
+        .unwrap();
+        Some(Self::InPlace(Arc::new(reader)))
+    }
+}
+
+/// Runs a read and returns the first column of each row where it is an id (all a
+/// caller needs); every cell of every row is received either way.
+async fn query(db: &RawDb, sql: &str, values: Vec<sea_orm::Value>) -> Vec<uuid::Uuid> {
+    let db = match db {
+        RawDb::InPlace(reader) => {
+            let rows = reader
+                .raw_rows(&Statement::from_sql_and_values(DbBackend::Sqlite, sql, values))
+                .unwrap();
+            return rows
+                .iter()
+                .filter_map(|row| match row.first() {
+                    Some(rusqlite::types::Value::Blob(id)) => uuid::Uuid::from_slice(id).ok(),
+                    _ => None,
+                })
+                .collect();
+        }
+        RawDb::Pool(db) => db,
+    };
     let backend = db.get_database_backend();
     let sql = if backend == DbBackend::Postgres {
         let mut n = 0;
@@ -706,10 +800,13 @@ async fn query(db: &DatabaseConnection, sql: &str, values: Vec<sea_orm::Value>) 
     db.query_all_raw(Statement::from_sql_and_values(backend, sql, values))
         .await
         .unwrap()
+        .iter()
+        .filter_map(|r| r.try_get::<uuid::Uuid>("", "id").ok())
+        .collect()
 }
 
 /// What the server sends for W2, sent directly: the page, its count, its span trees.
-async fn raw_dashboard(db: DatabaseConnection) {
+async fn raw_dashboard(db: RawDb) {
     let traces = query(
         &db,
         "SELECT * FROM trace ORDER BY started_at DESC, id DESC LIMIT 51",
@@ -717,11 +814,7 @@ async fn raw_dashboard(db: DatabaseConnection) {
     )
     .await;
     query(&db, "SELECT COUNT(*) FROM trace", vec![]).await;
-    let ids: Vec<sea_orm::Value> = traces
-        .iter()
-        .take(50)
-        .map(|r| r.try_get::<uuid::Uuid>("", "id").unwrap().into())
-        .collect();
+    let ids: Vec<sea_orm::Value> = traces.into_iter().take(50).map(Into::into).collect();
     let marks = vec!["?"; ids.len()].join(", ");
     query(
         &db,
@@ -731,7 +824,7 @@ async fn raw_dashboard(db: DatabaseConnection) {
     .await;
 }
 
-async fn raw_detail(db: DatabaseConnection, id: String) {
+async fn raw_detail(db: RawDb, id: String) {
     let id: sea_orm::Value = uuid::Uuid::parse_str(&id).unwrap().into();
     query(&db, "SELECT * FROM trace WHERE id = ?", vec![id.clone()]).await;
     query(
@@ -742,7 +835,7 @@ async fn raw_detail(db: DatabaseConnection, id: String) {
     .await;
 }
 
-async fn raw_filter(db: DatabaseConnection, which: usize, agent: String, from: String) {
+async fn raw_filter(db: RawDb, which: usize, agent: String, from: String) {
     let agent: sea_orm::Value = uuid::Uuid::parse_str(&agent).unwrap().into();
     match which {
         0 => {

@@ -3,6 +3,8 @@
 
 pub mod entities;
 pub mod key_epoch;
+pub mod reads;
+pub mod sqlite_reader;
 pub mod store;
 
 use std::sync::Arc;
@@ -11,11 +13,13 @@ use std::time::Duration;
 
 use key_epoch::KeyEpoch;
 use migration::{Migrator, MigratorTrait};
+pub use reads::{Fetch, Reader, fetch_all, fetch_count, fetch_one};
 use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
     SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
+use sqlite_reader::SqliteReader;
 
 /// SQLite reads run on the process's own cores; past two connections per core, more
 /// only hold more page cache (2 MB each) and threads.
@@ -38,14 +42,19 @@ impl StatementCounter {
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
+
+    fn add_one(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// The two handles the app uses. On SQLite, `write` is a one-connection pool, so that
 /// writers queue in the process instead of failing with SQLITE_BUSY; readers use `read`
-/// concurrently (WAL). On PostgreSQL both are the same pool.
+/// concurrently (WAL), entity reads in place (`reads`). On PostgreSQL both are the same
+/// pool.
 #[derive(Clone, Debug)]
 pub struct Db {
-    pub read: DatabaseConnection,
+    pub read: Reader,
     pub write: DatabaseConnection,
     pub statements: StatementCounter,
     /// Tells whether API keys changed, without a statement through the pools.
@@ -110,15 +119,17 @@ pub async fn connect_with(url: &str, pool: PoolOptions) -> Result<Db, DbErr> {
         let write = open(url, 1, pool.acquire_timeout, &statements).await?;
         // Every connection to an in-memory database is a database of its own.
         let read = if in_memory {
-            write.clone()
+            Reader::pooled(write.clone())
         } else {
-            open(
-                url,
-                max_connections.clamp(1, sqlite_max_readers()),
+            let readers = max_connections.clamp(1, sqlite_max_readers());
+            let pooled = open(url, readers, pool.acquire_timeout, &statements).await?;
+            let in_place = SqliteReader::open(
+                &sqlite_path(url)?,
                 pool.acquire_timeout,
-                &statements,
-            )
-            .await?
+                readers as usize,
+                statements.clone(),
+            )?;
+            Reader::with_in_place(pooled, in_place)
         };
         Db {
             read,
@@ -129,7 +140,7 @@ pub async fn connect_with(url: &str, pool: PoolOptions) -> Result<Db, DbErr> {
     } else {
         let conn = open(url, max_connections.max(1), pool.acquire_timeout, &statements).await?;
         Db {
-            read: conn.clone(),
+            read: Reader::pooled(conn.clone()),
             write: conn,
             statements,
             // Told by the live relay's listener, in a server; unknown elsewhere.
@@ -145,9 +156,13 @@ pub async fn connect_with(url: &str, pool: PoolOptions) -> Result<Db, DbErr> {
 
 /// Opened after migrating: the counter's table must exist.
 fn sqlite_key_epoch(url: &str) -> Result<KeyEpoch, DbErr> {
-    let options: SqliteConnectOptions = url.parse().map_err(|e| DbErr::Custom(format!("{url}: {e}")))?;
-    KeyEpoch::sqlite(options.get_filename())
+    KeyEpoch::sqlite(&sqlite_path(url)?)
         .map_err(|e| DbErr::Custom(format!("cannot read the API-key change counter: {e}")))
+}
+
+fn sqlite_path(url: &str) -> Result<std::path::PathBuf, DbErr> {
+    let options: SqliteConnectOptions = url.parse().map_err(|e| DbErr::Custom(format!("{url}: {e}")))?;
+    Ok(options.get_filename().to_owned())
 }
 
 async fn open(

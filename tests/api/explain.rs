@@ -70,7 +70,12 @@ fn uses_index(plan: &str, backend: DbBackend) -> bool {
 async fn list_and_loader_statements_use_indexes() {
     let app = spawn_app().await;
     // The server's own connection setup: on SQLite, plans that ignore bound values.
-    let conn = tracegraph::db::connect(&app.database_url, 2).await.unwrap().read;
+    let conn = tracegraph::db::connect(&app.database_url, 2)
+        .await
+        .unwrap()
+        .read
+        .pool()
+        .clone();
     let backend = conn.get_database_backend();
     let (agent, trace_ids) = (Uuid::new_v4(), [Uuid::new_v4(), Uuid::new_v4()]);
     let t0 = chrono::Utc::now();

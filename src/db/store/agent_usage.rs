@@ -4,16 +4,14 @@
 use std::collections::BTreeMap;
 
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict};
-use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter, QuerySelect,
-    Select,
-};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, FromQueryResult, QueryFilter, QuerySelect, Select};
 use uuid::Uuid;
 
 use super::traces::Totals;
 use super::{Rows, insert_new, order, page};
 use crate::db::entities::agent_usage::{self, Column};
 use crate::db::entities::{agent_usage_total, trace};
+use crate::db::{Fetch, fetch_all, fetch_count, fetch_one};
 use crate::error::AppResult;
 use crate::filters::{AgentUsageFilter, Page};
 use crate::ingest;
@@ -24,7 +22,7 @@ const INSERT_CHUNK: usize = 1000;
 /// Writes the usage records of traces that have ended, from their rows (which carry the
 /// running totals), unless a trace has one: the unique key makes concurrent ends write
 /// each record once. The new records are added to their agents' kept totals.
-pub async fn record_all(conn: &impl ConnectionTrait, ended: &[trace::Model]) -> AppResult<()> {
+pub async fn record_all(conn: &impl Fetch, ended: &[trace::Model]) -> AppResult<()> {
     let now = ingest::now();
     let records: Vec<agent_usage::Model> = ended
         .iter()
@@ -60,7 +58,7 @@ pub async fn record_all(conn: &impl ConnectionTrait, ended: &[trace::Model]) -> 
 /// per agent in agent order: the lock order of `store::in_agent_order`. Usage without
 /// an agent adds nothing.
 async fn add_to_agent_totals(
-    conn: &impl ConnectionTrait,
+    conn: &impl Fetch,
     additions: impl IntoIterator<Item = (Option<Uuid>, i64, Totals)>,
 ) -> AppResult<()> {
     use agent_usage_total::Column as Total;
@@ -106,7 +104,7 @@ async fn add_to_agent_totals(
 }
 
 /// Adds late spans' usage to an ended trace's record and to its agent's totals.
-pub async fn add(conn: &impl ConnectionTrait, trace_id: Uuid, agent: Option<Uuid>, t: &Totals) -> AppResult<()> {
+pub async fn add(conn: &impl Fetch, trace_id: Uuid, agent: Option<Uuid>, t: &Totals) -> AppResult<()> {
     let plus = |c: Column, v: i64| Expr::col(c).add(v);
     agent_usage::Entity::update_many()
         .col_expr(Column::LlmCalls, plus(Column::LlmCalls, t.llm_calls))
@@ -120,11 +118,12 @@ pub async fn add(conn: &impl ConnectionTrait, trace_id: Uuid, agent: Option<Uuid
     add_to_agent_totals(conn, [(agent, 0, t.clone())]).await
 }
 
-pub async fn of_traces(conn: &impl ConnectionTrait, trace_ids: Vec<Uuid>) -> AppResult<Vec<agent_usage::Model>> {
-    Ok(agent_usage::Entity::find()
-        .filter(Column::TraceId.is_in(trace_ids))
-        .all(conn)
-        .await?)
+pub async fn of_traces(conn: &impl Fetch, trace_ids: Vec<Uuid>) -> AppResult<Vec<agent_usage::Model>> {
+    Ok(fetch_all(
+        conn,
+        agent_usage::Entity::find().filter(Column::TraceId.is_in(trace_ids)),
+    )
+    .await?)
 }
 
 pub fn condition(f: &AgentUsageFilter) -> Condition {
@@ -148,21 +147,17 @@ pub fn condition(f: &AgentUsageFilter) -> Condition {
 }
 
 /// Newest first.
-pub async fn list(
-    conn: &impl ConnectionTrait,
-    f: &AgentUsageFilter,
-    window: Page,
-) -> AppResult<Rows<agent_usage::Model>> {
+pub async fn list(conn: &impl Fetch, f: &AgentUsageFilter, window: Page) -> AppResult<Rows<agent_usage::Model>> {
     let select = agent_usage::Entity::find().filter(condition(f));
     page(conn, order(select, Column::CreatedAt, false, Column::Id, true), window).await
 }
 
-pub async fn count(conn: &impl ConnectionTrait, f: &AgentUsageFilter) -> AppResult<u64> {
+pub async fn count(conn: &impl Fetch, f: &AgentUsageFilter) -> AppResult<u64> {
     if let Some(agent) = whole_history_of(f) {
-        let kept = agent_usage_total::Entity::find_by_id(agent).one(conn).await?;
+        let kept = fetch_one(conn, agent_usage_total::Entity::find_by_id(agent)).await?;
         return Ok(kept.map_or(0, |t| u64::try_from(t.records).unwrap_or(0)));
     }
-    Ok(agent_usage::Entity::find().filter(condition(f)).count(conn).await?)
+    Ok(fetch_count(conn, agent_usage::Entity::find().filter(condition(f))).await?)
 }
 
 /// The agent whose whole history the filter asks for: its kept totals answer at once.
@@ -190,15 +185,25 @@ pub struct UsageTotals {
     pub cost_usd: Option<f64>,
 }
 
-pub async fn totals(conn: &impl ConnectionTrait, f: &AgentUsageFilter) -> AppResult<UsageTotals> {
+impl From<agent_usage_total::Model> for UsageTotals {
+    fn from(kept: agent_usage_total::Model) -> Self {
+        Self {
+            records: kept.records,
+            llm_calls: Some(kept.llm_calls),
+            input_tokens: Some(kept.input_tokens),
+            output_tokens: Some(kept.output_tokens),
+            total_tokens: Some(kept.total_tokens),
+            cost_usd: Some(kept.cost_usd),
+        }
+    }
+}
+
+pub async fn totals(conn: &impl Fetch, f: &AgentUsageFilter) -> AppResult<UsageTotals> {
     let row = match whole_history_of(f) {
         // One row, however long the agent's history.
-        Some(agent) => {
-            agent_usage_total::Entity::find_by_id(agent)
-                .into_model::<UsageTotals>()
-                .one(conn)
-                .await?
-        }
+        Some(agent) => fetch_one(conn, agent_usage_total::Entity::find_by_id(agent))
+            .await?
+            .map(UsageTotals::from),
         None => totals_select(f).into_model::<UsageTotals>().one(conn).await?,
     };
     Ok(row.unwrap_or_default())

@@ -1,17 +1,18 @@
 //! The `span_flag` table: the review marks on spans, kept with reason and time.
 
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
 use uuid::Uuid;
 
 use super::{Changed, spans, traces};
 use crate::db::entities::{span, span_flag};
+use crate::db::{Fetch, fetch_one};
 use crate::error::AppResult;
 use crate::ingest;
 
 /// Flags a span with a reason. Flagging a flagged span adds the new reason to its history.
 pub async fn flag(
-    conn: &impl ConnectionTrait,
+    conn: &impl Fetch,
     span_id: Uuid,
     reason: String,
     by: Option<String>,
@@ -41,7 +42,7 @@ pub async fn flag(
 }
 
 /// Clears a span's flag; its flags stay on record, marked resolved.
-pub async fn unflag(conn: &impl ConnectionTrait, span_id: Uuid) -> AppResult<Changed<span::Model>> {
+pub async fn unflag(conn: &impl Fetch, span_id: Uuid) -> AppResult<Changed<span::Model>> {
     let Some(row) = spans::set_flagged(conn, span_id, false).await? else {
         // Not flagged (or unknown: `get` says which).
         return Ok(Changed::unchanged(spans::get(conn, span_id).await?));
@@ -56,7 +57,7 @@ pub async fn unflag(conn: &impl ConnectionTrait, span_id: Uuid) -> AppResult<Cha
     Ok(Changed::new(row))
 }
 
-pub async fn of_spans(conn: &impl ConnectionTrait, span_ids: Vec<Uuid>) -> AppResult<Vec<span_flag::Model>> {
+pub async fn of_spans(conn: &impl Fetch, span_ids: Vec<Uuid>) -> AppResult<Vec<span_flag::Model>> {
     Ok(span_flag::Entity::find()
         .filter(span_flag::Column::SpanId.is_in(span_ids))
         .order_by_asc(span_flag::Column::CreatedAt)
@@ -68,7 +69,7 @@ pub async fn of_spans(conn: &impl ConnectionTrait, span_ids: Vec<Uuid>) -> AppRe
 /// Resolves one flag with a note. When it was the span's last open flag, the span is no
 /// longer flagged (and leaves the review queue). Resolving a resolved flag is a no-op.
 pub async fn resolve(
-    conn: &impl ConnectionTrait,
+    conn: &impl Fetch,
     flag_id: Uuid,
     note: Option<String>,
     by: Option<String>,
@@ -108,9 +109,8 @@ pub async fn resolve(
     Ok(Changed::new(spans::get(conn, flag.span_id).await?))
 }
 
-pub async fn get(conn: &impl ConnectionTrait, id: Uuid) -> AppResult<span_flag::Model> {
-    span_flag::Entity::find_by_id(id)
-        .one(conn)
+pub async fn get(conn: &impl Fetch, id: Uuid) -> AppResult<span_flag::Model> {
+    fetch_one(conn, span_flag::Entity::find_by_id(id))
         .await?
         .ok_or(crate::error::AppError::NotFound { what: "flag", id })
 }

@@ -2,12 +2,13 @@
 
 use chrono::Utc;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use crate::db::entities::api_key::{self, Column};
+use crate::db::{Fetch, fetch_all};
 use crate::error::{AppError, AppResult};
 
-pub async fn insert(conn: &impl ConnectionTrait, key: api_key::Model) -> AppResult<()> {
+pub async fn insert(conn: &impl Fetch, key: api_key::Model) -> AppResult<()> {
     let name = key.name.clone();
     match api_key::Entity::insert(api_key::ActiveModel::from(key))
         .exec_without_returning(conn)
@@ -22,15 +23,17 @@ pub async fn insert(conn: &impl ConnectionTrait, key: api_key::Model) -> AppResu
 }
 
 /// Active keys whose prefix matches: the candidates a presented key is compared with.
-pub async fn active_by_prefix(conn: &impl ConnectionTrait, prefix: &str) -> AppResult<Vec<api_key::Model>> {
-    Ok(api_key::Entity::find()
-        .filter(Column::Prefix.eq(prefix))
-        .filter(Column::RevokedAt.is_null())
-        .all(conn)
-        .await?)
+pub async fn active_by_prefix(conn: &impl Fetch, prefix: &str) -> AppResult<Vec<api_key::Model>> {
+    Ok(fetch_all(
+        conn,
+        api_key::Entity::find()
+            .filter(Column::Prefix.eq(prefix))
+            .filter(Column::RevokedAt.is_null()),
+    )
+    .await?)
 }
 
-pub async fn any_active(conn: &impl ConnectionTrait) -> AppResult<bool> {
+pub async fn any_active(conn: &impl Fetch) -> AppResult<bool> {
     let found = api_key::Entity::find()
         .select_only()
         .column(Column::Id)
@@ -42,7 +45,7 @@ pub async fn any_active(conn: &impl ConnectionTrait) -> AppResult<bool> {
     Ok(found.is_some())
 }
 
-pub async fn all(conn: &impl ConnectionTrait) -> AppResult<Vec<api_key::Model>> {
+pub async fn all(conn: &impl Fetch) -> AppResult<Vec<api_key::Model>> {
     Ok(api_key::Entity::find()
         .order_by_asc(Column::CreatedAt)
         .all(conn)
@@ -50,7 +53,7 @@ pub async fn all(conn: &impl ConnectionTrait) -> AppResult<Vec<api_key::Model>> 
 }
 
 /// Revokes a key by name; revoking a revoked key is a no-op.
-pub async fn revoke(conn: &impl ConnectionTrait, name: &str) -> AppResult<()> {
+pub async fn revoke(conn: &impl Fetch, name: &str) -> AppResult<()> {
     let found = api_key::Entity::find().filter(Column::Name.eq(name)).one(conn).await?;
     if found.is_none() {
         return Err(AppError::bad_input("name", format!("no key named {name:?}")));
@@ -64,7 +67,7 @@ pub async fn revoke(conn: &impl ConnectionTrait, name: &str) -> AppResult<()> {
     Ok(())
 }
 
-pub async fn is_active(conn: &impl ConnectionTrait, id: uuid::Uuid) -> AppResult<bool> {
+pub async fn is_active(conn: &impl Fetch, id: uuid::Uuid) -> AppResult<bool> {
     let found = api_key::Entity::find_by_id(id)
         .filter(Column::RevokedAt.is_null())
         .select_only()

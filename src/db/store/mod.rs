@@ -12,12 +12,13 @@ use std::collections::HashSet;
 
 use sea_orm::sea_query::{NullOrdering, Order};
 use sea_orm::{
-    ActiveModelTrait, ConnectionTrait, EntityTrait, IntoActiveModel, IntoSimpleExpr, PrimaryKeyTrait, QueryOrder,
-    QuerySelect, Select, TryInsertResult,
+    ActiveModelTrait, EntityTrait, IntoActiveModel, IntoSimpleExpr, PrimaryKeyTrait, QueryOrder, QuerySelect, Select,
+    TryInsertResult, TryIntoModel,
 };
 
 use uuid::Uuid;
 
+use crate::db::{Fetch, fetch_all};
 use crate::error::AppResult;
 use crate::filters::Page;
 
@@ -58,12 +59,13 @@ impl<T> Rows<T> {
 
 /// Runs `select` for one page, fetching one row more than asked to learn whether a next
 /// page exists without a second statement.
-pub async fn page<E: EntityTrait>(
-    conn: &impl ConnectionTrait,
-    select: Select<E>,
-    page: Page,
-) -> AppResult<Rows<E::Model>> {
-    let mut items = select.offset(page.offset).limit(page.limit + 1).all(conn).await?;
+pub async fn page<E>(conn: &impl Fetch, select: Select<E>, page: Page) -> AppResult<Rows<E::Model>>
+where
+    E: EntityTrait,
+    E::Model: Sync,
+    E::ActiveModel: TryIntoModel<E::Model>,
+{
+    let mut items = fetch_all(conn, select.offset(page.offset).limit(page.limit + 1)).await?;
     let has_next_page = items.len() as u64 > page.limit;
     items.truncate(page.limit as usize);
     Ok(Rows { items, has_next_page })
@@ -72,7 +74,7 @@ pub async fn page<E: EntityTrait>(
 /// Inserts rows, `chunk` per statement, skipping any whose key is stored already (a
 /// retry, a concurrent writer), and returns the ids of the rows inserted now.
 pub async fn insert_new<A>(
-    conn: &impl ConnectionTrait,
+    conn: &impl Fetch,
     rows: &[<A::Entity as EntityTrait>::Model],
     chunk: usize,
 ) -> AppResult<HashSet<Uuid>>

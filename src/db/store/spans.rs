@@ -4,14 +4,12 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, IdenStatic, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Select,
-};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, IdenStatic, QueryFilter, QueryOrder, QuerySelect, Select};
 use uuid::Uuid;
 
 use super::{Changed, Rows, agent_usage, in_agent_order, insert_new, order, page, traces};
 use crate::db::entities::span::{self, Column};
+use crate::db::{Fetch, fetch_all, fetch_count, fetch_one};
 use crate::error::{AppError, AppResult};
 use crate::filters::{Page, SpanFilter, SpanSort};
 use crate::ingest::{self, NewSpan};
@@ -25,7 +23,7 @@ const INSERT_CHUNK: usize = 500;
 /// them in input order. Spans already stored with the same content are returned as
 /// they are (a retried batch never duplicates a span); the same id with other content
 /// is a conflict. A parent may be stored already or come anywhere in the batch.
-pub async fn insert_batch(conn: &impl ConnectionTrait, batch: Vec<NewSpan>) -> AppResult<Written> {
+pub async fn insert_batch(conn: &impl Fetch, batch: Vec<NewSpan>) -> AppResult<Written> {
     let input_order: Vec<Uuid> = batch.iter().map(|s| s.row.id).collect();
     let batch = dedupe(batch)?;
     let traces = load_traces(conn, &batch).await?;
@@ -128,7 +126,7 @@ fn dedupe(batch: Vec<NewSpan>) -> AppResult<Vec<(usize, NewSpan)>> {
 }
 
 async fn load_traces(
-    conn: &impl ConnectionTrait,
+    conn: &impl Fetch,
     batch: &[(usize, NewSpan)],
 ) -> AppResult<HashMap<Uuid, crate::db::entities::trace::Model>> {
     let ids: HashSet<Uuid> = batch.iter().map(|(_, s)| s.row.trace_id).collect();
@@ -171,7 +169,7 @@ fn parents_first(spans: Vec<span::Model>) -> AppResult<Vec<span::Model>> {
     Ok(ordered)
 }
 
-async fn apply_totals(conn: &impl ConnectionTrait, written: &[span::Model]) -> AppResult<()> {
+async fn apply_totals(conn: &impl Fetch, written: &[span::Model]) -> AppResult<()> {
     let mut per_trace: HashMap<Uuid, (Option<Uuid>, traces::Totals)> = HashMap::new();
     for s in written {
         let (_, t) = per_trace
@@ -199,24 +197,23 @@ async fn apply_totals(conn: &impl ConnectionTrait, written: &[span::Model]) -> A
     Ok(())
 }
 
-pub async fn get(conn: &impl ConnectionTrait, id: Uuid) -> AppResult<span::Model> {
-    span::Entity::find_by_id(id)
-        .one(conn)
+pub async fn get(conn: &impl Fetch, id: Uuid) -> AppResult<span::Model> {
+    fetch_one(conn, span::Entity::find_by_id(id))
         .await?
         .ok_or(AppError::NotFound { what: "span", id })
 }
 
-pub async fn by_ids(conn: &impl ConnectionTrait, ids: impl IntoIterator<Item = Uuid>) -> AppResult<Vec<span::Model>> {
+pub async fn by_ids(conn: &impl Fetch, ids: impl IntoIterator<Item = Uuid>) -> AppResult<Vec<span::Model>> {
     let ids: Vec<Uuid> = ids.into_iter().collect();
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    Ok(span::Entity::find().filter(Column::Id.is_in(ids)).all(conn).await?)
+    Ok(fetch_all(conn, span::Entity::find().filter(Column::Id.is_in(ids))).await?)
 }
 
 /// Ends a span. Repeating the same end is a no-op; a different one is a conflict.
 pub async fn end(
-    conn: &impl ConnectionTrait,
+    conn: &impl Fetch,
     id: Uuid,
     ended_at: Option<DateTime<Utc>>,
     output_text: Option<String>,
@@ -307,12 +304,7 @@ pub fn condition(f: &SpanFilter) -> Condition {
     c
 }
 
-pub async fn list(
-    conn: &impl ConnectionTrait,
-    f: &SpanFilter,
-    sort: SpanSort,
-    window: Page,
-) -> AppResult<Rows<span::Model>> {
+pub async fn list(conn: &impl Fetch, f: &SpanFilter, sort: SpanSort, window: Page) -> AppResult<Rows<span::Model>> {
     page(conn, select(f, sort), window).await
 }
 
@@ -330,17 +322,17 @@ pub fn select(f: &SpanFilter, sort: SpanSort) -> Select<span::Entity> {
     order(select, column, nullable, Column::Id, desc)
 }
 
-pub async fn count(conn: &impl ConnectionTrait, f: &SpanFilter) -> AppResult<u64> {
-    Ok(span::Entity::find().filter(condition(f)).count(conn).await?)
+pub async fn count(conn: &impl Fetch, f: &SpanFilter) -> AppResult<u64> {
+    Ok(fetch_count(conn, span::Entity::find().filter(condition(f))).await?)
 }
 
 /// Spans matching `cond`, in start order: the shape of every tree loader.
-pub async fn in_start_order(conn: &impl ConnectionTrait, cond: Condition) -> AppResult<Vec<span::Model>> {
-    Ok(select_in_start_order(cond).all(conn).await?)
+pub async fn in_start_order(conn: &impl Fetch, cond: Condition) -> AppResult<Vec<span::Model>> {
+    Ok(fetch_all(conn, select_in_start_order(cond)).await?)
 }
 
 /// As [`in_start_order`], without input, output and metadata (null and `{}` instead).
-pub async fn in_start_order_without_texts(conn: &impl ConnectionTrait, cond: Condition) -> AppResult<Vec<span::Model>> {
+pub async fn in_start_order_without_texts(conn: &impl Fetch, cond: Condition) -> AppResult<Vec<span::Model>> {
     let empty_object = match conn.get_database_backend() {
         sea_orm::DbBackend::Postgres => "CAST('{}' AS JSONB)",
         _ => "'{}'",
@@ -353,7 +345,7 @@ pub async fn in_start_order_without_texts(conn: &impl ConnectionTrait, cond: Con
             other => select.column(other),
         };
     }
-    Ok(select.into_model::<span::Model>().all(conn).await?)
+    Ok(fetch_all(conn, select).await?)
 }
 
 pub fn select_in_start_order(cond: Condition) -> Select<span::Entity> {
@@ -363,7 +355,7 @@ pub fn select_in_start_order(cond: Condition) -> Select<span::Entity> {
         .order_by_asc(Column::Id)
 }
 
-pub async fn set_flagged(conn: &impl ConnectionTrait, id: Uuid, flagged: bool) -> AppResult<Option<span::Model>> {
+pub async fn set_flagged(conn: &impl Fetch, id: Uuid, flagged: bool) -> AppResult<Option<span::Model>> {
     // The `flagged <> new` guard makes the change report whether it happened, so the
     // trace's count moves exactly once under concurrent calls.
     let row = span::Entity::update_many()

@@ -5,13 +5,14 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, IdenStatic, Iterable,
-    PaginatorTrait, QueryFilter, Select, Statement,
+    ColumnTrait, Condition, DbBackend, EntityTrait, FromQueryResult, IdenStatic, Iterable, QueryFilter, Select,
+    Statement,
 };
 use uuid::Uuid;
 
 use super::{Changed, Rows, agent_usage, insert_new, order, page};
 use crate::db::entities::trace::{self, Column};
+use crate::db::{Fetch, fetch_all, fetch_count, fetch_one};
 use crate::error::{AppError, AppResult};
 use crate::filters::{Page, TraceFilter, TraceSort};
 use crate::ingest::{self, NewTrace, TraceEnd};
@@ -24,7 +25,7 @@ const INSERT_CHUNK: usize = 500;
 /// stored already (a retry, or an id repeated in the batch) is returned as stored when
 /// the input says the same, and is a conflict otherwise. Traces written already ended
 /// get their usage records at once.
-pub async fn create_all(conn: &impl ConnectionTrait, news: Vec<NewTrace>) -> AppResult<Vec<trace::Model>> {
+pub async fn create_all(conn: &impl Fetch, news: Vec<NewTrace>) -> AppResult<Vec<trace::Model>> {
     let rows: Vec<trace::Model> = news.iter().map(|n| n.row.clone()).collect();
     let inserted = insert_new::<trace::ActiveModel>(conn, &rows, INSERT_CHUNK).await?;
     let skipped = news.iter().map(|n| n.row.id).filter(|id| !inserted.contains(id));
@@ -55,20 +56,19 @@ pub async fn create_all(conn: &impl ConnectionTrait, news: Vec<NewTrace>) -> App
     Ok(rows)
 }
 
-pub async fn get(conn: &impl ConnectionTrait, id: Uuid) -> AppResult<trace::Model> {
-    trace::Entity::find_by_id(id)
-        .one(conn)
+pub async fn get(conn: &impl Fetch, id: Uuid) -> AppResult<trace::Model> {
+    fetch_one(conn, trace::Entity::find_by_id(id))
         .await?
         .ok_or(AppError::NotFound { what: "trace", id })
 }
 
 /// The traces with these ids; no statement for none.
-pub async fn by_ids(conn: &impl ConnectionTrait, ids: impl IntoIterator<Item = Uuid>) -> AppResult<Vec<trace::Model>> {
+pub async fn by_ids(conn: &impl Fetch, ids: impl IntoIterator<Item = Uuid>) -> AppResult<Vec<trace::Model>> {
     let ids: Vec<Uuid> = ids.into_iter().collect();
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    Ok(trace::Entity::find().filter(Column::Id.is_in(ids)).all(conn).await?)
+    Ok(fetch_all(conn, trace::Entity::find().filter(Column::Id.is_in(ids))).await?)
 }
 
 /// Ends traces in the caller's transaction and returns each end's outcome in input
@@ -76,7 +76,7 @@ pub async fn by_ids(conn: &impl ConnectionTrait, ids: impl IntoIterator<Item = U
 /// end (or of an earlier one in the batch). A different end of an ended trace is a
 /// conflict. Every end is judged before anything is written; the ends are then one
 /// UPDATE, and the usage records one INSERT.
-pub async fn end_all(conn: &impl ConnectionTrait, ends: Vec<TraceEnd>) -> AppResult<Vec<Changed<trace::Model>>> {
+pub async fn end_all(conn: &impl Fetch, ends: Vec<TraceEnd>) -> AppResult<Vec<Changed<trace::Model>>> {
     let mut current: HashMap<Uuid, trace::Model> = by_ids(conn, ends.iter().map(|e| e.id))
         .await?
         .into_iter()
@@ -132,7 +132,7 @@ pub async fn end_all(conn: &impl ConnectionTrait, ends: Vec<TraceEnd>) -> AppRes
 
 /// Writes the ends of running traces, one statement for all; returns the rows it
 /// changed (a trace ended meanwhile by another transaction is left as that one left it).
-async fn set_ends(conn: &impl ConnectionTrait, ends: &[trace::Model]) -> AppResult<HashMap<Uuid, trace::Model>> {
+async fn set_ends(conn: &impl Fetch, ends: &[trace::Model]) -> AppResult<HashMap<Uuid, trace::Model>> {
     if ends.is_empty() {
         return Ok(HashMap::new());
     }
@@ -180,7 +180,7 @@ pub struct Totals {
 /// those of the traces that had already ended: their usage records need the same
 /// additions (read in the same statement, so atomic with them). A trace that does not
 /// exist is an error.
-pub async fn add_totals(conn: &impl ConnectionTrait, batch: &[(Uuid, Totals)]) -> AppResult<HashSet<Uuid>> {
+pub async fn add_totals(conn: &impl Fetch, batch: &[(Uuid, Totals)]) -> AppResult<HashSet<Uuid>> {
     if batch.is_empty() {
         return Ok(HashSet::new());
     }
@@ -242,7 +242,7 @@ fn with_values(backend: DbBackend, sql: &str, rows: impl IntoIterator<Item = Vec
     Statement::from_sql_and_values(backend, sql.replace("{values}", &tuples.join(", ")), values)
 }
 
-pub async fn add_flagged(conn: &impl ConnectionTrait, id: Uuid, delta: i64) -> AppResult<()> {
+pub async fn add_flagged(conn: &impl Fetch, id: Uuid, delta: i64) -> AppResult<()> {
     trace::Entity::update_many()
         .col_expr(Column::FlaggedSpanCount, Expr::col(Column::FlaggedSpanCount).add(delta))
         .filter(Column::Id.eq(id))
@@ -296,12 +296,7 @@ pub fn condition(f: &TraceFilter) -> Condition {
     }
 }
 
-pub async fn list(
-    conn: &impl ConnectionTrait,
-    f: &TraceFilter,
-    sort: TraceSort,
-    window: Page,
-) -> AppResult<Rows<trace::Model>> {
+pub async fn list(conn: &impl Fetch, f: &TraceFilter, sort: TraceSort, window: Page) -> AppResult<Rows<trace::Model>> {
     page(conn, select(f, sort), window).await
 }
 
@@ -321,6 +316,6 @@ pub fn select(f: &TraceFilter, sort: TraceSort) -> Select<trace::Entity> {
     order(select, column, nullable, Column::Id, desc)
 }
 
-pub async fn count(conn: &impl ConnectionTrait, f: &TraceFilter) -> AppResult<u64> {
-    Ok(trace::Entity::find().filter(condition(f)).count(conn).await?)
+pub async fn count(conn: &impl Fetch, f: &TraceFilter) -> AppResult<u64> {
+    Ok(fetch_count(conn, trace::Entity::find().filter(condition(f))).await?)
 }
