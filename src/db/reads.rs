@@ -75,13 +75,7 @@ where
     E::Model: Sync,
     E::ActiveModel: TryIntoModel<E::Model>,
 {
-    match conn.in_place() {
-        Some(reader) => Ok(reader
-            .models::<E>(&select.limit(1).build(DbBackend::Sqlite))?
-            .into_iter()
-            .next()),
-        None => select.one(conn).await,
-    }
+    Ok(fetch_all(conn, select.limit(1)).await?.into_iter().next())
 }
 
 pub async fn fetch_count<E>(conn: &impl Fetch, select: Select<E>) -> Result<u64, DbErr>

@@ -25,6 +25,10 @@ use super::StatementCounter;
 
 /// Prepared statements kept per connection: every distinct read the API makes, with room.
 const STATEMENT_CACHE: usize = 128;
+/// The longest a read waits on another process's lock (rare in WAL: a recovery, a
+/// truncating checkpoint). It waits on a request thread, so it answers OVERLOADED
+/// (retryable) soon rather than hold the thread for the whole acquire timeout.
+const MAX_BUSY_WAIT: Duration = Duration::from_millis(100);
 
 #[derive(Debug)]
 pub struct SqliteReader {
@@ -48,7 +52,7 @@ impl SqliteReader {
     ) -> Result<Self, DbErr> {
         let reader = Self {
             path: path.to_owned(),
-            busy_wait,
+            busy_wait: busy_wait.min(MAX_BUSY_WAIT),
             idle: Mutex::default(),
             max_idle: max_idle.max(1),
             statements,
