@@ -109,7 +109,7 @@ pub struct SpanTree {
 }
 
 impl SpanTree {
-    fn new(spans: Vec<span::Model>) -> Self {
+    fn new(spans: Vec<Arc<span::Model>>) -> Self {
         let mut tree = Self::default();
         for (i, s) in spans.iter().enumerate() {
             match s.parent_id {
@@ -117,7 +117,7 @@ impl SpanTree {
                 None => tree.roots.push(i),
             }
         }
-        tree.spans = spans.into_iter().map(Arc::new).collect();
+        tree.spans = spans;
         tree
     }
 
@@ -151,6 +151,8 @@ impl Loader<TreeOf> for Loaders {
             } else {
                 store::spans::in_start_order_without_texts(&self.db.read, cond).await?
             };
+            // Shared from here on: grouping and the tree move pointers, not rows.
+            let rows: Vec<Arc<span::Model>> = rows.into_iter().map(Arc::new).collect();
             let grouped = group(&wanted, rows, |s| {
                 Some(TreeOf {
                     trace_id: s.trace_id,
