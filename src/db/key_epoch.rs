@@ -2,8 +2,8 @@
 //! `api_key` bump, whoever changes a key (the `keys` command, another process, an
 //! operator's SQL). While it stays put, what a server learned about a key still holds.
 //!
-//! - SQLite file: read through a connection of its own, in place: a one-row read of a
-//!   few microseconds, with no hand-off to a pool's thread.
+//! - SQLite file: read in place (`sqlite_reader`, connections of its own): a one-row
+//!   read of a few microseconds, with no hand-off to a pool's thread.
 //! - PostgreSQL: any read is a round trip, so the counter is heard instead: each bump
 //!   is announced at commit (`NOTIFY tracegraph_key_epoch`) and the live relay's
 //!   listener passes it here. While that listener is not connected the counter is
@@ -11,15 +11,25 @@
 //! - In-memory SQLite (which no second connection sees): unknown.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use rusqlite::types::Value as Sql;
+use sea_orm::{DbBackend, DbErr, Statement};
+
+use super::StatementCounter;
+use super::sqlite_reader::SqliteReader;
 
 /// Past this, a locked database answers "cannot tell" rather than stall a request.
 const SQLITE_BUSY_WAIT: Duration = Duration::from_millis(20);
 
 /// The channel the database announces bumps on, with the new value as payload.
 pub const CHANNEL: &str = "tracegraph_key_epoch";
+
+/// Connections kept for reading the counter: one per thread that may read it at once.
+const SQLITE_CONNECTIONS: usize = 8;
+const READ: &str = "SELECT epoch FROM key_epoch WHERE id = 1";
 
 /// The counter starts at 1, so 0 never names a state of the keys.
 const UNKNOWN: u64 = 0;
@@ -38,24 +48,19 @@ pub struct KeyEpoch {
 enum Source {
     #[default]
     Unknown,
-    Sqlite(Arc<Mutex<rusqlite::Connection>>),
+    Sqlite(Arc<SqliteReader>),
     Heard,
 }
 
 impl KeyEpoch {
     /// Reads the counter in the SQLite file at `path`, which must be migrated.
-    pub fn sqlite(path: &Path) -> rusqlite::Result<Self> {
-        use rusqlite::OpenFlags;
-        let conn = rusqlite::Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        conn.busy_timeout(SQLITE_BUSY_WAIT)?;
-        conn.pragma_update(None, "query_only", true)?;
+    pub fn sqlite(path: &Path) -> Result<Self, DbErr> {
+        // Its reads are counted as checks, not as statements.
+        let reader = SqliteReader::open(path, SQLITE_BUSY_WAIT, SQLITE_CONNECTIONS, StatementCounter::default())?;
         // Fails here, at start, if the table is missing.
-        read_counter(&conn)?;
+        read_counter(&reader)?;
         Ok(Self {
-            source: Source::Sqlite(Arc::new(Mutex::new(conn))),
+            source: Source::Sqlite(Arc::new(reader)),
             ..Self::default()
         })
     }
@@ -85,10 +90,7 @@ impl KeyEpoch {
     fn observe(&self) -> Option<u64> {
         match &self.source {
             Source::Unknown => None,
-            Source::Sqlite(conn) => {
-                let conn = conn.lock().unwrap_or_else(|e| e.into_inner());
-                read_counter(&conn).ok()
-            }
+            Source::Sqlite(reader) => read_counter(reader).ok(),
             Source::Heard => Some(self.last.load(Ordering::Acquire)).filter(|&e| e != UNKNOWN),
         }
     }
@@ -110,11 +112,12 @@ impl KeyEpoch {
     }
 }
 
-fn read_counter(conn: &rusqlite::Connection) -> rusqlite::Result<u64> {
-    let epoch: i64 = conn
-        .prepare_cached("SELECT epoch FROM key_epoch WHERE id = 1")?
-        .query_row([], |row| row.get(0))?;
-    Ok(epoch as u64)
+fn read_counter(reader: &SqliteReader) -> Result<u64, DbErr> {
+    let rows = reader.raw_rows(&Statement::from_string(DbBackend::Sqlite, READ))?;
+    match rows.first().and_then(|row| row.first()) {
+        Some(Sql::Integer(epoch)) => Ok(*epoch as u64),
+        other => Err(DbErr::Type(format!("key_epoch holds {other:?}"))),
+    }
 }
 
 #[cfg(test)]
