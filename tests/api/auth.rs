@@ -205,7 +205,7 @@ async fn product_scoped_subscriptions_get_only_their_product() {
 }
 
 #[tokio::test]
-async fn revocation_takes_effect_at_once_over_http_and_websocket() {
+async fn revocation_takes_effect_over_http_and_websocket_once_known() {
     let app = spawn_app().await;
     let key = app.create_key("soon-gone", &["read"], &[]).await;
     let _admin = app.create_key("admin", &["admin"], &[]).await;
