@@ -4,9 +4,9 @@
 //!
 //! - SQLite file: read in place (`sqlite_reader`, connections of its own): a one-row
 //!   read of a few microseconds, with no hand-off to a pool's thread.
-//! - PostgreSQL: any read is a round trip, so the counter is heard instead: each bump
-//!   is announced at commit (`NOTIFY tracegraph_key_epoch`) and the live relay's
-//!   listener passes it here. While that listener is not connected the counter is
+//! - PostgreSQL: any read is a round trip, so it is not read per request: each bump
+//!   is announced at commit (`NOTIFY tracegraph_key_epoch`), and the live relay's
+//!   listener then reads the counter and passes it here. While that listener is not connected the counter is
 //!   unknown, and callers ask the database itself.
 //! - In-memory SQLite (which no second connection sees): unknown.
 
@@ -24,12 +24,14 @@ use super::sqlite_reader::SqliteReader;
 /// Past this, a locked database answers "cannot tell" rather than stall a request.
 const SQLITE_BUSY_WAIT: Duration = Duration::from_millis(20);
 
-/// The channel the database announces bumps on, with the new value as payload.
+/// The channel the database announces bumps on. The payload (the new value) is not
+/// used: anyone may NOTIFY a channel, so the listener reads the counter itself.
 pub const CHANNEL: &str = "tracegraph_key_epoch";
 
 /// Connections kept for reading the counter: one per thread that may read it at once.
 const SQLITE_CONNECTIONS: usize = 8;
-const READ: &str = "SELECT epoch FROM key_epoch WHERE id = 1";
+/// The counter, read alike on both engines.
+pub const READ: &str = "SELECT epoch FROM key_epoch WHERE id = 1";
 
 /// The counter starts at 1, so 0 never names a state of the keys.
 const UNKNOWN: u64 = 0;
@@ -95,9 +97,8 @@ impl KeyEpoch {
         }
     }
 
-    /// The database announced (or was asked for) `epoch`. Announcements arrive in
-    /// commit order, but a value read at reconnection may overtake them: keep the
-    /// highest.
+    /// The database was asked for the counter and said `epoch`. Reads made while another
+    /// is still being passed on may arrive out of order: keep the highest.
     pub fn hear(&self, epoch: u64) {
         self.last.fetch_max(epoch, Ordering::AcqRel);
     }

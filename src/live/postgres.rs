@@ -4,8 +4,8 @@
 //!   carries ids only (NOTIFY payloads are limited to 8000 bytes), and each other
 //!   instance reads the rows and publishes them to its own subscribers. An instance
 //!   ignores its own notifications: it published locally.
-//! - API-key changes: each bump of `key_epoch`, announced by trigger, is passed to the
-//!   `KeyEpoch`. While the connection is down the counter is forgotten, so no key
+//! - API-key changes: each bump of `key_epoch` is announced by trigger; the
+//!   announcement makes the listener read the counter and pass it to the `KeyEpoch`. While the connection is down the counter is forgotten, so no key
 //!   answer is reused on a change that could not be heard.
 
 use std::collections::HashMap;
@@ -147,7 +147,7 @@ async fn connect(url: &str, keys: &KeyEpoch) -> Result<PgListener, sea_orm::sqlx
 }
 
 async fn read_key_epoch(listener: &mut PgListener) -> Result<u64, sea_orm::sqlx::Error> {
-    let read = sea_orm::sqlx::query_scalar::<_, i64>("SELECT epoch FROM key_epoch WHERE id = 1").fetch_one(listener);
+    let read = sea_orm::sqlx::query_scalar::<_, i64>(key_epoch::READ).fetch_one(listener);
     match tokio::time::timeout(HEARTBEAT, read).await {
         Ok(epoch) => Ok(epoch? as u64),
         Err(_) => Err(sea_orm::sqlx::Error::Io(std::io::Error::new(
@@ -158,41 +158,41 @@ async fn read_key_epoch(listener: &mut PgListener) -> Result<u64, sea_orm::sqlx:
 }
 
 async fn serve(mut listener: PgListener, db: &Db, live: &LiveSpans, relay: &Relay) -> Result<(), sea_orm::sqlx::Error> {
-    let keys = &db.key_epoch;
     let mut checked = Instant::now();
     loop {
         let quiet_for = HEARTBEAT.saturating_sub(checked.elapsed());
         // `try_recv` is cancel-safe: a message half read stays buffered for the next call.
-        let received = tokio::time::timeout(quiet_for, listener.try_recv()).await;
-        let notification = match received {
-            Err(_quiet) => {
-                keys.hear(read_key_epoch(&mut listener).await?);
-                checked = Instant::now();
+        match tokio::time::timeout(quiet_for, listener.try_recv()).await {
+            // A quiet second, or a key change: the counter is read below. A key change's
+            // payload is not believed: any client of the database may NOTIFY the channel,
+            // and a forged high value would freeze what the server remembers.
+            Err(_quiet) => {}
+            Ok(Ok(Some(n))) if n.channel() == key_epoch::CHANNEL => {}
+            Ok(Ok(Some(n))) => {
+                relay_event(db, live, relay, n.payload()).await;
                 continue;
             }
-            Ok(Ok(Some(notification))) => notification,
             // Reconnecting here would hide the gap: end, so the counter is forgotten first.
             Ok(Ok(None)) => return Err(sea_orm::sqlx::Error::Protocol("listening connection lost".into())),
             Ok(Err(e)) => return Err(e),
-        };
-        if notification.channel() == key_epoch::CHANNEL {
-            match notification.payload().parse() {
-                Ok(epoch) => keys.hear(epoch),
-                // Not ours to read: the change may be real, so stop trusting what was learned.
-                Err(_) => return Err(sea_orm::sqlx::Error::Protocol("unreadable key change".into())),
-            }
-            continue;
         }
-        let Some((kind, instance, ids)) = parse(notification.payload()) else {
-            tracing::warn!(payload = notification.payload(), "unreadable live notification");
-            continue;
-        };
-        if instance == relay.instance {
-            continue;
-        }
-        if let Err(e) = republish(db, live, kind, ids).await {
-            tracing::error!(error = %e, "cannot read a relayed live event");
-        }
+        db.key_epoch.hear(read_key_epoch(&mut listener).await?);
+        checked = Instant::now();
+    }
+}
+
+/// Publishes another instance's event here; an instance's own events were published
+/// locally already.
+async fn relay_event(db: &Db, live: &LiveSpans, relay: &Relay, payload: &str) {
+    let Some((kind, instance, ids)) = parse(payload) else {
+        tracing::warn!(payload, "unreadable live notification");
+        return;
+    };
+    if instance == relay.instance {
+        return;
+    }
+    if let Err(e) = republish(db, live, kind, ids).await {
+        tracing::error!(error = %e, "cannot read a relayed live event");
     }
 }
 

@@ -456,3 +456,32 @@ async fn key_changes_are_not_missed_while_postgres_is_not_heard() {
     let (status, body) = app.gql_as(&key, LIST, json!({})).await;
     assert_eq!((status, code(&body).as_str()), (401, "UNAUTHENTICATED"), "and after");
 }
+
+/// Anyone connected to PostgreSQL may NOTIFY the key channel. A forged announcement of
+/// a far higher counter must not freeze what the server remembers: later revocations
+/// still count.
+#[tokio::test]
+async fn a_forged_key_announcement_is_not_believed() {
+    use sea_orm::ConnectionTrait;
+    if !crate::helpers::on_postgres() {
+        eprintln!("skipped: SQLite has no announcements");
+        return;
+    }
+    const FORGED: u64 = 999_999_999;
+    let app = spawn_app().await;
+    let key = app.create_key("reader", &["read"], &[]).await;
+    assert_eq!(app.gql_as(&key, LIST, json!({})).await.0, 200);
+    let epoch = app.metric("tracegraph_key_epoch").await;
+    let sql = sea_orm::Database::connect(&app.database_url).await.unwrap();
+    sql.execute_unprepared(&format!("NOTIFY tracegraph_key_epoch, '{FORGED}'"))
+        .await
+        .unwrap();
+    assert_eq!(app.gql_as(&key, LIST, json!({})).await.0, 200, "still active");
+    sql.execute_unprepared("UPDATE api_key SET revoked_at = now()")
+        .await
+        .unwrap();
+    let known = app.key_change_known(epoch).await;
+    assert!(known < FORGED, "the forged value was believed: {known}");
+    let (status, body) = app.gql_as(&key, LIST, json!({})).await;
+    assert_eq!((status, code(&body).as_str()), (401, "UNAUTHENTICATED"), "revoked");
+}
