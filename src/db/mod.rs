@@ -3,7 +3,9 @@
 
 pub mod entities;
 pub mod key_epoch;
+pub mod pg_reader;
 pub mod reads;
+mod row_models;
 pub mod sqlite_reader;
 pub mod store;
 
@@ -13,7 +15,8 @@ use std::time::Duration;
 
 use key_epoch::KeyEpoch;
 use migration::{Migrator, MigratorTrait};
-pub use reads::{Fetch, Reader, fetch_all, fetch_count, fetch_one};
+use pg_reader::PgReader;
+pub use reads::{Direct, Fetch, Reader, fetch_all, fetch_count, fetch_one};
 use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
@@ -129,7 +132,7 @@ pub async fn connect_with(url: &str, pool: PoolOptions) -> Result<Db, DbErr> {
                 readers as usize,
                 statements.clone(),
             )?;
-            Reader::with_in_place(pooled, in_place)
+            Reader::with_direct(pooled, Direct::Sqlite(Arc::new(in_place)))
         };
         Db {
             read,
@@ -140,7 +143,13 @@ pub async fn connect_with(url: &str, pool: PoolOptions) -> Result<Db, DbErr> {
     } else {
         let conn = open(url, max_connections.max(1), pool.acquire_timeout, &statements).await?;
         Db {
-            read: Reader::pooled(conn.clone()),
+            read: Reader::with_direct(
+                conn.clone(),
+                Direct::Postgres(PgReader::new(
+                    conn.get_postgres_connection_pool().clone(),
+                    statements.clone(),
+                )),
+            ),
             write: conn,
             statements,
             // Told by the live relay's listener, in a server; unknown elsewhere.

@@ -1,7 +1,8 @@
 //! Where reads go. Entity reads in `store` go through `fetch_all`, `fetch_one` and
-//! `fetch_count`: on a SQLite file's `Reader` they run in place (`sqlite_reader`); on
-//! any other connection, a transaction or PostgreSQL, through SeaORM as usual.
-//! Everything else (aggregates, tuples) uses the connection itself.
+//! `fetch_count`: on the server's `Reader` they bypass SeaORM's row decoding (a SQLite
+//! file's rows are read in place by `sqlite_reader`; PostgreSQL's are decoded by position
+//! by `pg_reader`). In a transaction, or on in-memory SQLite, they go through SeaORM as
+//! usual. Everything else (aggregates, tuples) uses the connection itself.
 
 use std::sync::Arc;
 
@@ -10,24 +11,34 @@ use sea_orm::{
     PaginatorTrait, QueryResult, QuerySelect, QueryTrait, Select, Statement, TryIntoModel,
 };
 
+use super::pg_reader::PgReader;
 use super::sqlite_reader::SqliteReader;
 
-/// The read handle: a pool, and on a SQLite file the in-place reader beside it.
+/// The read handle: a pool, and beside it the reader that decodes its entity rows.
 #[derive(Clone, Debug)]
 pub struct Reader {
     pool: DatabaseConnection,
-    in_place: Option<Arc<SqliteReader>>,
+    direct: Option<Direct>,
+}
+
+/// Entity reads that bypass SeaORM's row decoding.
+#[derive(Clone, Debug)]
+pub enum Direct {
+    /// A SQLite file's rows, read in place on the calling thread.
+    Sqlite(Arc<SqliteReader>),
+    /// PostgreSQL rows, from the same pool, decoded by position.
+    Postgres(PgReader),
 }
 
 impl Reader {
     pub fn pooled(pool: DatabaseConnection) -> Self {
-        Self { pool, in_place: None }
+        Self { pool, direct: None }
     }
 
-    pub fn with_in_place(pool: DatabaseConnection, reader: SqliteReader) -> Self {
+    pub fn with_direct(pool: DatabaseConnection, direct: Direct) -> Self {
         Self {
             pool,
-            in_place: Some(Arc::new(reader)),
+            direct: Some(direct),
         }
     }
 
@@ -43,8 +54,8 @@ impl Reader {
 
 /// A connection that store reads can run on.
 pub trait Fetch: ConnectionTrait {
-    /// The in-place reader, where there is one.
-    fn in_place(&self) -> Option<&SqliteReader> {
+    /// The direct reader, where there is one.
+    fn direct(&self) -> Option<&Direct> {
         None
     }
 }
@@ -52,8 +63,8 @@ pub trait Fetch: ConnectionTrait {
 impl Fetch for DatabaseConnection {}
 impl Fetch for DatabaseTransaction {}
 impl Fetch for Reader {
-    fn in_place(&self) -> Option<&SqliteReader> {
-        self.in_place.as_deref()
+    fn direct(&self) -> Option<&Direct> {
+        self.direct.as_ref()
     }
 }
 
@@ -63,8 +74,9 @@ where
     E::Model: Sync,
     E::ActiveModel: TryIntoModel<E::Model>,
 {
-    match conn.in_place() {
-        Some(reader) => reader.models::<E>(&select.build(DbBackend::Sqlite)),
+    match conn.direct() {
+        Some(Direct::Sqlite(reader)) => reader.models::<E>(&select.build(DbBackend::Sqlite)),
+        Some(Direct::Postgres(reader)) => reader.models::<E>(&select.build(DbBackend::Postgres)).await,
         None => select.all(conn).await,
     }
 }
@@ -83,9 +95,9 @@ where
     E: EntityTrait,
     E::Model: Sync,
 {
-    match conn.in_place() {
-        Some(reader) => reader.count(&select.build(DbBackend::Sqlite)),
-        None => select.count(conn).await,
+    match conn.direct() {
+        Some(Direct::Sqlite(reader)) => reader.count(&select.build(DbBackend::Sqlite)),
+        _ => select.count(conn).await,
     }
 }
 

@@ -15,13 +15,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::types::{ToSqlOutput, Value as Sql, ValueRef};
-use sea_orm::sea_query::{ColumnType, Value};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnAcquireErr, DbErr, EntityTrait, IdenStatic, Iterable, RuntimeErr, Statement,
-    TryIntoModel,
-};
+use sea_orm::sea_query::Value;
+use sea_orm::{ConnAcquireErr, DbErr, EntityTrait, RuntimeErr, Statement, TryIntoModel};
 
 use super::StatementCounter;
+use super::row_models::{Columns, Kind};
 
 /// Prepared statements kept per connection: every distinct read the API makes, with room.
 const STATEMENT_CACHE: usize = 128;
@@ -112,32 +110,14 @@ impl SqliteReader {
     {
         self.with_connection(|conn| {
             let mut prepared = prepare(conn, statement)?;
-            let columns: Vec<Option<(E::Column, Kind)>> = prepared
-                .column_names()
-                .iter()
-                .map(|name| {
-                    E::Column::iter()
-                        .find(|c| c.as_str() == *name)
-                        .map(|c| (c, Kind::of(c.def().get_column_type())))
-                })
-                .collect();
+            let columns = Columns::<E>::by_name(prepared.column_names());
             let mut rows = prepared.raw_query();
             let mut models = Vec::new();
             while let Some(row) = rows.next().map_err(|e| query_error(&e))? {
-                let mut active = <E::ActiveModel as ActiveModelTrait>::default();
-                for (index, column) in columns.iter().enumerate() {
-                    let Some((column, kind)) = column else { continue };
-                    let cell = row.get_ref(index).map_err(|e| query_error(&e))?;
-                    let value = kind.value(cell).ok_or_else(|| {
-                        DbErr::Type(format!(
-                            "column {}: {kind:?} cannot hold SQLite {:?}",
-                            column.as_str(),
-                            cell.data_type()
-                        ))
-                    })?;
-                    active.try_set(*column, value)?;
-                }
-                models.push(active.try_into_model()?);
+                models.push(
+                    columns
+                        .model(|index, kind| Ok(cell_value(kind, row.get_ref(index).map_err(|e| query_error(&e))?)))?,
+                );
             }
             Ok(models)
         })
@@ -227,68 +207,33 @@ fn to_sql(value: &Value) -> Option<Sql> {
     Some(sql.unwrap_or(Sql::Null))
 }
 
-/// The value a model's field reads, by the entity's declared column type (what the
-/// Rust field holds), whatever SQLite stored.
-#[derive(Debug, Clone, Copy)]
-enum Kind {
-    Uuid,
-    Time,
-    Json,
-    Bool,
-    Integer,
-    Real,
-    Text,
-    Blob,
-}
-
-impl Kind {
-    fn of(column: &ColumnType) -> Self {
-        match column {
-            ColumnType::Uuid => Self::Uuid,
-            ColumnType::DateTime | ColumnType::Timestamp | ColumnType::TimestampWithTimeZone => Self::Time,
-            ColumnType::Json | ColumnType::JsonBinary => Self::Json,
-            ColumnType::Boolean => Self::Bool,
-            ColumnType::TinyInteger
-            | ColumnType::SmallInteger
-            | ColumnType::Integer
-            | ColumnType::BigInteger
-            | ColumnType::TinyUnsigned
-            | ColumnType::SmallUnsigned
-            | ColumnType::Unsigned
-            | ColumnType::BigUnsigned => Self::Integer,
-            ColumnType::Float | ColumnType::Double | ColumnType::Decimal(_) | ColumnType::Money(_) => Self::Real,
-            ColumnType::Blob | ColumnType::Binary(_) | ColumnType::VarBinary(_) => Self::Blob,
-            _ => Self::Text,
-        }
-    }
-
-    /// `None` when the stored cell cannot be read as this kind.
-    fn value(self, cell: ValueRef<'_>) -> Option<Value> {
-        use ValueRef as C;
-        let utf8 = |t: &[u8]| std::str::from_utf8(t).ok().map(str::to_owned);
-        let value = match (self, cell) {
-            (Self::Uuid, C::Null) => Value::Uuid(None),
-            (Self::Uuid, C::Blob(b)) => Value::Uuid(Some(uuid::Uuid::from_slice(b).ok()?)),
-            (Self::Uuid, C::Text(t)) => Value::Uuid(Some(utf8(t)?.parse().ok()?)),
-            (Self::Time, C::Null) => Value::ChronoDateTimeUtc(None),
-            (Self::Time, C::Text(t)) => Value::ChronoDateTimeUtc(Some(parse_time(&utf8(t)?)?)),
-            (Self::Json, C::Null) => Value::Json(None),
-            (Self::Json, C::Text(t) | C::Blob(t)) => Value::Json(Some(Box::new(serde_json::from_slice(t).ok()?))),
-            (Self::Bool, C::Null) => Value::Bool(None),
-            (Self::Bool, C::Integer(i)) => Value::Bool(Some(i != 0)),
-            (Self::Integer, C::Null) => Value::BigInt(None),
-            (Self::Integer, C::Integer(i)) => Value::BigInt(Some(i)),
-            (Self::Real, C::Null) => Value::Double(None),
-            (Self::Real, C::Integer(i)) => Value::Double(Some(i as f64)),
-            (Self::Real, C::Real(f)) => Value::Double(Some(f)),
-            (Self::Text, C::Null) => Value::String(None),
-            (Self::Text, C::Text(t)) => Value::String(Some(utf8(t)?)),
-            (Self::Blob, C::Null) => Value::Bytes(None),
-            (Self::Blob, C::Blob(b)) => Value::Bytes(Some(b.to_vec())),
-            _ => return None,
-        };
-        Some(value)
-    }
+/// A stored cell as a value of `kind`, whatever SQLite stored; `None` when it cannot be
+/// read as that kind.
+fn cell_value(kind: Kind, cell: ValueRef<'_>) -> Option<Value> {
+    use ValueRef as C;
+    let utf8 = |t: &[u8]| std::str::from_utf8(t).ok().map(str::to_owned);
+    let value = match (kind, cell) {
+        (Kind::Uuid, C::Null) => Value::Uuid(None),
+        (Kind::Uuid, C::Blob(b)) => Value::Uuid(Some(uuid::Uuid::from_slice(b).ok()?)),
+        (Kind::Uuid, C::Text(t)) => Value::Uuid(Some(utf8(t)?.parse().ok()?)),
+        (Kind::Time, C::Null) => Value::ChronoDateTimeUtc(None),
+        (Kind::Time, C::Text(t)) => Value::ChronoDateTimeUtc(Some(parse_time(&utf8(t)?)?)),
+        (Kind::Json, C::Null) => Value::Json(None),
+        (Kind::Json, C::Text(t) | C::Blob(t)) => Value::Json(Some(Box::new(serde_json::from_slice(t).ok()?))),
+        (Kind::Bool, C::Null) => Value::Bool(None),
+        (Kind::Bool, C::Integer(i)) => Value::Bool(Some(i != 0)),
+        (Kind::Integer, C::Null) => Value::BigInt(None),
+        (Kind::Integer, C::Integer(i)) => Value::BigInt(Some(i)),
+        (Kind::Real, C::Null) => Value::Double(None),
+        (Kind::Real, C::Integer(i)) => Value::Double(Some(i as f64)),
+        (Kind::Real, C::Real(f)) => Value::Double(Some(f)),
+        (Kind::Text, C::Null) => Value::String(None),
+        (Kind::Text, C::Text(t)) => Value::String(Some(utf8(t)?)),
+        (Kind::Blob, C::Null) => Value::Bytes(None),
+        (Kind::Blob, C::Blob(b)) => Value::Bytes(Some(b.to_vec())),
+        _ => return None,
+    };
+    Some(value)
 }
 
 /// Times as sqlx writes them (RFC 3339), or as SQLite's own functions do (`%F %T`).
@@ -332,23 +277,23 @@ mod tests {
     fn cells_read_back_as_their_column_kind() {
         let id = uuid::Uuid::now_v7();
         assert_eq!(
-            Kind::of(&ColumnType::Uuid).value(ValueRef::Blob(id.as_bytes())),
+            cell_value(Kind::Uuid, ValueRef::Blob(id.as_bytes())),
             Some(Value::Uuid(Some(id)))
         );
         let t: DateTime<Utc> = "2026-11-03T12:02:03.609851Z".parse().unwrap();
         let text = "2026-11-03T12:02:03.609851+00:00";
         assert_eq!(
-            Kind::of(&ColumnType::TimestampWithTimeZone).value(ValueRef::Text(text.as_bytes())),
+            cell_value(Kind::Time, ValueRef::Text(text.as_bytes())),
             Some(Value::ChronoDateTimeUtc(Some(t)))
         );
         assert_eq!(
-            Kind::of(&ColumnType::Boolean).value(ValueRef::Integer(0)),
+            cell_value(Kind::Bool, ValueRef::Integer(0)),
             Some(Value::Bool(Some(false)))
         );
         assert_eq!(
-            Kind::of(&ColumnType::Double).value(ValueRef::Integer(2)),
+            cell_value(Kind::Real, ValueRef::Integer(2)),
             Some(Value::Double(Some(2.0)))
         );
-        assert_eq!(Kind::of(&ColumnType::Uuid).value(ValueRef::Integer(7)), None);
+        assert_eq!(cell_value(Kind::Uuid, ValueRef::Integer(7)), None);
     }
 }
