@@ -19,6 +19,7 @@ mod n_plus_one;
 mod reads;
 mod resilience;
 mod schema_sdl;
+mod span_lists;
 mod spans;
 mod subscriptions;
 mod traces;

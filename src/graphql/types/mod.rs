@@ -4,6 +4,7 @@
 pub mod flag;
 pub mod page;
 pub mod span;
+pub mod span_list;
 pub mod stats;
 pub mod trace;
 pub mod usage;
@@ -11,6 +12,7 @@ pub mod usage;
 pub use flag::SpanFlag;
 pub use page::{AgentUsagePage, SpanPage, TracePage};
 pub use span::Span;
+pub use span_list::SpanList;
 pub use trace::Trace;
 pub use usage::{AgentUsage, TokenUsage};
 

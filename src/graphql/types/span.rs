@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::trace::CHILDREN_PER_SPAN;
-use super::{SpanFlag, TokenUsage, Trace, micros_to_ms};
+use super::{SpanFlag, SpanList, TokenUsage, Trace, micros_to_ms};
 use crate::db::entities::span;
 use crate::graphql::loaders::{FlagsOf, SpanId, TraceId};
 use crate::graphql::{Json, load_many, load_one, tree, wants_large_fields};
@@ -19,6 +19,19 @@ pub struct Span(pub Arc<span::Model>);
 impl From<span::Model> for Span {
     fn from(row: span::Model) -> Self {
         Self(Arc::new(row))
+    }
+}
+
+/// What a span's fields answer, shared by its resolvers and `SpanList`.
+impl Span {
+    pub(crate) fn kind_of(row: &span::Model) -> SpanType {
+        // Only valid types are ever written; fall back rather than fail a whole page.
+        SpanType::parse(&row.span_type).unwrap_or(SpanType::Function)
+    }
+
+    /// Tokens and cost of an LLM span; none for other span types.
+    pub(crate) fn usage_of(row: &span::Model) -> Option<TokenUsage> {
+        (row.span_type == SpanType::Llm.as_str()).then(|| TokenUsage::of_span(row))
     }
 }
 
@@ -49,9 +62,9 @@ impl Span {
     }
     /// The spans nested directly inside this one, in start order.
     #[graphql(complexity = "CHILDREN_PER_SPAN * child_complexity")]
-    async fn children(&self, ctx: &Context<'_>) -> Result<Vec<Span>> {
+    async fn children(&self, ctx: &Context<'_>) -> Result<SpanList> {
         let tree = tree(ctx, self.0.trace_id, wants_large_fields(ctx.field())).await?;
-        Ok(tree.children_of(self.0.id).cloned().map(Span).collect())
+        Ok(SpanList::in_tree(tree.children_of(self.0.id), &tree))
     }
     /// Operation name, e.g. `openai.chat` or `search_docs`.
     async fn name(&self) -> &str {
@@ -59,8 +72,7 @@ impl Span {
     }
     /// What kind of operation this is.
     async fn span_type(&self) -> SpanType {
-        // Only valid types are ever written; fall back rather than fail a whole page.
-        SpanType::parse(&self.0.span_type).unwrap_or(SpanType::Function)
+        Self::kind_of(&self.0)
     }
     /// When the operation started (UTC).
     async fn started_at(&self) -> DateTime<Utc> {
@@ -92,7 +104,7 @@ impl Span {
     }
     /// Tokens and cost of an LLM span; null for other span types.
     async fn usage(&self) -> Option<TokenUsage> {
-        (self.0.span_type == SpanType::Llm.as_str()).then(|| TokenUsage::of_span(&self.0))
+        Self::usage_of(&self.0)
     }
     /// Whether the span is flagged for review now.
     async fn flagged(&self) -> bool {

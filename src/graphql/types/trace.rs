@@ -2,7 +2,7 @@ use async_graphql::{Context, Object, Result};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{AgentUsage, Span, TokenUsage, micros_to_ms};
+use super::{AgentUsage, Span, SpanList, TokenUsage, micros_to_ms};
 use crate::db::entities::trace;
 use crate::filters::SpanFilter;
 use crate::graphql::loaders::{RootSpansOf, SpansOfTrace, UsageOfTrace};
@@ -74,36 +74,32 @@ impl Trace {
     }
     /// All spans of the trace in start order, optionally narrowed.
     #[graphql(complexity = "SPANS_PER_TRACE * child_complexity")]
-    async fn spans(&self, ctx: &Context<'_>, filter: Option<SpanFilter>) -> Result<Vec<Span>> {
+    async fn spans(&self, ctx: &Context<'_>, filter: Option<SpanFilter>) -> Result<SpanList> {
         match filter {
             Some(filter) if filter != SpanFilter::default() => {
                 let key = SpansOfTrace {
                     trace_id: self.0.id,
                     filter,
                 };
-                load_many(ctx, key).await
+                Ok(SpanList::loaded(load_many::<_, _, Span>(ctx, key).await?))
             }
             _ => {
-                let full = wants_large_fields(ctx.field());
-                Ok(tree(ctx, self.0.id, full)
-                    .await?
-                    .all()
-                    .iter()
-                    .cloned()
-                    .map(Span)
-                    .collect())
+                let tree = tree(ctx, self.0.id, wants_large_fields(ctx.field())).await?;
+                Ok(SpanList::in_tree(tree.all().iter(), &tree))
             }
         }
     }
     /// The spans without a parent, in start order.
     #[graphql(complexity = "CHILDREN_PER_SPAN * child_complexity")]
-    async fn root_spans(&self, ctx: &Context<'_>) -> Result<Vec<Span>> {
+    async fn root_spans(&self, ctx: &Context<'_>) -> Result<SpanList> {
         // Going deeper needs the whole tree anyway; the roots alone use their own index.
         if ctx.look_ahead().field("children").exists() {
-            let full = wants_large_fields(ctx.field());
-            return Ok(tree(ctx, self.0.id, full).await?.roots().cloned().map(Span).collect());
+            let tree = tree(ctx, self.0.id, wants_large_fields(ctx.field())).await?;
+            return Ok(SpanList::in_tree(tree.roots(), &tree));
         }
-        load_many(ctx, RootSpansOf(self.0.id)).await
+        Ok(SpanList::loaded(
+            load_many::<_, _, Span>(ctx, RootSpansOf(self.0.id)).await?,
+        ))
     }
     /// LLM usage summed over the trace's spans.
     async fn usage(&self) -> TokenUsage {

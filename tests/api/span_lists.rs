@@ -1,0 +1,78 @@
+//! Span lists whose selection holds only plain fields are answered in one pass, beside
+//! the engine; the answer must be the engine's, byte for byte. Wrapping a selection in an
+//! inline fragment (`... { }`) changes nothing in the answer but sends it to the engine.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{generate, import, spawn_app};
+
+const SPAN_FIELDS: &str = "__typename id traceId parentId name kind: spanType startedAt endedAt durationMs
+    inputText outputText error metadata flagged
+    usage { __typename model provider inputTokens outputTokens totalTokens costUsd costSource llmCalls }";
+
+/// A span selection `depth` levels of children deep, for the one-pass path or the engine.
+fn selection(depth: usize, engine: bool) -> String {
+    let children = match depth {
+        0 => String::new(),
+        _ => format!(" children {}", selection(depth - 1, engine)),
+    };
+    let fields = format!("{SPAN_FIELDS}{children}");
+    if engine {
+        format!("{{ ... {{ {fields} }} }}")
+    } else {
+        format!("{{ {fields} }}")
+    }
+}
+
+fn count_spans(list: &Value) -> usize {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|span| 1 + span.get("children").map_or(0, count_spans))
+        .sum()
+}
+
+#[tokio::test]
+async fn one_pass_span_lists_answer_as_the_engine_does() {
+    let app = spawn_app().await;
+    let (_dir, path) = generate(5);
+    import(&app.database_url, &path);
+
+    for (field, depth) in [("rootSpans", 3), ("rootSpans", 0), ("spans", 0)] {
+        let query = |engine| {
+            format!(
+                "{{ traces(limit: 5) {{ items {{ {field} {} }} }} }}",
+                selection(depth, engine)
+            )
+        };
+        let one_pass = app.ok(&query(false), json!({})).await;
+        let engine = app.ok(&query(true), json!({})).await;
+        assert_eq!(
+            serde_json::to_string(&one_pass).unwrap(),
+            serde_json::to_string(&engine).unwrap(),
+            "{field}, {depth} levels deep"
+        );
+        let items = one_pass["traces"]["items"].as_array().unwrap();
+        let spans: usize = items.iter().map(|t| count_spans(&t[field])).sum();
+        let expected = if field == "rootSpans" && depth == 0 { 5 } else { 100 };
+        assert_eq!(spans, expected, "{field}, {depth} levels deep: every span answered");
+    }
+
+    // The answer holds every kind of value: LLM usage and its absence, errors, nesting.
+    let answer = app
+        .ok(
+            &format!("{{ traces(limit: 5) {{ items {{ spans {} }} }} }}", selection(0, false)),
+            json!({}),
+        )
+        .await;
+    let spans: Vec<&Value> = answer["traces"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|t| t["spans"].as_array().unwrap())
+        .collect();
+    assert!(spans.iter().any(|s| s["usage"]["costUsd"].is_number()));
+    assert!(spans.iter().any(|s| s["usage"].is_null()));
+    assert!(spans.iter().any(|s| s["parentId"].is_string()));
+    assert!(spans.iter().any(|s| s["inputText"].is_string()));
+}
