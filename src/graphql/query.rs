@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use super::loaders::{SpanId, TraceId};
 use super::types::stats::{SpanStats, SpanStatsGroupBy, StatsInterval, TraceStats, UsageGroupBy, UsageSummaryRow};
-use super::types::{AgentUsagePage, Span, SpanPage, Trace, TracePage};
+use super::types::{AgentUsagePage, Span, SpanList, SpanPage, Trace, TracePage};
 use super::{allow, db, gql, load_one, prefetch_trees};
 use crate::auth::Scope;
 use crate::db::store::stats::{SpanGroup, UsageGroup};
@@ -107,7 +107,7 @@ impl Query {
             prefetch_trees(ctx, ids, children).await?;
         }
         Ok(SpanPage {
-            items: rows.items.into_iter().map(Span::from).collect(),
+            items: SpanList::loaded(rows.items.into_iter().map(Span::from).collect()),
             has_next_page: rows.has_next_page,
             filter,
         })

@@ -58,6 +58,19 @@ async fn one_pass_span_lists_answer_as_the_engine_does() {
         assert_eq!(spans, expected, "{field}, {depth} levels deep: every span answered");
     }
 
+    // A page of spans: its items have no tree, so asking for children goes to the engine.
+    for depth in [0, 1] {
+        let query = |engine| format!("{{ spans(limit: 100) {{ items {} }} }}", selection(depth, engine));
+        let one_pass = app.ok(&query(false), json!({})).await;
+        let engine = app.ok(&query(true), json!({})).await;
+        assert_eq!(
+            serde_json::to_string(&one_pass).unwrap(),
+            serde_json::to_string(&engine).unwrap(),
+            "a page of spans, {depth} levels deep"
+        );
+        assert_eq!(count_spans(&one_pass["spans"]["items"]), 100 + depth * 95);
+    }
+
     // The answer holds every kind of value: LLM usage and its absence, errors, nesting.
     let answer = app
         .ok(

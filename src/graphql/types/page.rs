@@ -1,6 +1,6 @@
 use async_graphql::{ComplexObject, Context, Result, SimpleObject};
 
-use super::{AgentUsage, Span, TokenUsage, Trace};
+use super::{AgentUsage, SpanList, TokenUsage, Trace};
 use crate::db::store;
 use crate::filters::{AgentUsageFilter, SpanFilter, TraceFilter};
 use crate::graphql::{db, gql};
@@ -28,7 +28,7 @@ impl TracePage {
 #[derive(SimpleObject)]
 #[graphql(complex)]
 pub struct SpanPage {
-    pub items: Vec<Span>,
+    pub items: SpanList,
     /// Whether a page follows this one.
     pub has_next_page: bool,
     #[graphql(skip)]

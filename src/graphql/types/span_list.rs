@@ -1,8 +1,8 @@
-//! Lists of spans (`rootSpans`, `children`, a trace's `spans`), resolved in one pass when
-//! their selection holds only plain fields. The engine resolves every field of every
-//! object as a future of its own, boxed, collected and awaited; on the dashboard's
-//! thousand spans per page, perf put that machinery (with moving those futures about)
-//! at a third of the server's CPU. None of a span's plain fields awaits anything, and
+//! Lists of spans (`rootSpans`, `children`, a trace's `spans`, a page's `items`), resolved
+//! in one pass when their selection holds only plain fields. The engine resolves every
+//! field of every object as a future of its own, boxed, collected and awaited; on the
+//! dashboard's thousand spans per page, perf put that machinery (with moving those
+//! futures about) at a third of the server's CPU. None of a span's plain fields awaits anything, and
 //! its children come from the same span tree, so such a selection is answered by walking
 //! the rows directly. Any other selection (fragments, directives, arguments, fields that
 //! load, repeated response keys) goes to the engine, field by field, as before.
