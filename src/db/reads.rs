@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait, ExecResult,
     PaginatorTrait, QueryResult, QuerySelect, QueryTrait, Select, Statement, TryIntoModel,
@@ -90,15 +91,27 @@ where
     Ok(fetch_all(conn, select.limit(1)).await?.into_iter().next())
 }
 
+/// How many rows `select` (a filtered read of `E`: no grouping, no limit) returns.
 pub async fn fetch_count<E>(conn: &impl Fetch, select: Select<E>) -> Result<u64, DbErr>
 where
     E: EntityTrait,
     E::Model: Sync,
 {
     match conn.direct() {
-        Some(Direct::Sqlite(reader)) => reader.count(&select.build(DbBackend::Sqlite)),
+        Some(Direct::Sqlite(reader)) => reader.count(&counting(select).build(DbBackend::Sqlite)),
         _ => select.count(conn).await,
     }
+}
+
+/// `SELECT COUNT(*) FROM … WHERE …` itself, not a count over a subquery: unfiltered,
+/// SQLite then counts the table from its b-tree pages instead of stepping through every
+/// row (at 50,000 traces the dashboard's `totalCount` took milliseconds that way).
+fn counting<E: EntityTrait>(mut select: Select<E>) -> Select<E> {
+    QueryTrait::query(&mut select)
+        .clear_selects()
+        .clear_order_by()
+        .expr(Expr::cust("COUNT(*)"));
+    select
 }
 
 #[async_trait::async_trait]

@@ -142,14 +142,10 @@ impl SqliteReader {
         })
     }
 
-    /// How many rows `statement` (built by SeaORM for SQLite) returns.
+    /// The count a `SELECT COUNT(*) …` statement (built by SeaORM for SQLite) returns.
     pub fn count(&self, statement: &Statement) -> Result<u64, DbErr> {
-        let counted = Statement {
-            sql: format!("SELECT COUNT(*) FROM ({}) AS counted", statement.sql),
-            ..statement.clone()
-        };
         self.with_connection(|conn| {
-            let mut prepared = prepare(conn, &counted)?;
+            let mut prepared = prepare(conn, statement)?;
             let mut rows = prepared.raw_query();
             let row = rows
                 .next()

@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{generate, import, spawn_app};
+use crate::helpers::{TestApp, generate, import, spawn_app};
 
 const SPAN_FIELDS: &str = "__typename id traceId parentId name kind: spanType startedAt endedAt durationMs
     inputText outputText error metadata flagged
@@ -32,6 +32,19 @@ fn count_spans(list: &Value) -> usize {
         .sum()
 }
 
+/// Asks `query(false)` (one pass) and `query(true)` (the engine); the answers must be
+/// the same text. Returns the first.
+async fn same_answer(app: &TestApp, query: impl Fn(bool) -> String, case: &str) -> Value {
+    let one_pass = app.ok(&query(false), json!({})).await;
+    let engine = app.ok(&query(true), json!({})).await;
+    assert_eq!(
+        serde_json::to_string(&one_pass).unwrap(),
+        serde_json::to_string(&engine).unwrap(),
+        "{case}"
+    );
+    one_pass
+}
+
 #[tokio::test]
 async fn one_pass_span_lists_answer_as_the_engine_does() {
     let app = spawn_app().await;
@@ -45,13 +58,7 @@ async fn one_pass_span_lists_answer_as_the_engine_does() {
                 selection(depth, engine)
             )
         };
-        let one_pass = app.ok(&query(false), json!({})).await;
-        let engine = app.ok(&query(true), json!({})).await;
-        assert_eq!(
-            serde_json::to_string(&one_pass).unwrap(),
-            serde_json::to_string(&engine).unwrap(),
-            "{field}, {depth} levels deep"
-        );
+        let one_pass = same_answer(&app, query, &format!("{field}, {depth} levels deep")).await;
         let items = one_pass["traces"]["items"].as_array().unwrap();
         let spans: usize = items.iter().map(|t| count_spans(&t[field])).sum();
         let expected = if field == "rootSpans" && depth == 0 { 5 } else { 100 };
@@ -61,13 +68,7 @@ async fn one_pass_span_lists_answer_as_the_engine_does() {
     // A page of spans: its items have no tree, so asking for children goes to the engine.
     for depth in [0, 1] {
         let query = |engine| format!("{{ spans(limit: 100) {{ items {} }} }}", selection(depth, engine));
-        let one_pass = app.ok(&query(false), json!({})).await;
-        let engine = app.ok(&query(true), json!({})).await;
-        assert_eq!(
-            serde_json::to_string(&one_pass).unwrap(),
-            serde_json::to_string(&engine).unwrap(),
-            "a page of spans, {depth} levels deep"
-        );
+        let one_pass = same_answer(&app, query, &format!("a page of spans, {depth} levels deep")).await;
         assert_eq!(count_spans(&one_pass["spans"]["items"]), 100 + depth * 95);
     }
 
