@@ -23,9 +23,6 @@ use super::row_models::{Columns, Kind};
 
 /// Prepared statements kept per connection: every distinct read the API makes, with room.
 const STATEMENT_CACHE: usize = 128;
-/// How much of the file reads map: SQLite's own ceiling (its build caps any larger
-/// value at 0x7fff0000 bytes), so the newest rows, at the end of the file, are mapped too.
-const MMAP_BYTES: i64 = 0x7fff_0000;
 /// The longest a read waits on another process's lock (rare in WAL: a recovery, a
 /// truncating checkpoint). It waits on a request thread, so it answers OVERLOADED
 /// (retryable) soon rather than hold the thread for the whole acquire timeout.
@@ -73,12 +70,6 @@ impl SqliteReader {
         conn.busy_timeout(self.busy_wait)?;
         conn.pragma_update(None, "query_only", true)?;
         conn.pragma_update(None, "foreign_keys", true)?;
-        // Pages are read from the file's mapping, shared by every connection and by the
-        // OS page cache, instead of copied into each connection's own 2 MB cache. At 1M
-        // spans that cache no longer held the dashboard's pages between requests, and
-        // copying them in again cost a fifth of the server's CPU per request. Mapped
-        // pages count in the process's RSS, though they are the OS's reclaimable cache.
-        conn.pragma_update(None, "mmap_size", MMAP_BYTES)?;
         // As on the sqlx connections: a plan that does not depend on bound values, so the
         // statement cache holds (see `db::stable_plans`).
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
