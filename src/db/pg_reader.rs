@@ -10,6 +10,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
+use futures::TryStreamExt;
 use sea_orm::sea_query::{Value, Values};
 use sea_orm::sqlx::postgres::{PgPool, PgRow};
 use sea_orm::sqlx::{self, Column, Row, TypeInfo};
@@ -40,17 +41,17 @@ impl PgReader {
     {
         self.statements.add_one();
         let values = statement.values.clone().unwrap_or(Values(Vec::new()));
-        let rows = sqlx::query_with(sqlx::AssertSqlSafe(statement.sql.as_str()), SqlxValues(values))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(query_error)?;
-        let Some(first) = rows.first() else {
-            return Ok(Vec::new());
-        };
-        let columns = Columns::<E>::by_name(first.columns().iter().map(|c| c.name()));
-        rows.iter()
-            .map(|row| columns.model(|index, kind| cell_value(row, index, kind)))
-            .collect()
+        // Each row becomes a model as it arrives, so a request never holds all its rows
+        // twice (as received and as models).
+        let mut rows =
+            sqlx::query_with(sqlx::AssertSqlSafe(statement.sql.as_str()), SqlxValues(values)).fetch(&self.pool);
+        let mut columns = None;
+        let mut models = Vec::new();
+        while let Some(row) = rows.try_next().await.map_err(query_error)? {
+            let columns = columns.get_or_insert_with(|| Columns::<E>::by_name(row.columns().iter().map(|c| c.name())));
+            models.push(columns.model(|index, kind| cell_value(&row, index, kind))?);
+        }
+        Ok(models)
     }
 }
 
