@@ -316,7 +316,11 @@ async fn write_and_check(app: &TestApp, tid: &Value, mut stalled: WsClient, heal
                 while names.len() < total {
                     let msg = ws.next_json(Duration::from_secs(60)).await;
                     assert_eq!(msg["type"], "next", "{msg}");
-                    names.push(msg["payload"]["data"]["spanAdded"]["name"].as_str().unwrap().to_owned());
+                    let name = msg["payload"]["data"]["spanAdded"]["name"].as_str();
+                    names.push(
+                        name.unwrap_or_else(|| panic!("a healthy subscriber got {msg}"))
+                            .to_owned(),
+                    );
                 }
                 names
             })
