@@ -6,8 +6,8 @@
 //!   read of a few microseconds, with no hand-off to a pool's thread.
 //! - PostgreSQL: any read is a round trip, so it is not read per request: each bump
 //!   is announced at commit (`NOTIFY tracegraph_key_epoch`), and the live relay's
-//!   listener then reads the counter and passes it here. While that listener is not connected the counter is
-//!   unknown, and callers ask the database itself.
+//!   listener then reads the counter and passes it here. While that listener is not
+//!   connected the counter is unknown, and callers ask the database itself.
 //! - In-memory SQLite (which no second connection sees): unknown.
 
 use std::path::Path;
@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use rusqlite::types::Value as Sql;
 use sea_orm::{DbBackend, DbErr, Statement};
 
 use super::StatementCounter;
@@ -114,11 +113,7 @@ impl KeyEpoch {
 }
 
 fn read_counter(reader: &SqliteReader) -> Result<u64, DbErr> {
-    let rows = reader.raw_rows(&Statement::from_string(DbBackend::Sqlite, READ))?;
-    match rows.first().and_then(|row| row.first()) {
-        Some(Sql::Integer(epoch)) => Ok(*epoch as u64),
-        other => Err(DbErr::Type(format!("key_epoch holds {other:?}"))),
-    }
+    Ok(reader.integer(&Statement::from_string(DbBackend::Sqlite, READ))? as u64)
 }
 
 #[cfg(test)]

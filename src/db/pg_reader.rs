@@ -34,17 +34,17 @@ impl PgReader {
     /// Runs `statement` (built by SeaORM for PostgreSQL) and reads each row as a model of
     /// `E`. Result columns are matched to the entity's by name; every column of the
     /// model must be among them.
-    pub async fn models<E>(&self, statement: &Statement) -> Result<Vec<E::Model>, DbErr>
+    pub async fn models<E>(&self, statement: Statement) -> Result<Vec<E::Model>, DbErr>
     where
         E: EntityTrait,
         E::ActiveModel: TryIntoModel<E::Model>,
     {
         self.statements.add_one();
-        let values = statement.values.clone().unwrap_or(Values(Vec::new()));
+        let Statement { sql, values, .. } = statement;
+        let values = values.unwrap_or(Values(Vec::new()));
         // Each row becomes a model as it arrives, so a request never holds all its rows
         // twice (as received and as models).
-        let mut rows =
-            sqlx::query_with(sqlx::AssertSqlSafe(statement.sql.as_str()), SqlxValues(values)).fetch(&self.pool);
+        let mut rows = sqlx::query_with(sqlx::AssertSqlSafe(sql.as_str()), SqlxValues(values)).fetch(&self.pool);
         let mut columns = None;
         let mut models = Vec::new();
         while let Some(row) = rows.try_next().await.map_err(query_error)? {

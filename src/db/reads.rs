@@ -77,7 +77,7 @@ where
 {
     match conn.direct() {
         Some(Direct::Sqlite(reader)) => reader.models::<E>(&select.build(DbBackend::Sqlite)),
-        Some(Direct::Postgres(reader)) => reader.models::<E>(&select.build(DbBackend::Postgres)).await,
+        Some(Direct::Postgres(reader)) => reader.models::<E>(select.build(DbBackend::Postgres)).await,
         None => select.all(conn).await,
     }
 }
@@ -98,7 +98,7 @@ where
     E::Model: Sync,
 {
     match conn.direct() {
-        Some(Direct::Sqlite(reader)) => reader.count(&counting(select).build(DbBackend::Sqlite)),
+        Some(Direct::Sqlite(reader)) => Ok(reader.integer(&counting(select).build(DbBackend::Sqlite))? as u64),
         _ => select.count(conn).await,
     }
 }

@@ -142,17 +142,16 @@ impl SqliteReader {
         })
     }
 
-    /// The count a `SELECT COUNT(*) …` statement (built by SeaORM for SQLite) returns.
-    pub fn count(&self, statement: &Statement) -> Result<u64, DbErr> {
+    /// The integer a one-value read (a `COUNT(*)`, a counter) returns in its first row.
+    pub fn integer(&self, statement: &Statement) -> Result<i64, DbErr> {
         self.with_connection(|conn| {
             let mut prepared = prepare(conn, statement)?;
             let mut rows = prepared.raw_query();
             let row = rows
                 .next()
                 .map_err(|e| query_error(&e))?
-                .ok_or_else(|| DbErr::RecordNotFound("COUNT(*) returned no row".into()))?;
-            let n: i64 = row.get(0).map_err(|e| query_error(&e))?;
-            Ok(n as u64)
+                .ok_or_else(|| DbErr::RecordNotFound(format!("no row from {}", statement.sql)))?;
+            row.get(0).map_err(|e| query_error(&e))
         })
     }
 }

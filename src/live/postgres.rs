@@ -5,8 +5,9 @@
 //!   instance reads the rows and publishes them to its own subscribers. An instance
 //!   ignores its own notifications: it published locally.
 //! - API-key changes: each bump of `key_epoch` is announced by trigger; the
-//!   announcement makes the listener read the counter and pass it to the `KeyEpoch`. While the connection is down the counter is forgotten, so no key
-//!   answer is reused on a change that could not be heard.
+//!   announcement makes the listener read the counter and pass it to the `KeyEpoch`.
+//!   While the connection is down the counter is forgotten, so no key answer is
+//!   reused on a change that could not be heard.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

@@ -1,7 +1,8 @@
 //! The server's entity reads decode rows themselves (in place on SQLite, by position on
 //! PostgreSQL); every model they give must equal SeaORM's own reading of the same rows.
 
-use sea_orm::{Condition, EntityTrait, QueryOrder};
+use sea_orm::sea_query::Expr;
+use sea_orm::{Condition, DbErr, EntityTrait, IdenStatic, QueryOrder, QuerySelect};
 use serde_json::json;
 use tracegraph::db::entities::{agent_usage, agent_usage_total, api_key, span, span_flag, trace};
 use tracegraph::db::{Fetch, fetch_all, fetch_count, store};
@@ -82,4 +83,24 @@ async fn direct_entity_reads_equal_seaorms_for_every_column() {
         .unwrap();
     assert_eq!(direct.len(), 100);
     assert_eq!(direct, seaorm);
+}
+
+#[tokio::test]
+async fn a_stored_value_of_another_type_is_an_error_not_a_wrong_model() {
+    let app = spawn_app().await;
+    let (_dir, path) = generate(1);
+    import(&app.database_url, &path);
+    let db = tracegraph::db::connect(&app.database_url, 2).await.unwrap();
+    // Every column as stored, except the name: an integer where the model holds text.
+    let mut select = trace::Entity::find().select_only();
+    for column in <trace::Column as sea_orm::Iterable>::iter() {
+        select = match column {
+            trace::Column::Name => select.column_as(Expr::cust("1"), column.as_str()),
+            other => select.column(other),
+        };
+    }
+    match fetch_all(&db.read, select).await {
+        Err(DbErr::Type(message)) => assert!(message.contains("name"), "{message}"),
+        other => panic!("expected a type error naming the column, got {other:?}"),
+    }
 }

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict};
-use sea_orm::{ColumnTrait, Condition, EntityTrait, FromQueryResult, QueryFilter, QuerySelect, Select};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, QuerySelect, Select,
+};
 use uuid::Uuid;
 
 use super::traces::Totals;
@@ -22,7 +24,7 @@ const INSERT_CHUNK: usize = 1000;
 /// Writes the usage records of traces that have ended, from their rows (which carry the
 /// running totals), unless a trace has one: the unique key makes concurrent ends write
 /// each record once. The new records are added to their agents' kept totals.
-pub async fn record_all(conn: &impl Fetch, ended: &[trace::Model]) -> AppResult<()> {
+pub async fn record_all(conn: &impl ConnectionTrait, ended: &[trace::Model]) -> AppResult<()> {
     let now = ingest::now();
     let records: Vec<agent_usage::Model> = ended
         .iter()
@@ -58,7 +60,7 @@ pub async fn record_all(conn: &impl Fetch, ended: &[trace::Model]) -> AppResult<
 /// per agent in agent order: the lock order of `store::in_agent_order`. Usage without
 /// an agent adds nothing.
 async fn add_to_agent_totals(
-    conn: &impl Fetch,
+    conn: &impl ConnectionTrait,
     additions: impl IntoIterator<Item = (Option<Uuid>, i64, Totals)>,
 ) -> AppResult<()> {
     use agent_usage_total::Column as Total;
@@ -104,7 +106,7 @@ async fn add_to_agent_totals(
 }
 
 /// Adds late spans' usage to an ended trace's record and to its agent's totals.
-pub async fn add(conn: &impl Fetch, trace_id: Uuid, agent: Option<Uuid>, t: &Totals) -> AppResult<()> {
+pub async fn add(conn: &impl ConnectionTrait, trace_id: Uuid, agent: Option<Uuid>, t: &Totals) -> AppResult<()> {
     let plus = |c: Column, v: i64| Expr::col(c).add(v);
     agent_usage::Entity::update_many()
         .col_expr(Column::LlmCalls, plus(Column::LlmCalls, t.llm_calls))

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::{Changed, spans, traces};
 use crate::db::entities::{span, span_flag};
-use crate::db::{Fetch, fetch_one};
+use crate::db::{Fetch, fetch_all, fetch_one};
 use crate::error::AppResult;
 use crate::ingest;
 
@@ -58,12 +58,11 @@ pub async fn unflag(conn: &impl Fetch, span_id: Uuid) -> AppResult<Changed<span:
 }
 
 pub async fn of_spans(conn: &impl Fetch, span_ids: Vec<Uuid>) -> AppResult<Vec<span_flag::Model>> {
-    Ok(span_flag::Entity::find()
+    let select = span_flag::Entity::find()
         .filter(span_flag::Column::SpanId.is_in(span_ids))
         .order_by_asc(span_flag::Column::CreatedAt)
-        .order_by_asc(span_flag::Column::Id)
-        .all(conn)
-        .await?)
+        .order_by_asc(span_flag::Column::Id);
+    Ok(fetch_all(conn, select).await?)
 }
 
 /// Resolves one flag with a note. When it was the span's last open flag, the span is no

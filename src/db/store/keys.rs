@@ -2,13 +2,13 @@
 
 use chrono::Utc;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use crate::db::entities::api_key::{self, Column};
 use crate::db::{Fetch, fetch_all};
 use crate::error::{AppError, AppResult};
 
-pub async fn insert(conn: &impl Fetch, key: api_key::Model) -> AppResult<()> {
+pub async fn insert(conn: &impl ConnectionTrait, key: api_key::Model) -> AppResult<()> {
     let name = key.name.clone();
     match api_key::Entity::insert(api_key::ActiveModel::from(key))
         .exec_without_returning(conn)
@@ -33,7 +33,7 @@ pub async fn active_by_prefix(conn: &impl Fetch, prefix: &str) -> AppResult<Vec<
     .await?)
 }
 
-pub async fn any_active(conn: &impl Fetch) -> AppResult<bool> {
+pub async fn any_active(conn: &impl ConnectionTrait) -> AppResult<bool> {
     let found = api_key::Entity::find()
         .select_only()
         .column(Column::Id)
@@ -45,7 +45,7 @@ pub async fn any_active(conn: &impl Fetch) -> AppResult<bool> {
     Ok(found.is_some())
 }
 
-pub async fn all(conn: &impl Fetch) -> AppResult<Vec<api_key::Model>> {
+pub async fn all(conn: &impl ConnectionTrait) -> AppResult<Vec<api_key::Model>> {
     Ok(api_key::Entity::find()
         .order_by_asc(Column::CreatedAt)
         .all(conn)
@@ -53,7 +53,7 @@ pub async fn all(conn: &impl Fetch) -> AppResult<Vec<api_key::Model>> {
 }
 
 /// Revokes a key by name; revoking a revoked key is a no-op.
-pub async fn revoke(conn: &impl Fetch, name: &str) -> AppResult<()> {
+pub async fn revoke(conn: &impl ConnectionTrait, name: &str) -> AppResult<()> {
     let found = api_key::Entity::find().filter(Column::Name.eq(name)).one(conn).await?;
     if found.is_none() {
         return Err(AppError::bad_input("name", format!("no key named {name:?}")));
@@ -67,7 +67,7 @@ pub async fn revoke(conn: &impl Fetch, name: &str) -> AppResult<()> {
     Ok(())
 }
 
-pub async fn is_active(conn: &impl Fetch, id: uuid::Uuid) -> AppResult<bool> {
+pub async fn is_active(conn: &impl ConnectionTrait, id: uuid::Uuid) -> AppResult<bool> {
     let found = api_key::Entity::find_by_id(id)
         .filter(Column::RevokedAt.is_null())
         .select_only()

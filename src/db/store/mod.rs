@@ -12,8 +12,8 @@ use std::collections::HashSet;
 
 use sea_orm::sea_query::{NullOrdering, Order};
 use sea_orm::{
-    ActiveModelTrait, EntityTrait, IntoActiveModel, IntoSimpleExpr, PrimaryKeyTrait, QueryOrder, QuerySelect, Select,
-    TryInsertResult, TryIntoModel,
+    ActiveModelTrait, ConnectionTrait, EntityTrait, IntoActiveModel, IntoSimpleExpr, PrimaryKeyTrait, QueryOrder,
+    QuerySelect, Select, TryInsertResult, TryIntoModel,
 };
 
 use uuid::Uuid;
@@ -74,7 +74,7 @@ where
 /// Inserts rows, `chunk` per statement, skipping any whose key is stored already (a
 /// retry, a concurrent writer), and returns the ids of the rows inserted now.
 pub async fn insert_new<A>(
-    conn: &impl Fetch,
+    conn: &impl ConnectionTrait,
     rows: &[<A::Entity as EntityTrait>::Model],
     chunk: usize,
 ) -> AppResult<HashSet<Uuid>>

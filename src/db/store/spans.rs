@@ -4,7 +4,9 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, Condition, EntityTrait, IdenStatic, QueryFilter, QueryOrder, QuerySelect, Select};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, IdenStatic, QueryFilter, QueryOrder, QuerySelect, Select,
+};
 use uuid::Uuid;
 
 use super::{Changed, Rows, agent_usage, in_agent_order, insert_new, order, page, traces};
@@ -169,7 +171,7 @@ fn parents_first(spans: Vec<span::Model>) -> AppResult<Vec<span::Model>> {
     Ok(ordered)
 }
 
-async fn apply_totals(conn: &impl Fetch, written: &[span::Model]) -> AppResult<()> {
+async fn apply_totals(conn: &impl ConnectionTrait, written: &[span::Model]) -> AppResult<()> {
     let mut per_trace: HashMap<Uuid, (Option<Uuid>, traces::Totals)> = HashMap::new();
     for s in written {
         let (_, t) = per_trace
@@ -355,7 +357,7 @@ pub fn select_in_start_order(cond: Condition) -> Select<span::Entity> {
         .order_by_asc(Column::Id)
 }
 
-pub async fn set_flagged(conn: &impl Fetch, id: Uuid, flagged: bool) -> AppResult<Option<span::Model>> {
+pub async fn set_flagged(conn: &impl ConnectionTrait, id: Uuid, flagged: bool) -> AppResult<Option<span::Model>> {
     // The `flagged <> new` guard makes the change report whether it happened, so the
     // trace's count moves exactly once under concurrent calls.
     let row = span::Entity::update_many()

@@ -5,8 +5,8 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ColumnTrait, Condition, DbBackend, EntityTrait, FromQueryResult, IdenStatic, Iterable, QueryFilter, Select,
-    Statement,
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, IdenStatic, Iterable,
+    QueryFilter, Select, Statement,
 };
 use uuid::Uuid;
 
@@ -132,7 +132,7 @@ pub async fn end_all(conn: &impl Fetch, ends: Vec<TraceEnd>) -> AppResult<Vec<Ch
 
 /// Writes the ends of running traces, one statement for all; returns the rows it
 /// changed (a trace ended meanwhile by another transaction is left as that one left it).
-async fn set_ends(conn: &impl Fetch, ends: &[trace::Model]) -> AppResult<HashMap<Uuid, trace::Model>> {
+async fn set_ends(conn: &impl ConnectionTrait, ends: &[trace::Model]) -> AppResult<HashMap<Uuid, trace::Model>> {
     if ends.is_empty() {
         return Ok(HashMap::new());
     }
@@ -180,7 +180,7 @@ pub struct Totals {
 /// those of the traces that had already ended: their usage records need the same
 /// additions (read in the same statement, so atomic with them). A trace that does not
 /// exist is an error.
-pub async fn add_totals(conn: &impl Fetch, batch: &[(Uuid, Totals)]) -> AppResult<HashSet<Uuid>> {
+pub async fn add_totals(conn: &impl ConnectionTrait, batch: &[(Uuid, Totals)]) -> AppResult<HashSet<Uuid>> {
     if batch.is_empty() {
         return Ok(HashSet::new());
     }
@@ -242,7 +242,7 @@ fn with_values(backend: DbBackend, sql: &str, rows: impl IntoIterator<Item = Vec
     Statement::from_sql_and_values(backend, sql.replace("{values}", &tuples.join(", ")), values)
 }
 
-pub async fn add_flagged(conn: &impl Fetch, id: Uuid, delta: i64) -> AppResult<()> {
+pub async fn add_flagged(conn: &impl ConnectionTrait, id: Uuid, delta: i64) -> AppResult<()> {
     trace::Entity::update_many()
         .col_expr(Column::FlaggedSpanCount, Expr::col(Column::FlaggedSpanCount).add(delta))
         .filter(Column::Id.eq(id))
