@@ -2,8 +2,10 @@
 //! `api_key` bump, whoever changes a key (the `keys` command, another process, an
 //! operator's SQL). While it stays put, what a server learned about a key still holds.
 //!
-//! - SQLite file: read in place (`sqlite_reader`, connections of its own): a one-row
-//!   read of a few microseconds, with no hand-off to a pool's thread.
+//! - SQLite file: read in place (`sqlite_reader`, connections of its own), at most
+//!   once per `SQLITE_FRESH_FOR`: the read is a read transaction of its own (file
+//!   locks on the WAL index), and per request it cost a tenth of a small query's
+//!   server time. A change is therefore seen within that time of its commit.
 //! - PostgreSQL: any read is a round trip, so it is not read per request: each bump
 //!   is announced at commit (`NOTIFY tracegraph_key_epoch`), and the live relay's
 //!   listener then reads the counter and passes it here. While that listener is not
@@ -13,7 +15,7 @@
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sea_orm::{DbBackend, DbErr, Statement};
 
@@ -26,6 +28,9 @@ const SQLITE_BUSY_WAIT: Duration = Duration::from_millis(20);
 /// The channel the database announces bumps on. The payload (the new value) is not
 /// used: anyone may NOTIFY a channel, so the listener reads the counter itself.
 pub const CHANNEL: &str = "tracegraph_key_epoch";
+
+/// A SQLite counter read this recently is taken as still current.
+pub const SQLITE_FRESH_FOR: Duration = Duration::from_millis(10);
 
 /// Connections kept for reading the counter: one per thread that may read it at once.
 const SQLITE_CONNECTIONS: usize = 8;
@@ -49,8 +54,17 @@ pub struct KeyEpoch {
 enum Source {
     #[default]
     Unknown,
-    Sqlite(Arc<SqliteReader>),
+    Sqlite(Arc<SqliteCounter>),
     Heard,
+}
+
+#[derive(Debug)]
+struct SqliteCounter {
+    reader: SqliteReader,
+    /// The clock `read_at` counts from.
+    started: Instant,
+    /// When the last successful read began, in nanoseconds since `started`; 0: never.
+    read_at: AtomicU64,
 }
 
 impl KeyEpoch {
@@ -61,7 +75,11 @@ impl KeyEpoch {
         // Fails here, at start, if the table is missing.
         read_counter(&reader)?;
         Ok(Self {
-            source: Source::Sqlite(Arc::new(reader)),
+            source: Source::Sqlite(Arc::new(SqliteCounter {
+                reader,
+                started: Instant::now(),
+                read_at: AtomicU64::new(0),
+            })),
             ..Self::default()
         })
     }
@@ -76,24 +94,33 @@ impl KeyEpoch {
 
     /// The current epoch, or `None` when it cannot be known cheaply.
     pub fn current(&self) -> Option<u64> {
-        if matches!(self.source, Source::Sqlite(_)) {
-            self.checks.fetch_add(1, Ordering::Relaxed);
-        }
-        self.observe()
-    }
-
-    /// The counter as this server knows it now, 0 if it cannot: for `/metrics`, where
-    /// a read is not a request's check.
-    pub fn known(&self) -> u64 {
-        self.observe().unwrap_or(UNKNOWN)
-    }
-
-    fn observe(&self) -> Option<u64> {
         match &self.source {
             Source::Unknown => None,
-            Source::Sqlite(reader) => read_counter(reader).ok(),
+            Source::Sqlite(counter) => self.fresh(counter),
             Source::Heard => Some(self.last.load(Ordering::Acquire)).filter(|&e| e != UNKNOWN),
         }
+    }
+
+    /// The counter as this server knows it now, 0 if it cannot: for `/metrics`. It is
+    /// the value requests use, so once it shows a change, the next request sees it.
+    pub fn known(&self) -> u64 {
+        self.current().unwrap_or(UNKNOWN)
+    }
+
+    /// The last value read if that read began within `SQLITE_FRESH_FOR`, else a new read.
+    fn fresh(&self, counter: &SqliteCounter) -> Option<u64> {
+        // Never 0 once read, so 0 stays "never read".
+        let now = counter.started.elapsed().as_nanos() as u64 + 1;
+        let read_at = counter.read_at.load(Ordering::Acquire);
+        if read_at != 0 && now.saturating_sub(read_at) < SQLITE_FRESH_FOR.as_nanos() as u64 {
+            return Some(self.last.load(Ordering::Acquire));
+        }
+        self.checks.fetch_add(1, Ordering::Relaxed);
+        let epoch = read_counter(&counter.reader).ok()?;
+        // The counter only grows; a slower read that began earlier must not go back.
+        let epoch = self.last.fetch_max(epoch, Ordering::AcqRel).max(epoch);
+        counter.read_at.fetch_max(now, Ordering::AcqRel);
+        Some(epoch)
     }
 
     /// The database was asked for the counter and said `epoch`. Reads made while another

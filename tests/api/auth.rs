@@ -252,6 +252,44 @@ async fn keys_changed_in_plain_sql_take_effect_once_known() {
     assert_eq!(app.gql_as(&key, LIST, json!({})).await.0, 401, "deleted");
 }
 
+/// On SQLite the change counter is a read transaction of its own, so requests share
+/// one read per `SQLITE_FRESH_FOR`; a change committed meanwhile counts after that.
+#[tokio::test]
+async fn sqlite_reads_the_key_counter_at_most_once_per_window_and_sees_changes_after_it() {
+    use tracegraph::db::key_epoch::SQLITE_FRESH_FOR;
+    if crate::helpers::on_postgres() {
+        return;
+    }
+    let app = spawn_app().await;
+    let key = app.create_key("reader", &["read"], &[]).await;
+    let started = std::time::Instant::now();
+    let checks_before = app.metric("tracegraph_key_change_checks_total").await;
+    let requests = 200;
+    for _ in 0..requests {
+        assert_eq!(app.gql_as(&key, LIST, json!({})).await.0, 200);
+    }
+    let checks = app.metric("tracegraph_key_change_checks_total").await - checks_before;
+    // Each read opens a window no other read starts in; the two metric calls read too.
+    let windows = (started.elapsed().as_nanos() / SQLITE_FRESH_FOR.as_nanos()) as u64 + 2;
+    assert!(checks >= 1, "the counter is read at all");
+    assert!(
+        checks <= windows,
+        "{checks} reads for {requests} requests in {windows} windows"
+    );
+
+    let epoch = app.metric("tracegraph_key_epoch").await;
+    let out = app.cli(&["keys", "revoke", "reader"]);
+    assert!(out.status.success());
+    tokio::time::sleep(SQLITE_FRESH_FOR * 2).await;
+    let (status, body) = app.gql_as(&key, LIST, json!({})).await;
+    assert_eq!(
+        (status, code(&body).as_str()),
+        (401, "UNAUTHENTICATED"),
+        "revoked once the window passed"
+    );
+    assert!(app.metric("tracegraph_key_epoch").await > epoch);
+}
+
 /// A key, once checked, is not looked up again until a key changes: on SQLite the
 /// server reads the change counter in process, on PostgreSQL it hears it announced.
 #[tokio::test]

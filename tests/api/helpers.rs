@@ -310,8 +310,9 @@ impl TestApp {
     }
 
     /// Waits until the server knows of an API-key change past `before` (its
-    /// `tracegraph_key_epoch`): at once on SQLite, which reads the counter; on PostgreSQL
-    /// when the change's notification arrives. Returns the new value.
+    /// `tracegraph_key_epoch`): on SQLite once its last read of the counter is older than
+    /// `SQLITE_FRESH_FOR`; on PostgreSQL when the change's notification arrives. Returns
+    /// the new value.
     pub async fn key_change_known(&self, before: u64) -> u64 {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         loop {
