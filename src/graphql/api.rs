@@ -2,9 +2,11 @@
 //! a cache of parsed documents) and error codes. These run here, around the engine,
 //! rather than as async-graphql extensions: with any extension registered, the engine
 //! wraps the resolution of every single field in the extensions' chain, a cost paid
-//! per field (perf: about a tenth of the dashboard query's server time).
+//! per field (perf: about a tenth of the dashboard query's server time). A query whose
+//! document passed full validation before skips it (`validated`).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_graphql::futures_util::stream::BoxStream;
@@ -16,6 +18,7 @@ use super::AppSchema;
 use super::errors::add_codes;
 use super::fanout::{Fanout, Membership};
 use super::limits::QueryLimits;
+use super::validated::{InputTypes, required_variables_provided};
 
 /// Parsed documents kept; past this, all are forgotten at once (bounded memory whatever
 /// clients send, and a working set this size is refilled in as many requests).
@@ -26,24 +29,45 @@ const MAX_CACHED_QUERY_BYTES: usize = 4096;
 #[derive(Clone)]
 pub struct Api {
     schema: AppSchema,
+    /// The same schema, validating only the limits: for queries `validated` vouches for.
+    trusted: AppSchema,
+    input_types: Arc<InputTypes>,
     limits: QueryLimits,
     /// Documents that parsed and passed the limits, by query text. Clients send the
     /// same few queries again and again, and parsing one costs a tenth of a small
     /// query's server time; a clone costs far less. Variables are not part of the
     /// document, so the text alone is the key.
-    documents: Arc<Mutex<HashMap<String, ExecutableDocument>>>,
+    documents: Arc<Mutex<HashMap<String, Document>>>,
+    /// Executions that skipped full validation, for `/metrics`.
+    unvalidated: Arc<AtomicU64>,
     subscriptions: Fanout,
+}
+
+#[derive(Clone)]
+struct Document {
+    parsed: ExecutableDocument,
+    /// Executed once without any error: it passed full validation then.
+    validated: bool,
 }
 
 impl Api {
     /// `live_buffer`: events a subscriber may fall behind by.
-    pub fn new(schema: AppSchema, limits: QueryLimits, live_buffer: usize) -> Self {
+    /// `trusted`: the same schema with `ValidationMode::Fast`.
+    pub fn new(schema: AppSchema, trusted: AppSchema, limits: QueryLimits, live_buffer: usize) -> Self {
         Self {
             schema,
+            trusted,
+            input_types: Arc::new(InputTypes::new()),
             limits,
             documents: Arc::default(),
+            unvalidated: Arc::default(),
             subscriptions: Fanout::new(live_buffer),
         }
+    }
+
+    /// Executions that skipped full validation, their document having passed it before.
+    pub fn unvalidated_executions(&self) -> u64 {
+        self.unvalidated.load(Ordering::Relaxed)
     }
 
     /// Subscription executions running now, each shared by its identical subscribers.
@@ -58,10 +82,23 @@ impl Api {
             .join(request, api_key, |request| self.execute_stream(request))
     }
 
-    pub async fn execute(&self, request: Request) -> Response {
-        let mut response = match self.prepare(request) {
-            Ok(request) => self.schema.execute(request).await,
+    pub async fn execute(&self, mut request: Request) -> Response {
+        let mut response = match self.document(&request) {
             Err(refused) => Response::from_errors(vec![refused]),
+            Ok(document) if document.validated && self.input_types.vouch(&document.parsed, &request) => {
+                self.unvalidated.fetch_add(1, Ordering::Relaxed);
+                request.set_parsed_query(document.parsed);
+                self.trusted.execute(request).await
+            }
+            Ok(document) => {
+                let query = request.query.clone();
+                request.set_parsed_query(document.parsed);
+                let response = self.schema.execute(request).await;
+                if response.errors.is_empty() {
+                    self.mark_validated(&query);
+                }
+                response
+            }
         };
         add_codes(&mut response);
         response
@@ -69,9 +106,12 @@ impl Api {
 
     /// A subscription's responses; an operation refused before execution is one error
     /// response, as the engine gives it.
-    pub fn execute_stream(&self, request: Request) -> BoxStream<'static, Response> {
-        let responses = match self.prepare(request) {
-            Ok(request) => self.schema.execute_stream(request),
+    pub fn execute_stream(&self, mut request: Request) -> BoxStream<'static, Response> {
+        let responses = match self.document(&request) {
+            Ok(document) => {
+                request.set_parsed_query(document.parsed);
+                self.schema.execute_stream(request)
+            }
             Err(refused) => futures::stream::once(async move { Response::from_errors(vec![refused]) }).boxed(),
         };
         responses
@@ -82,28 +122,45 @@ impl Api {
             .boxed()
     }
 
-    /// Checks the limits and hands the engine the parsed document.
-    fn prepare(&self, mut request: Request) -> Result<Request, ServerError> {
-        if let Some(document) = self.cached(&request.query) {
-            request.set_parsed_query(document);
-            return Ok(request);
-        }
-        self.limits.check_text(&request.query)?;
-        let document = async_graphql::parser::parse_query(&request.query)?;
-        self.limits.check_shape(&document)?;
-        if request.query.len() <= MAX_CACHED_QUERY_BYTES {
+    /// The request's document, parsed (or from the cache) and within the limits, with
+    /// every variable it requires provided.
+    fn document(&self, request: &Request) -> Result<Document, ServerError> {
+        let document = match self.cached(&request.query) {
+            Some(document) => document,
+            None => self.parse(&request.query)?,
+        };
+        required_variables_provided(&document.parsed, request)?;
+        Ok(document)
+    }
+
+    /// Parses, checks the limits and caches the document when it is small enough.
+    fn parse(&self, query: &str) -> Result<Document, ServerError> {
+        self.limits.check_text(query)?;
+        let parsed = async_graphql::parser::parse_query(query)?;
+        self.limits.check_shape(&parsed)?;
+        let document = Document {
+            parsed,
+            validated: false,
+        };
+        if query.len() <= MAX_CACHED_QUERY_BYTES {
             let mut documents = self.documents.lock().unwrap_or_else(|e| e.into_inner());
             if documents.len() >= MAX_DOCUMENTS {
                 documents.clear();
             }
-            documents.insert(request.query.clone(), document.clone());
+            documents.insert(query.to_owned(), document.clone());
         }
-        request.set_parsed_query(document);
-        Ok(request)
+        Ok(document)
     }
 
-    fn cached(&self, query: &str) -> Option<ExecutableDocument> {
+    fn cached(&self, query: &str) -> Option<Document> {
         let documents = self.documents.lock().unwrap_or_else(|e| e.into_inner());
         documents.get(query).cloned()
+    }
+
+    fn mark_validated(&self, query: &str) {
+        let mut documents = self.documents.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(document) = documents.get_mut(query) {
+            document.validated = true;
+        }
     }
 }

@@ -10,11 +10,14 @@ pub mod mutation;
 pub mod query;
 pub mod subscription;
 pub mod types;
+mod validated;
 
 use std::sync::Arc;
 
 use async_graphql::dataloader::{DataLoader, Loader};
-use async_graphql::{Context, ErrorExtensions, SDLExportOptions, Schema, SchemaBuilder, SelectionField};
+use async_graphql::{
+    Context, ErrorExtensions, SDLExportOptions, Schema, SchemaBuilder, SelectionField, ValidationMode,
+};
 
 use crate::auth::{Access, Scope};
 use crate::config::{Config, Limits};
@@ -47,21 +50,24 @@ pub fn schema_builder() -> SchemaBuilder<Query, Mutation, Subscription> {
 }
 
 pub fn build_api(state: State, config: &Config) -> Api {
-    // Subscriptions use this one, long-lived and so never caching; HTTP requests bring
-    // their own (`request_loaders`).
-    let loaders = request_loaders(&state.db);
-    loaders.enable_all_cache(false);
-    let builder = schema_builder()
-        .data(loaders)
-        .data(state)
-        .limit_depth(config.max_query_depth)
-        .limit_complexity(config.max_query_complexity)
-        // Caps the parser's own recursion, so nesting cannot exhaust the stack.
-        .limit_recursive_depth(config.max_query_depth.saturating_mul(2).max(32));
-    let schema = if config.disable_introspection {
-        builder.disable_introspection().finish()
-    } else {
-        builder.finish()
+    let schema = |validation| {
+        // Subscriptions use the strict one's, long-lived and so never caching; HTTP
+        // requests bring their own (`request_loaders`).
+        let loaders = request_loaders(&state.db);
+        loaders.enable_all_cache(false);
+        let builder = schema_builder()
+            .data(loaders)
+            .data(state.clone())
+            .validation_mode(validation)
+            .limit_depth(config.max_query_depth)
+            .limit_complexity(config.max_query_complexity)
+            // Caps the parser's own recursion, so nesting cannot exhaust the stack.
+            .limit_recursive_depth(config.max_query_depth.saturating_mul(2).max(32));
+        if config.disable_introspection {
+            builder.disable_introspection().finish()
+        } else {
+            builder.finish()
+        }
     };
     let limits = limits::QueryLimits {
         max_tokens: config.max_query_tokens,
@@ -69,7 +75,12 @@ pub fn build_api(state: State, config: &Config) -> Api {
         max_root_fields: config.max_query_root_fields,
         max_directives: config.max_query_directives,
     };
-    Api::new(schema, limits, config.live_buffer)
+    Api::new(
+        schema(ValidationMode::Strict),
+        schema(ValidationMode::Fast),
+        limits,
+        config.live_buffer,
+    )
 }
 
 /// Loaders for one request: span trees are cached for its lifetime only.

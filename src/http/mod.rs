@@ -174,11 +174,15 @@ async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
          tracegraph_key_epoch {}\n\
          # HELP tracegraph_live_executions Subscription executions running, each shared by identical subscriptions.\n\
          # TYPE tracegraph_live_executions gauge\n\
-         tracegraph_live_executions {}\n",
+         tracegraph_live_executions {}\n\
+         # HELP tracegraph_unvalidated_queries_total Queries run without full validation, their document and variables vouched for.\n\
+         # TYPE tracegraph_unvalidated_queries_total counter\n\
+         tracegraph_unvalidated_queries_total {}\n",
         state.db.statements.get(),
         state.db.key_epoch.checks(),
         state.db.key_epoch.known(),
-        state.api.live_executions()
+        state.api.live_executions(),
+        state.api.unvalidated_executions()
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }

@@ -23,4 +23,5 @@ mod span_lists;
 mod spans;
 mod subscriptions;
 mod traces;
+mod validation;
 mod websocket;
