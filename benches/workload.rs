@@ -13,11 +13,15 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use futures::{SinkExt, StreamExt};
+use sea_orm::sea_query::Values;
+use sea_orm::sqlx::{self, Row};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, TransactionTrait};
+use sea_query_sqlx::SqlxValues;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tracegraph::db::StatementCounter;
+use tracegraph::db::pg_connections::ReadConnections;
 use tracegraph::db::sqlite_reader::SqliteReader;
 
 #[derive(Parser, Debug)]
@@ -131,15 +135,24 @@ struct Reads {
 
 async fn reads(server: &Server, database_url: &str, http: &reqwest::Client, data: &Data, args: &Args) -> Reads {
     // The server's own connection setup and pool size. Each raw read is a request to
-    // the database that others queue behind, as a server's would be.
-    let pool = tracegraph::db::connect(database_url, tracegraph::config::DEFAULT_DB_MAX_CONNECTIONS)
+    // the database that others queue behind, as a server's would be. On PostgreSQL the
+    // server's entity reads lease connections that are not pinged as they come back;
+    // the raw reads do the same, so neither side pays a round trip the other does not.
+    let max = tracegraph::config::DEFAULT_DB_MAX_CONNECTIONS;
+    let pool = tracegraph::db::connect(database_url, max)
         .await
         .unwrap()
         .read
         .pool()
         .clone();
     let floor = RawDb::in_place(database_url);
-    let db = RawDb::Pool(pool);
+    let db = if pool.get_database_backend() == DbBackend::Postgres {
+        RawDb::Leases(Arc::new(
+            ReadConnections::new(database_url, max, Duration::from_secs(5)).unwrap(),
+        ))
+    } else {
+        RawDb::Pool(pool)
+    };
     let ids: Vec<String> = data
         .traces
         .iter()
@@ -795,6 +808,7 @@ async fn in_place_floors(
 enum RawDb {
     Pool(DatabaseConnection),
     InPlace(Arc<SqliteReader>),
+    Leases(Arc<ReadConnections>),
 }
 
 impl RawDb {
@@ -818,42 +832,58 @@ impl RawDb {
 /// Runs a read and returns the first column of each row where it is an id (all a
 /// caller needs); every cell of every row is received either way.
 async fn query(db: &RawDb, sql: &str, values: Vec<sea_orm::Value>) -> Vec<uuid::Uuid> {
-    let db = match db {
+    match db {
         RawDb::InPlace(reader) => {
             let rows = reader
                 .raw_rows(&Statement::from_sql_and_values(DbBackend::Sqlite, sql, values))
                 .unwrap();
-            return rows
-                .iter()
+            rows.iter()
                 .filter_map(|row| match row.first() {
                     Some(rusqlite::types::Value::Blob(id)) => uuid::Uuid::from_slice(id).ok(),
                     _ => None,
                 })
-                .collect();
+                .collect()
         }
-        RawDb::Pool(db) => db,
-    };
-    let backend = db.get_database_backend();
-    let sql = if backend == DbBackend::Postgres {
-        let mut n = 0;
-        sql.chars()
-            .map(|c| {
-                if c == '?' {
-                    n += 1;
-                    format!("${n}")
-                } else {
-                    c.to_string()
-                }
-            })
-            .collect()
-    } else {
-        sql.to_owned()
-    };
-    db.query_all_raw(Statement::from_sql_and_values(backend, sql, values))
-        .await
-        .unwrap()
-        .iter()
-        .filter_map(|r| r.try_get::<uuid::Uuid>("", "id").ok())
+        RawDb::Leases(reads) => {
+            let sql = numbered_parameters(sql);
+            let mut lease = reads.lease().await.unwrap();
+            let rows = sqlx::query_with(sqlx::AssertSqlSafe(sql), SqlxValues(Values(values)))
+                .fetch_all(lease.connection())
+                .await
+                .unwrap();
+            lease.finish();
+            rows.iter()
+                .filter_map(|r| r.try_get::<uuid::Uuid, _>("id").ok())
+                .collect()
+        }
+        RawDb::Pool(db) => {
+            let backend = db.get_database_backend();
+            let sql = match backend {
+                DbBackend::Postgres => numbered_parameters(sql),
+                _ => sql.to_owned(),
+            };
+            db.query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+                .await
+                .unwrap()
+                .iter()
+                .filter_map(|r| r.try_get::<uuid::Uuid>("", "id").ok())
+                .collect()
+        }
+    }
+}
+
+/// `?` placeholders as PostgreSQL's `$1`, `$2`, …
+fn numbered_parameters(sql: &str) -> String {
+    let mut n = 0;
+    sql.chars()
+        .map(|c| {
+            if c == '?' {
+                n += 1;
+                format!("${n}")
+            } else {
+                c.to_string()
+            }
+        })
         .collect()
 }
 

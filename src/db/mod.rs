@@ -3,6 +3,7 @@
 
 pub mod entities;
 pub mod key_epoch;
+pub mod pg_connections;
 pub mod pg_reader;
 pub mod reads;
 mod row_models;
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 use key_epoch::KeyEpoch;
 use migration::{Migrator, MigratorTrait};
+use pg_connections::ReadConnections;
 use pg_reader::PgReader;
 pub use reads::{Direct, Fetch, Reader, fetch_all, fetch_count, fetch_one};
 use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous};
@@ -54,7 +56,7 @@ impl StatementCounter {
 /// The two handles the app uses. On SQLite, `write` is a one-connection pool, so that
 /// writers queue in the process instead of failing with SQLITE_BUSY; readers use `read`
 /// concurrently (WAL), entity reads in place (`reads`). On PostgreSQL both are the same
-/// pool.
+/// pool, and entity reads and counts take connections of their own (`pg_connections`).
 #[derive(Clone, Debug)]
 pub struct Db {
     pub read: Reader,
@@ -142,13 +144,11 @@ pub async fn connect_with(url: &str, pool: PoolOptions) -> Result<Db, DbErr> {
         }
     } else {
         let conn = open(url, max_connections.max(1), pool.acquire_timeout, &statements).await?;
+        let entity_reads = ReadConnections::new(url, max_connections, pool.acquire_timeout)?;
         Db {
             read: Reader::with_direct(
                 conn.clone(),
-                Direct::Postgres(PgReader::new(
-                    conn.get_postgres_connection_pool().clone(),
-                    statements.clone(),
-                )),
+                Direct::Postgres(PgReader::new(Arc::new(entity_reads), statements.clone())),
             ),
             write: conn,
             statements,

@@ -3,32 +3,50 @@
 //! an error message for every NULL it meets before turning it into `None`. On the
 //! dashboard's thousand span rows, perf put that at a third of the server's CPU.
 //!
-//! Here SeaORM still builds the statement and sqlx runs it on the same pool (same
-//! prepared-statement cache, same pool waits); the rows are read by position into the
-//! entity's active model, as `sqlite_reader` does, typed by the entity's own columns.
+//! Here SeaORM still builds the statement and sqlx runs it on a connection lent by
+//! `pg_connections` (not pinged as it comes back); the rows are read by position into
+//! the entity's active model, as `sqlite_reader` does, typed by the entity's own
+//! columns. Counts go the same way.
 
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use futures::TryStreamExt;
 use sea_orm::sea_query::{Value, Values};
-use sea_orm::sqlx::postgres::{PgPool, PgRow};
+use sea_orm::sqlx::postgres::PgRow;
 use sea_orm::sqlx::{self, Column, Row, TypeInfo};
 use sea_orm::{ConnAcquireErr, DbErr, EntityTrait, RuntimeErr, Statement, TryIntoModel};
 use sea_query_sqlx::SqlxValues;
 
 use super::StatementCounter;
+use super::pg_connections::ReadConnections;
 use super::row_models::{Columns, Kind};
 
 #[derive(Clone, Debug)]
 pub struct PgReader {
-    pool: PgPool,
+    connections: Arc<ReadConnections>,
     statements: StatementCounter,
 }
 
 impl PgReader {
-    pub fn new(pool: PgPool, statements: StatementCounter) -> Self {
-        Self { pool, statements }
+    pub fn new(connections: Arc<ReadConnections>, statements: StatementCounter) -> Self {
+        Self {
+            connections,
+            statements,
+        }
+    }
+
+    /// The single integer `statement` answers (a count).
+    pub async fn integer(&self, statement: Statement) -> Result<i64, DbErr> {
+        self.statements.add_one();
+        let (sql, values) = parts(statement);
+        let mut lease = self.connections.lease().await?;
+        let value = sqlx::query_scalar_with::<_, i64, _>(sqlx::AssertSqlSafe(sql.as_str()), SqlxValues(values))
+            .fetch_one(lease.connection())
+            .await
+            .map_err(query_error)?;
+        lease.finish();
+        Ok(value)
     }
 
     /// Runs `statement` (built by SeaORM for PostgreSQL) and reads each row as a model of
@@ -40,19 +58,31 @@ impl PgReader {
         E::ActiveModel: TryIntoModel<E::Model>,
     {
         self.statements.add_one();
-        let Statement { sql, values, .. } = statement;
-        let values = values.unwrap_or(Values(Vec::new()));
-        // Each row becomes a model as it arrives, so a request never holds all its rows
-        // twice (as received and as models).
-        let mut rows = sqlx::query_with(sqlx::AssertSqlSafe(sql.as_str()), SqlxValues(values)).fetch(&self.pool);
-        let mut columns = None;
+        let (sql, values) = parts(statement);
+        let mut lease = self.connections.lease().await?;
         let mut models = Vec::new();
-        while let Some(row) = rows.try_next().await.map_err(query_error)? {
-            let columns = columns.get_or_insert_with(|| Columns::<E>::by_name(row.columns().iter().map(|c| c.name())));
-            models.push(columns.model(|index, kind| cell_value(&row, index, kind))?);
+        {
+            // Each row becomes a model as it arrives, so a request never holds all its
+            // rows twice (as received and as models).
+            let mut rows =
+                sqlx::query_with(sqlx::AssertSqlSafe(sql.as_str()), SqlxValues(values)).fetch(lease.connection());
+            let mut columns = None;
+            while let Some(row) = rows.try_next().await.map_err(query_error)? {
+                let columns =
+                    columns.get_or_insert_with(|| Columns::<E>::by_name(row.columns().iter().map(|c| c.name())));
+                models.push(columns.model(|index, kind| cell_value(&row, index, kind))?);
+            }
         }
+        // Only now: an early return above leaves the statement unfinished, and the
+        // connection is closed rather than lent again.
+        lease.finish();
         Ok(models)
     }
+}
+
+fn parts(statement: Statement) -> (String, Values) {
+    let Statement { sql, values, .. } = statement;
+    (sql, values.unwrap_or(Values(Vec::new())))
 }
 
 /// The cell at `index` as a value of `kind`; `None` when its PostgreSQL type does not

@@ -99,7 +99,8 @@ where
 {
     match conn.direct() {
         Some(Direct::Sqlite(reader)) => Ok(reader.integer(&counting(select).build(DbBackend::Sqlite))? as u64),
-        _ => select.count(conn).await,
+        Some(Direct::Postgres(reader)) => Ok(reader.integer(counting(select).build(DbBackend::Postgres)).await? as u64),
+        None => select.count(conn).await,
     }
 }
 

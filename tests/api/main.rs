@@ -16,6 +16,7 @@ mod import;
 mod limits;
 mod migrations;
 mod n_plus_one;
+mod pg_connections;
 mod reads;
 mod resilience;
 mod schema_sdl;

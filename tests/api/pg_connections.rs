@@ -1,0 +1,97 @@
+//! PostgreSQL entity reads lease connections that are not pinged as they come back:
+//! a connection is lent again only after its statement ran to the end.
+
+use std::time::Duration;
+
+use sea_orm::sqlx::{self, Connection};
+use sea_orm::{ConnAcquireErr, DbErr};
+use tracegraph::db::pg_connections::ReadConnections;
+
+use crate::helpers::{on_postgres, test_database};
+
+async fn answer(reads: &ReadConnections, sql: &'static str) -> i32 {
+    let mut lease = reads.lease().await.unwrap();
+    let value: i32 = sqlx::query_scalar(sql).fetch_one(lease.connection()).await.unwrap();
+    lease.finish();
+    value
+}
+
+#[tokio::test]
+async fn a_connection_is_reused_only_after_its_statement_finished() {
+    if !on_postgres() {
+        return;
+    }
+    let (url, _database) = test_database().await;
+    let reads = ReadConnections::new(&url, 1, Duration::from_secs(5)).unwrap();
+    for n in 0..20 {
+        assert_eq!(answer(&reads, "SELECT 7").await, 7, "read {n}");
+    }
+    assert_eq!(reads.opened(), 1, "one connection served every finished read");
+
+    // A read given up mid-statement (its request cancelled): the connection still has
+    // the statement's answer coming, so it is closed, not lent again.
+    let mut lease = reads.lease().await.unwrap();
+    let cancelled = tokio::time::timeout(
+        Duration::from_millis(100),
+        sqlx::query_scalar::<_, i32>("SELECT 1 FROM pg_sleep(2)").fetch_one(lease.connection()),
+    )
+    .await;
+    assert!(cancelled.is_err(), "the statement was cut off");
+    drop(lease);
+    assert_eq!(answer(&reads, "SELECT 8").await, 8, "the next read gets its own answer");
+    assert_eq!(reads.opened(), 2);
+
+    // A statement that failed is not trusted either.
+    let mut lease = reads.lease().await.unwrap();
+    let failed = sqlx::query_scalar::<_, i32>("SELECT 1 / 0")
+        .fetch_one(lease.connection())
+        .await;
+    assert!(failed.is_err());
+    drop(lease);
+    assert_eq!(answer(&reads, "SELECT 9").await, 9);
+    assert_eq!(reads.opened(), 3);
+}
+
+#[tokio::test]
+async fn a_connection_the_database_dropped_while_idle_is_replaced_before_use() {
+    if !on_postgres() {
+        return;
+    }
+    let (url, _database) = test_database().await;
+    let reads = ReadConnections::new(&url, 1, Duration::from_secs(5)).unwrap();
+    let pid = answer(&reads, "SELECT pg_backend_pid()").await;
+    let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+    let ended: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(pid)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    assert!(ended);
+    // Idle past `PING_AFTER_IDLE` (1 s): the next lease pings it, finds it dead and
+    // connects again, so the read itself does not fail.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_ne!(answer(&reads, "SELECT pg_backend_pid()").await, pid);
+    assert_eq!(reads.opened(), 2);
+}
+
+#[tokio::test]
+async fn leases_wait_at_most_the_acquire_timeout_and_an_unreachable_database_is_an_acquire_error() {
+    if !on_postgres() {
+        return;
+    }
+    let (url, _database) = test_database().await;
+    let reads = ReadConnections::new(&url, 1, Duration::from_millis(200)).unwrap();
+    let held = reads.lease().await.unwrap();
+    let started = std::time::Instant::now();
+    let waited = reads.lease().await.err();
+    assert!(
+        matches!(waited, Some(DbErr::ConnectionAcquire(ConnAcquireErr::Timeout))),
+        "{waited:?}"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    drop(held);
+
+    let nowhere = ReadConnections::new("postgres://postgres@127.0.0.1:1/none", 1, Duration::from_secs(2)).unwrap();
+    let refused = nowhere.lease().await.err();
+    assert!(matches!(refused, Some(DbErr::ConnectionAcquire(_))), "{refused:?}");
+}
