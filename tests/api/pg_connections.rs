@@ -7,7 +7,17 @@ use sea_orm::sqlx::{self, Connection};
 use sea_orm::{ConnAcquireErr, DbErr};
 use tracegraph::db::pg_connections::ReadConnections;
 
-use crate::helpers::{on_postgres, test_database};
+use crate::helpers::{TestDatabase, on_postgres, test_database};
+
+/// Leases on a database of the test's own, on PostgreSQL only.
+async fn leases(acquire_timeout: Duration) -> Option<(ReadConnections, String, TestDatabase)> {
+    if !on_postgres() {
+        return None;
+    }
+    let (url, database) = test_database().await;
+    let reads = ReadConnections::new(&url, 1, acquire_timeout).unwrap();
+    Some((reads, url, database))
+}
 
 async fn answer(reads: &ReadConnections, sql: &'static str) -> i32 {
     let mut lease = reads.lease().await.unwrap();
@@ -18,11 +28,9 @@ async fn answer(reads: &ReadConnections, sql: &'static str) -> i32 {
 
 #[tokio::test]
 async fn a_connection_is_reused_only_after_its_statement_finished() {
-    if !on_postgres() {
+    let Some((reads, _url, _database)) = leases(Duration::from_secs(5)).await else {
         return;
-    }
-    let (url, _database) = test_database().await;
-    let reads = ReadConnections::new(&url, 1, Duration::from_secs(5)).unwrap();
+    };
     for n in 0..20 {
         assert_eq!(answer(&reads, "SELECT 7").await, 7, "read {n}");
     }
@@ -54,11 +62,9 @@ async fn a_connection_is_reused_only_after_its_statement_finished() {
 
 #[tokio::test]
 async fn a_connection_the_database_dropped_while_idle_is_replaced_before_use() {
-    if !on_postgres() {
+    let Some((reads, url, _database)) = leases(Duration::from_secs(5)).await else {
         return;
-    }
-    let (url, _database) = test_database().await;
-    let reads = ReadConnections::new(&url, 1, Duration::from_secs(5)).unwrap();
+    };
     let pid = answer(&reads, "SELECT pg_backend_pid()").await;
     let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
     let ended: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
@@ -76,11 +82,9 @@ async fn a_connection_the_database_dropped_while_idle_is_replaced_before_use() {
 
 #[tokio::test]
 async fn leases_wait_at_most_the_acquire_timeout_and_an_unreachable_database_is_an_acquire_error() {
-    if !on_postgres() {
+    let Some((reads, _url, _database)) = leases(Duration::from_millis(200)).await else {
         return;
-    }
-    let (url, _database) = test_database().await;
-    let reads = ReadConnections::new(&url, 1, Duration::from_millis(200)).unwrap();
+    };
     let held = reads.lease().await.unwrap();
     let started = std::time::Instant::now();
     let waited = reads.lease().await.err();
