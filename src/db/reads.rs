@@ -27,7 +27,7 @@ pub struct Reader {
 pub enum Direct {
     /// A SQLite file's rows, read in place on the calling thread.
     Sqlite(Arc<SqliteReader>),
-    /// PostgreSQL rows, from the same pool, decoded by position.
+    /// PostgreSQL rows, on leased connections (`pg_connections`), decoded by position.
     Postgres(PgReader),
 }
 

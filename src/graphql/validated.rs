@@ -40,13 +40,11 @@ impl InputTypes {
     /// Whether `request`, whose `document` passed full validation before, would pass it
     /// again. Only queries: a mutation's variables are checked in full every time.
     pub fn vouch(&self, document: &ExecutableDocument, request: &Request) -> bool {
-        let operation = match (&document.operations, request.operation_name.as_deref()) {
-            (DocumentOperations::Multiple(operations), _) if operations.len() > 1 => return false,
-            _ => match selected(document, request) {
-                Some(operation) => &operation.node,
-                None => return false,
-            },
+        let several = matches!(&document.operations, DocumentOperations::Multiple(operations) if operations.len() > 1);
+        let Some(operation) = selected(document, request).filter(|_| !several) else {
+            return false;
         };
+        let operation = &operation.node;
         operation.ty == OperationType::Query
             && request.variables.len() == operation.variable_definitions.len()
             && operation.variable_definitions.iter().all(|definition| {

@@ -76,3 +76,26 @@ async fn mutations_are_always_validated_in_full() {
     );
     assert_eq!(app.counts().await.0, 3, "nothing written for a missing variable");
 }
+
+#[tokio::test]
+async fn a_subscription_missing_a_required_variable_is_refused() {
+    let app = spawn_app().await;
+    let mut ws = app.ws_at("/graphql/ws", "graphql-transport-ws").await;
+    ws.init().await;
+    ws.subscribe(
+        "1",
+        "subscription($t: UUID!) { spanAdded(traceId: $t) { name } }",
+        json!({}),
+    )
+    .await;
+    let refused = ws.next_json(std::time::Duration::from_secs(5)).await;
+    let errors = match refused["type"].as_str() {
+        Some("error") => refused["payload"].clone(),
+        _ => refused["payload"]["errors"].clone(),
+    };
+    assert_eq!(errors[0]["extensions"]["code"], "BAD_USER_INPUT", "{refused}");
+    assert_eq!(
+        errors[0]["message"], "Variable \"$t\" of required type \"UUID!\" was not provided.",
+        "{refused}"
+    );
+}
