@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use super::loaders::{SpanId, TraceId};
 use super::types::stats::{SpanStats, SpanStatsGroupBy, StatsInterval, TraceStats, UsageGroupBy, UsageSummaryRow};
-use super::types::{AgentUsagePage, Span, SpanList, SpanPage, Trace, TracePage};
+use super::types::{AgentUsagePage, Span, SpanList, SpanPage, Trace, TraceList, TracePage};
 use super::{allow, db, gql, load_one, prefetch_trees};
 use crate::auth::Scope;
 use crate::db::store::stats::{SpanGroup, UsageGroup};
@@ -55,7 +55,7 @@ impl Query {
             prefetch_trees(ctx, ids, items.field("spans")).await?;
         }
         Ok(TracePage {
-            items: rows.items.into_iter().map(Trace).collect(),
+            items: TraceList(rows.items.into_iter().map(Trace).collect()),
             has_next_page: rows.has_next_page,
             filter,
         })

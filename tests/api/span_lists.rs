@@ -1,5 +1,5 @@
-//! Span lists whose selection holds only plain fields are answered in one pass, beside
-//! the engine; the answer must be the engine's, byte for byte. Wrapping a selection in an
+//! Span and trace lists whose selection holds only plain fields are answered in one pass,
+//! beside the engine; the answer must be the engine's, byte for byte. Wrapping a selection in an
 //! inline fragment (`... { }`) changes nothing in the answer but sends it to the engine.
 
 use serde_json::{Value, json};
@@ -10,18 +10,26 @@ const SPAN_FIELDS: &str = "__typename id traceId parentId name kind: spanType st
     inputText outputText error metadata flagged
     usage { __typename model provider inputTokens outputTokens totalTokens costUsd costSource llmCalls }";
 
+const TRACE_FIELDS: &str = "__typename id name agentId productId startedAt endedAt durationMs state: status
+    error metadata spanCount flaggedSpanCount
+    usage { __typename model provider inputTokens outputTokens totalTokens costUsd costSource llmCalls }";
+
+/// `fields` as a selection, for the one-pass path or the engine.
+fn wrapped(fields: &str, engine: bool) -> String {
+    if engine {
+        format!("{{ ... {{ {fields} }} }}")
+    } else {
+        format!("{{ {fields} }}")
+    }
+}
+
 /// A span selection `depth` levels of children deep, for the one-pass path or the engine.
 fn selection(depth: usize, engine: bool) -> String {
     let children = match depth {
         0 => String::new(),
         _ => format!(" children {}", selection(depth - 1, engine)),
     };
-    let fields = format!("{SPAN_FIELDS}{children}");
-    if engine {
-        format!("{{ ... {{ {fields} }} }}")
-    } else {
-        format!("{{ {fields} }}")
-    }
+    wrapped(&format!("{SPAN_FIELDS}{children}"), engine)
 }
 
 fn count_spans(list: &Value) -> usize {
@@ -89,4 +97,56 @@ async fn one_pass_span_lists_answer_as_the_engine_does() {
     assert!(spans.iter().any(|s| s["usage"].is_null()));
     assert!(spans.iter().any(|s| s["parentId"].is_string()));
     assert!(spans.iter().any(|s| s["inputText"].is_string()));
+}
+
+#[tokio::test]
+async fn one_pass_trace_lists_answer_as_the_engine_does() {
+    let app = spawn_app().await;
+    let (_dir, path) = generate(5);
+    import(&app.database_url, &path);
+    // Beside the imported runs (ended, with agents and products): one still running and
+    // one that failed, neither with an agent, product or spans.
+    let created = app
+        .ok(
+            r#"mutation { running: createTrace(input: {name: "running"}) { id }
+                failed: createTrace(input: {name: "failed", metadata: {k: [1, "two"]}}) { id } }"#,
+            json!({}),
+        )
+        .await;
+    app.ok(
+        "mutation($id: UUID!) { endTrace(id: $id, error: \"it broke\") { id } }",
+        json!({"id": created["failed"]["id"]}),
+    )
+    .await;
+
+    let query = |engine| format!("{{ traces(limit: 10) {{ items {} }} }}", wrapped(TRACE_FIELDS, engine));
+    let one_pass = same_answer(&app, query, "a page of traces").await;
+    let items = one_pass["traces"]["items"].as_array().unwrap();
+    assert_eq!(items.len(), 7, "every trace answered");
+    let states: Vec<&str> = items.iter().map(|t| t["state"].as_str().unwrap()).collect();
+    for state in ["OK", "RUNNING", "ERROR"] {
+        assert!(states.contains(&state), "{state} in {states:?}");
+    }
+    assert!(items.iter().any(|t| t["agentId"].is_null() && t["endedAt"].is_null()));
+    assert!(
+        items
+            .iter()
+            .any(|t| t["agentId"].is_string() && t["durationMs"].is_number())
+    );
+    assert!(items.iter().any(|t| t["usage"]["costUsd"].is_number()));
+    assert!(items.iter().any(|t| t["metadata"]["k"][1] == "two"));
+
+    // With a field that loads, the whole list goes to the engine, and answers as before.
+    let with_spans = app
+        .ok(
+            "{ traces(limit: 10) { items { name spanCount spans { id } } } }",
+            json!({}),
+        )
+        .await;
+    for trace in with_spans["traces"]["items"].as_array().unwrap() {
+        assert_eq!(
+            trace["spans"].as_array().unwrap().len() as u64,
+            trace["spanCount"].as_u64().unwrap()
+        );
+    }
 }

@@ -13,7 +13,7 @@ use super::traces::Totals;
 use super::{Rows, insert_new, order, page};
 use crate::db::entities::agent_usage::{self, Column};
 use crate::db::entities::{agent_usage_total, trace};
-use crate::db::{Fetch, fetch_all, fetch_count, fetch_one};
+use crate::db::{Fetch, fetch_all, fetch_count, fetch_one, find};
 use crate::error::AppResult;
 use crate::filters::{AgentUsageFilter, Page};
 use crate::ingest;
@@ -123,7 +123,7 @@ pub async fn add(conn: &impl ConnectionTrait, trace_id: Uuid, agent: Option<Uuid
 pub async fn of_traces(conn: &impl Fetch, trace_ids: Vec<Uuid>) -> AppResult<Vec<agent_usage::Model>> {
     Ok(fetch_all(
         conn,
-        agent_usage::Entity::find().filter(Column::TraceId.is_in(trace_ids)),
+        find::<agent_usage::Entity>().filter(Column::TraceId.is_in(trace_ids)),
     )
     .await?)
 }
@@ -150,16 +150,20 @@ pub fn condition(f: &AgentUsageFilter) -> Condition {
 
 /// Newest first.
 pub async fn list(conn: &impl Fetch, f: &AgentUsageFilter, window: Page) -> AppResult<Rows<agent_usage::Model>> {
-    let select = agent_usage::Entity::find().filter(condition(f));
+    let select = find::<agent_usage::Entity>().filter(condition(f));
     page(conn, order(select, Column::CreatedAt, false, Column::Id, true), window).await
 }
 
 pub async fn count(conn: &impl Fetch, f: &AgentUsageFilter) -> AppResult<u64> {
     if let Some(agent) = whole_history_of(f) {
-        let kept = fetch_one(conn, agent_usage_total::Entity::find_by_id(agent)).await?;
+        let kept = fetch_one(
+            conn,
+            find::<agent_usage_total::Entity>().filter(agent_usage_total::Column::AgentId.eq(agent)),
+        )
+        .await?;
         return Ok(kept.map_or(0, |t| u64::try_from(t.records).unwrap_or(0)));
     }
-    Ok(fetch_count(conn, agent_usage::Entity::find().filter(condition(f))).await?)
+    Ok(fetch_count(conn, find::<agent_usage::Entity>().filter(condition(f))).await?)
 }
 
 /// The agent whose whole history the filter asks for: its kept totals answer at once.
@@ -203,9 +207,12 @@ impl From<agent_usage_total::Model> for UsageTotals {
 pub async fn totals(conn: &impl Fetch, f: &AgentUsageFilter) -> AppResult<UsageTotals> {
     let row = match whole_history_of(f) {
         // One row, however long the agent's history.
-        Some(agent) => fetch_one(conn, agent_usage_total::Entity::find_by_id(agent))
-            .await?
-            .map(UsageTotals::from),
+        Some(agent) => fetch_one(
+            conn,
+            find::<agent_usage_total::Entity>().filter(agent_usage_total::Column::AgentId.eq(agent)),
+        )
+        .await?
+        .map(UsageTotals::from),
         None => totals_select(f).into_model::<UsageTotals>().one(conn).await?,
     };
     Ok(row.unwrap_or_default())
@@ -216,7 +223,7 @@ pub async fn totals(conn: &impl Fetch, f: &AgentUsageFilter) -> AppResult<UsageT
 pub fn totals_select(f: &AgentUsageFilter) -> Select<agent_usage::Entity> {
     // SUM of integers is numeric on PostgreSQL: cast back so both engines return i64.
     let sum = |c: Column| Expr::col(c).sum().cast_as("BIGINT");
-    agent_usage::Entity::find()
+    find::<agent_usage::Entity>()
         .select_only()
         // COUNT(*), not of a column the totals index lacks, keeps the scan in the index.
         .expr_as(Expr::cust("COUNT(*)"), "records")

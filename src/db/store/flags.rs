@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::{Changed, spans, traces};
 use crate::db::entities::{span, span_flag};
-use crate::db::{Fetch, fetch_all, fetch_one};
+use crate::db::{Fetch, fetch_all, fetch_one, find};
 use crate::error::AppResult;
 use crate::ingest;
 
@@ -58,7 +58,7 @@ pub async fn unflag(conn: &impl Fetch, span_id: Uuid) -> AppResult<Changed<span:
 }
 
 pub async fn of_spans(conn: &impl Fetch, span_ids: Vec<Uuid>) -> AppResult<Vec<span_flag::Model>> {
-    let select = span_flag::Entity::find()
+    let select = find::<span_flag::Entity>()
         .filter(span_flag::Column::SpanId.is_in(span_ids))
         .order_by_asc(span_flag::Column::CreatedAt)
         .order_by_asc(span_flag::Column::Id);
@@ -109,7 +109,7 @@ pub async fn resolve(
 }
 
 pub async fn get(conn: &impl Fetch, id: Uuid) -> AppResult<span_flag::Model> {
-    fetch_one(conn, span_flag::Entity::find_by_id(id))
+    fetch_one(conn, find::<span_flag::Entity>().filter(span_flag::Column::Id.eq(id)))
         .await?
         .ok_or(crate::error::AppError::NotFound { what: "flag", id })
 }

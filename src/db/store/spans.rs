@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::{Changed, Rows, agent_usage, in_agent_order, insert_new, order, page, traces};
 use crate::db::entities::span::{self, Column};
-use crate::db::{Fetch, fetch_all, fetch_count, fetch_one};
+use crate::db::{Fetch, fetch_all, fetch_count, fetch_one, find};
 use crate::error::{AppError, AppResult};
 use crate::filters::{Page, SpanFilter, SpanSort};
 use crate::ingest::{self, NewSpan};
@@ -200,7 +200,7 @@ async fn apply_totals(conn: &impl ConnectionTrait, written: &[span::Model]) -> A
 }
 
 pub async fn get(conn: &impl Fetch, id: Uuid) -> AppResult<span::Model> {
-    fetch_one(conn, span::Entity::find_by_id(id))
+    fetch_one(conn, find::<span::Entity>().filter(Column::Id.eq(id)))
         .await?
         .ok_or(AppError::NotFound { what: "span", id })
 }
@@ -210,7 +210,7 @@ pub async fn by_ids(conn: &impl Fetch, ids: impl IntoIterator<Item = Uuid>) -> A
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    Ok(fetch_all(conn, span::Entity::find().filter(Column::Id.is_in(ids))).await?)
+    Ok(fetch_all(conn, find::<span::Entity>().filter(Column::Id.is_in(ids))).await?)
 }
 
 /// Ends a span. Repeating the same end is a no-op; a different one is a conflict.
@@ -312,7 +312,7 @@ pub async fn list(conn: &impl Fetch, f: &SpanFilter, sort: SpanSort, window: Pag
 
 /// The statement behind [`list`], apart so that its plan can be checked.
 pub fn select(f: &SpanFilter, sort: SpanSort) -> Select<span::Entity> {
-    let select = span::Entity::find().filter(condition(f));
+    let select = find::<span::Entity>().filter(condition(f));
     let (column, nullable, desc) = match sort {
         SpanSort::StartedAtAsc => (Column::StartedAt, false, false),
         SpanSort::StartedAtDesc => (Column::StartedAt, false, true),
@@ -325,7 +325,7 @@ pub fn select(f: &SpanFilter, sort: SpanSort) -> Select<span::Entity> {
 }
 
 pub async fn count(conn: &impl Fetch, f: &SpanFilter) -> AppResult<u64> {
-    Ok(fetch_count(conn, span::Entity::find().filter(condition(f))).await?)
+    Ok(fetch_count(conn, find::<span::Entity>().filter(condition(f))).await?)
 }
 
 /// Spans matching `cond`, in start order: the shape of every tree loader.
@@ -351,7 +351,7 @@ pub async fn in_start_order_without_texts(conn: &impl Fetch, cond: Condition) ->
 }
 
 pub fn select_in_start_order(cond: Condition) -> Select<span::Entity> {
-    span::Entity::find()
+    find::<span::Entity>()
         .filter(cond)
         .order_by_asc(Column::StartedAt)
         .order_by_asc(Column::Id)

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::{Changed, Rows, agent_usage, insert_new, order, page};
 use crate::db::entities::trace::{self, Column};
-use crate::db::{Fetch, fetch_all, fetch_count, fetch_one};
+use crate::db::{Fetch, fetch_all, fetch_count, fetch_one, find};
 use crate::error::{AppError, AppResult};
 use crate::filters::{Page, TraceFilter, TraceSort};
 use crate::ingest::{self, NewTrace, TraceEnd};
@@ -57,7 +57,7 @@ pub async fn create_all(conn: &impl Fetch, news: Vec<NewTrace>) -> AppResult<Vec
 }
 
 pub async fn get(conn: &impl Fetch, id: Uuid) -> AppResult<trace::Model> {
-    fetch_one(conn, trace::Entity::find_by_id(id))
+    fetch_one(conn, find::<trace::Entity>().filter(Column::Id.eq(id)))
         .await?
         .ok_or(AppError::NotFound { what: "trace", id })
 }
@@ -68,7 +68,7 @@ pub async fn by_ids(conn: &impl Fetch, ids: impl IntoIterator<Item = Uuid>) -> A
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    Ok(fetch_all(conn, trace::Entity::find().filter(Column::Id.is_in(ids))).await?)
+    Ok(fetch_all(conn, find::<trace::Entity>().filter(Column::Id.is_in(ids))).await?)
 }
 
 /// Ends traces in the caller's transaction and returns each end's outcome in input
@@ -302,7 +302,7 @@ pub async fn list(conn: &impl Fetch, f: &TraceFilter, sort: TraceSort, window: P
 
 /// The statement behind [`list`], apart so that its plan can be checked.
 pub fn select(f: &TraceFilter, sort: TraceSort) -> Select<trace::Entity> {
-    let select = trace::Entity::find().filter(condition(f));
+    let select = find::<trace::Entity>().filter(condition(f));
     let (column, nullable, desc) = match sort {
         TraceSort::StartedAtAsc => (Column::StartedAt, false, false),
         TraceSort::StartedAtDesc => (Column::StartedAt, false, true),
@@ -317,5 +317,5 @@ pub fn select(f: &TraceFilter, sort: TraceSort) -> Select<trace::Entity> {
 }
 
 pub async fn count(conn: &impl Fetch, f: &TraceFilter) -> AppResult<u64> {
-    Ok(fetch_count(conn, trace::Entity::find().filter(condition(f))).await?)
+    Ok(fetch_count(conn, find::<trace::Entity>().filter(condition(f))).await?)
 }

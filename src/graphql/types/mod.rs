@@ -2,17 +2,17 @@
 //! through the loaders.
 
 pub mod flag;
+pub mod lists;
 pub mod page;
 pub mod span;
-pub mod span_list;
 pub mod stats;
 pub mod trace;
 pub mod usage;
 
 pub use flag::SpanFlag;
+pub use lists::{SpanList, TraceList};
 pub use page::{AgentUsagePage, SpanPage, TracePage};
 pub use span::Span;
-pub use span_list::SpanList;
 pub use trace::Trace;
 pub use usage::{AgentUsage, TokenUsage};
 

@@ -1,6 +1,6 @@
 use async_graphql::{ComplexObject, Context, Result, SimpleObject};
 
-use super::{AgentUsage, SpanList, TokenUsage, Trace};
+use super::{AgentUsage, SpanList, TokenUsage, TraceList};
 use crate::db::store;
 use crate::filters::{AgentUsageFilter, SpanFilter, TraceFilter};
 use crate::graphql::{db, gql};
@@ -9,7 +9,7 @@ use crate::graphql::{db, gql};
 #[derive(SimpleObject)]
 #[graphql(complex)]
 pub struct TracePage {
-    pub items: Vec<Trace>,
+    pub items: TraceList,
     /// Whether a page follows this one.
     pub has_next_page: bool,
     #[graphql(skip)]

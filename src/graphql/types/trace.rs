@@ -48,13 +48,7 @@ impl Trace {
     }
     /// `ERROR` if the trace or any span has an error, else `RUNNING` until ended, then `OK`.
     async fn status(&self) -> TraceStatus {
-        if self.0.has_error {
-            TraceStatus::Error
-        } else if self.0.ended_at.is_none() {
-            TraceStatus::Running
-        } else {
-            TraceStatus::Ok
-        }
+        Self::status_of(&self.0)
     }
     /// The run's own error message, if it failed.
     async fn error(&self) -> Option<&str> {
@@ -108,6 +102,18 @@ impl Trace {
     /// The usage record written when the trace ended; null while it runs.
     async fn agent_usage(&self, ctx: &Context<'_>) -> Result<Option<AgentUsage>> {
         load_one(ctx, UsageOfTrace(self.0.id)).await
+    }
+}
+
+impl Trace {
+    pub(crate) fn status_of(row: &trace::Model) -> TraceStatus {
+        if row.has_error {
+            TraceStatus::Error
+        } else if row.ended_at.is_none() {
+            TraceStatus::Running
+        } else {
+            TraceStatus::Ok
+        }
     }
 }
 
