@@ -1015,6 +1015,30 @@ async fn raw_filter(db: RawDb, which: usize, agent: String, from: String) {
     }
 }
 
+/// A subscription message, as much of it as W5 reads.
+#[derive(serde::Deserialize)]
+struct LiveMessage {
+    #[serde(rename = "type")]
+    kind: String,
+    payload: Option<LivePayload>,
+}
+
+#[derive(serde::Deserialize)]
+struct LivePayload {
+    data: Option<LiveData>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LiveData {
+    span_added: LiveSpan,
+}
+
+#[derive(serde::Deserialize)]
+struct LiveSpan {
+    name: String,
+}
+
 /// W5: subscribers on one trace's new spans; one writer adds spans one by one.
 async fn w5(server: &Server, http: &reqwest::Client, subscribers: usize, spans: usize) -> (f64, f64, usize) {
     let url = server.url.clone();
@@ -1051,12 +1075,14 @@ async fn w5(server: &Server, http: &reqwest::Client, subscribers: usize, spans: 
                 let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_secs(5), ws.next()).await else {
                     break;
                 };
+                // Received now: reading the message is the subscriber's own time.
+                let at = Instant::now();
                 let Message::Text(text) = msg else { continue };
-                let v: Value = serde_json::from_str(&text).unwrap();
-                if v["type"] == "next"
-                    && let Some(Ok(i)) = v["payload"]["data"]["spanAdded"]["name"].as_str().map(str::parse)
+                let message: LiveMessage = serde_json::from_str(&text).unwrap();
+                if message.kind == "next"
+                    && let Some(Ok(i)) = message.payload.and_then(|p| p.data).map(|d| d.span_added.name.parse())
                 {
-                    received.insert(i, Instant::now());
+                    received.insert(i, at);
                 }
             }
             received
