@@ -155,7 +155,7 @@ async fn reads(server: &Server, database_url: &str, http: &reqwest::Client, data
             ReadConnections::new(database_url, max, Duration::from_secs(5)).unwrap(),
         ))
     } else {
-        RawDb::Pool(pool)
+        RawDb::SqlitePool(pool)
     };
     let ids: Vec<String> = data
         .traces
@@ -867,12 +867,13 @@ async fn in_place_floors(
     floors
 }
 
-/// Where the raw side reads: the server's kind of pool; or, for the floor on SQLite, in
-/// place through the connections the server's own entity reads use (no round trip, so
-/// its latency is the statement alone: only its throughput compares).
+/// Where the raw side reads: on SQLite the server's kind of pool, on PostgreSQL leased
+/// connections as the server's entity reads; or, for the floor on SQLite, in place
+/// through the connections the server's own entity reads use (no round trip, so its
+/// latency is the statement alone: only its throughput compares).
 #[derive(Clone)]
 enum RawDb {
-    Pool(DatabaseConnection),
+    SqlitePool(DatabaseConnection),
     InPlace(Arc<SqliteReader>),
     Leases(Arc<ReadConnections>),
 }
@@ -922,19 +923,13 @@ async fn query(db: &RawDb, sql: &str, values: Vec<sea_orm::Value>) -> Vec<uuid::
                 .filter_map(|r| r.try_get::<uuid::Uuid, _>("id").ok())
                 .collect()
         }
-        RawDb::Pool(db) => {
-            let backend = db.get_database_backend();
-            let sql = match backend {
-                DbBackend::Postgres => numbered_parameters(sql),
-                _ => sql.to_owned(),
-            };
-            db.query_all_raw(Statement::from_sql_and_values(backend, sql, values))
-                .await
-                .unwrap()
-                .iter()
-                .filter_map(|r| r.try_get::<uuid::Uuid>("", "id").ok())
-                .collect()
-        }
+        RawDb::SqlitePool(db) => db
+            .query_all_raw(Statement::from_sql_and_values(DbBackend::Sqlite, sql, values))
+            .await
+            .unwrap()
+            .iter()
+            .filter_map(|r| r.try_get::<uuid::Uuid>("", "id").ok())
+            .collect(),
     }
 }
 
