@@ -14,6 +14,7 @@ use uuid::Uuid;
 use crate::db::Db;
 use crate::db::entities::{agent_usage, span, span_flag, trace};
 use crate::db::store;
+use crate::db::store::spans::Texts;
 use crate::error::AppError;
 use crate::filters::SpanFilter;
 
@@ -31,12 +32,12 @@ impl Loaders {
 pub struct TraceId(pub Uuid);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SpanId(pub Uuid);
-/// All spans of a trace, as a tree. Without `full`, the large fields (input, output,
+/// All spans of a trace, as a tree. With `Texts::Skip`, the large fields (input, output,
 /// metadata) are left out: a dashboard tree of 50 traces then reads a fraction of the bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TreeOf {
     pub trace_id: Uuid,
-    pub full: bool,
+    pub texts: Texts,
 }
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RootSpansOf(pub Uuid);
@@ -140,23 +141,19 @@ impl Loader<TreeOf> for Loaders {
 
     async fn load(&self, keys: &[TreeOf]) -> Result<HashMap<TreeOf, Self::Value>, Self::Error> {
         let mut out = HashMap::with_capacity(keys.len());
-        for full in [false, true] {
-            let wanted: Vec<TreeOf> = keys.iter().filter(|k| k.full == full).copied().collect();
+        for texts in [Texts::Skip, Texts::Read] {
+            let wanted: Vec<TreeOf> = keys.iter().filter(|k| k.texts == texts).copied().collect();
             if wanted.is_empty() {
                 continue;
             }
             let cond = Condition::all().add(span::Column::TraceId.is_in(wanted.iter().map(|k| k.trace_id)));
-            let rows = if full {
-                store::spans::in_start_order(&self.db.read, cond).await?
-            } else {
-                store::spans::in_start_order_without_texts(&self.db.read, cond).await?
-            };
+            let rows = store::spans::in_start_order(&self.db.read, cond, texts).await?;
             // Shared from here on: grouping and the tree move pointers, not rows.
             let rows: Vec<Arc<span::Model>> = rows.into_iter().map(Arc::new).collect();
             let grouped = group(&wanted, rows, |s| {
                 Some(TreeOf {
                     trace_id: s.trace_id,
-                    full,
+                    texts,
                 })
             });
             out.extend(
@@ -177,7 +174,7 @@ impl Loader<RootSpansOf> for Loaders {
         let cond = Condition::all()
             .add(span::Column::TraceId.is_in(keys.iter().map(|k| k.0)))
             .add(span::Column::ParentId.is_null());
-        let rows = store::spans::in_start_order(&self.db.read, cond).await?;
+        let rows = store::spans::in_start_order(&self.db.read, cond, Texts::Read).await?;
         Ok(group(keys, rows, |s| Some(RootSpansOf(s.trace_id))))
     }
 }
@@ -194,7 +191,7 @@ impl Loader<SpansOfTrace> for Loaders {
         let mut out = HashMap::with_capacity(keys.len());
         for (filter, trace_ids) in by_filter {
             let cond = store::spans::condition(filter).add(span::Column::TraceId.is_in(trace_ids.iter().copied()));
-            let rows = store::spans::in_start_order(&self.db.read, cond).await?;
+            let rows = store::spans::in_start_order(&self.db.read, cond, Texts::Read).await?;
             let ids: Vec<TraceId> = trace_ids.into_iter().map(TraceId).collect();
             for (TraceId(trace_id), spans) in group(&ids, rows, |s| Some(TraceId(s.trace_id))) {
                 out.insert(

@@ -22,6 +22,7 @@ use async_graphql::{
 use crate::auth::{Access, Scope};
 use crate::config::{Config, Limits};
 use crate::db::Db;
+use crate::db::store::spans::Texts;
 use crate::error::AppResult;
 use crate::live::LiveSpans;
 use crate::prices::Prices;
@@ -159,19 +160,31 @@ pub(crate) fn write_state<'a>(ctx: &Context<'a>, scope: Scope) -> async_graphql:
 /// Span fields too large to read for a tree that does not show them.
 const LARGE_FIELDS: [&str; 3] = ["inputText", "outputText", "metadata"];
 
-/// Whether a selection asks, at any depth, for a large span field: its tree must be read
-/// whole. A resolver asks this of its own field, so a span that shows a large field
-/// always comes from a whole tree.
-pub(crate) fn wants_large_fields(field: SelectionField<'_>) -> bool {
+/// Whether spans read for these selections need their large fields: they do when any
+/// selection asks for one at any depth. A resolver asks this of its own field, so a
+/// span that shows a large field always comes from a read with them.
+pub(crate) fn texts_for<'a>(fields: impl IntoIterator<Item = SelectionField<'a>>) -> Texts {
+    if fields.into_iter().any(wants_large_fields) {
+        Texts::Read
+    } else {
+        Texts::Skip
+    }
+}
+
+fn wants_large_fields(field: SelectionField<'_>) -> bool {
     field
         .selection_set()
         .any(|f| LARGE_FIELDS.contains(&f.name()) || wants_large_fields(f))
 }
 
 /// The span tree of a trace, loaded once per request.
-pub(crate) async fn tree(ctx: &Context<'_>, trace_id: uuid::Uuid, full: bool) -> async_graphql::Result<Arc<SpanTree>> {
+pub(crate) async fn tree(
+    ctx: &Context<'_>,
+    trace_id: uuid::Uuid,
+    texts: Texts,
+) -> async_graphql::Result<Arc<SpanTree>> {
     let loader = ctx.data::<AppLoader>()?;
-    Ok(gql(loader.load_one(TreeOf { trace_id, full }).await)?.unwrap_or_default())
+    Ok(gql(loader.load_one(TreeOf { trace_id, texts }).await)?.unwrap_or_default())
 }
 
 /// Loads the trees of many traces in one statement, ahead of their nested fields; `below`
@@ -182,13 +195,13 @@ pub(crate) async fn prefetch_trees(
     below: async_graphql::Lookahead<'_>,
 ) -> async_graphql::Result<()> {
     let fields = below.selection_fields();
-    let Some(first) = fields.first() else {
+    if fields.is_empty() {
         return Ok(());
-    };
-    let full = wants_large_fields(*first);
+    }
+    let texts = texts_for(fields);
     let loader = ctx.data::<AppLoader>()?;
     gql(loader
-        .load_many(trace_ids.into_iter().map(|trace_id| TreeOf { trace_id, full }))
+        .load_many(trace_ids.into_iter().map(|trace_id| TreeOf { trace_id, texts }))
         .await)?;
     Ok(())
 }

@@ -6,7 +6,7 @@ use uuid::Uuid;
 use super::loaders::{SpanId, TraceId};
 use super::types::stats::{SpanStats, SpanStatsGroupBy, StatsInterval, TraceStats, UsageGroupBy, UsageSummaryRow};
 use super::types::{AgentUsagePage, Span, SpanList, SpanPage, Trace, TraceList, TracePage};
-use super::{allow, db, gql, load_one, prefetch_trees};
+use super::{allow, db, gql, load_one, prefetch_trees, texts_for};
 use crate::auth::Scope;
 use crate::db::store::stats::{SpanGroup, UsageGroup};
 use crate::db::store::{self, Rows};
@@ -96,12 +96,14 @@ impl Query {
         let window = gql(Page::from_args(limit, offset))?;
         let mut filter = filter.unwrap_or_default();
         filter.products = gql(access.restrict(filter.product_id))?;
+        let items = ctx.look_ahead().field("items");
+        let texts = texts_for(items.selection_fields());
         let rows = rows_if_selected(
             ctx,
-            store::spans::list(&db(ctx)?.read, &filter, sort.unwrap_or_default(), window),
+            store::spans::list(&db(ctx)?.read, &filter, sort.unwrap_or_default(), window, texts),
         )
         .await?;
-        let children = ctx.look_ahead().field("items").field("children");
+        let children = items.field("children");
         if children.exists() {
             let ids: Vec<Uuid> = rows.items.iter().map(|s| s.trace_id).collect();
             prefetch_trees(ctx, ids, children).await?;

@@ -5,7 +5,9 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{Condition, DbErr, EntityTrait, IdenStatic, QueryOrder, QuerySelect};
 use serde_json::json;
 use tracegraph::db::entities::{agent_usage, agent_usage_total, api_key, span, span_flag, trace};
+use tracegraph::db::store::spans::Texts;
 use tracegraph::db::{Fetch, fetch_all, fetch_count, store};
+use tracegraph::filters::{Page, SpanFilter, SpanSort};
 
 use crate::helpers::{generate, import, spawn_app};
 
@@ -75,14 +77,43 @@ async fn direct_entity_reads_equal_seaorms_for_every_column() {
 
     // Span trees are read with literals in place of the large columns.
     let all = Condition::all();
-    let direct = store::spans::in_start_order_without_texts(&db.read, all.clone())
+    let direct = store::spans::in_start_order(&db.read, all.clone(), Texts::Skip)
         .await
         .unwrap();
-    let seaorm = store::spans::in_start_order_without_texts(db.read.pool(), all)
+    let seaorm = store::spans::in_start_order(db.read.pool(), all, Texts::Skip)
         .await
         .unwrap();
     assert_eq!(direct.len(), 100);
     assert_eq!(direct, seaorm);
+    assert!(direct.iter().all(|s| s.input_text.is_none() && s.metadata == json!({})));
+
+    // And so are pages of spans that do not show them.
+    let (filter, sort, page) = (
+        SpanFilter::default(),
+        SpanSort::default(),
+        Page::from_args(Some(500), None).unwrap(),
+    );
+    let direct = store::spans::list(&db.read, &filter, sort, page, Texts::Skip)
+        .await
+        .unwrap();
+    let seaorm = store::spans::list(db.read.pool(), &filter, sort, page, Texts::Skip)
+        .await
+        .unwrap();
+    let whole = store::spans::list(&db.read, &filter, sort, page, Texts::Read)
+        .await
+        .unwrap();
+    assert_eq!(direct.items, seaorm.items);
+    assert_eq!(direct.items.len(), 100);
+    assert!(whole.items.iter().any(|s| s.input_text.is_some()));
+    for (light, whole) in direct.items.iter().zip(&whole.items) {
+        let blanked = span::Model {
+            input_text: None,
+            output_text: None,
+            metadata: json!({}),
+            ..whole.clone()
+        };
+        assert_eq!(light, &blanked);
+    }
 }
 
 #[tokio::test]

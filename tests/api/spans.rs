@@ -386,7 +386,7 @@ async fn concurrent_retries_of_a_batch_store_each_span_once() {
 }
 
 #[tokio::test]
-async fn large_fields_are_read_wherever_a_tree_shows_them() {
+async fn large_fields_are_read_wherever_a_tree_or_a_page_shows_them() {
     let app = spawn_app().await;
     let tid = trace(&app, &id()).await;
     let (root, child) = (id(), id());
@@ -402,7 +402,11 @@ async fn large_fields_are_read_wherever_a_tree_shows_them() {
                light: traces { items { rootSpans { name children { name children { name } } } } }
                deep: traces { items { rootSpans { name children { children { inputText metadata } } } } }
                one: trace(id: $t) { rootSpans { inputText metadata children { name outputText } }
-                                    spans { name inputText } } }",
+                                    spans { name inputText } }
+               page: spans { items { name } }
+               twice: spans { names: items { name } texts: items { ... on Span { inputText metadata } } }
+               spread: spans { items { ...Output } } }
+             fragment Output on Span { outputText }",
             json!({"t": tid}),
         )
         .await;
@@ -422,4 +426,18 @@ async fn large_fields_are_read_wherever_a_tree_shows_them() {
         .map(|s| &s["inputText"])
         .collect();
     assert_eq!(inputs, [&json!("r-in"), &Value::Null, &json!("l-in")]);
+
+    // A page of spans leaves the large fields out only when no selection of its items
+    // shows one, however the selection is written.
+    assert_eq!(data["page"]["items"][2], json!({"name": "leaf"}));
+    assert_eq!(data["twice"]["names"][0], json!({"name": "root"}));
+    assert_eq!(
+        data["twice"]["texts"][0],
+        json!({"inputText": "r-in", "metadata": {"k": "root"}})
+    );
+    assert_eq!(
+        data["twice"]["texts"][2],
+        json!({"inputText": "l-in", "metadata": {"model": "m"}})
+    );
+    assert_eq!(data["spread"]["items"][1], json!({"outputText": "c-out"}));
 }

@@ -306,8 +306,24 @@ pub fn condition(f: &SpanFilter) -> Condition {
     c
 }
 
-pub async fn list(conn: &impl Fetch, f: &SpanFilter, sort: SpanSort, window: Page) -> AppResult<Rows<span::Model>> {
-    page(conn, select(f, sort), window).await
+/// Whether a read carries each span's input, output and metadata, or leaves them out
+/// (null and `{}` instead): they are most of a span's bytes, and most views never show
+/// them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Texts {
+    Read,
+    Skip,
+}
+
+pub async fn list(
+    conn: &impl Fetch,
+    f: &SpanFilter,
+    sort: SpanSort,
+    window: Page,
+    texts: Texts,
+) -> AppResult<Rows<span::Model>> {
+    let select = select(f, sort);
+    page(conn, with_texts(select, texts, conn.get_database_backend()), window).await
 }
 
 /// The statement behind [`list`], apart so that its plan can be checked.
@@ -329,17 +345,21 @@ pub async fn count(conn: &impl Fetch, f: &SpanFilter) -> AppResult<u64> {
 }
 
 /// Spans matching `cond`, in start order: the shape of every tree loader.
-pub async fn in_start_order(conn: &impl Fetch, cond: Condition) -> AppResult<Vec<span::Model>> {
-    Ok(fetch_all(conn, select_in_start_order(cond)).await?)
+pub async fn in_start_order(conn: &impl Fetch, cond: Condition, texts: Texts) -> AppResult<Vec<span::Model>> {
+    let select = select_in_start_order(cond);
+    Ok(fetch_all(conn, with_texts(select, texts, conn.get_database_backend())).await?)
 }
 
-/// As [`in_start_order`], without input, output and metadata (null and `{}` instead).
-pub async fn in_start_order_without_texts(conn: &impl Fetch, cond: Condition) -> AppResult<Vec<span::Model>> {
-    let empty_object = match conn.get_database_backend() {
+/// `select` as it is, or with null and `{}` in place of input, output and metadata.
+fn with_texts(select: Select<span::Entity>, texts: Texts, backend: sea_orm::DbBackend) -> Select<span::Entity> {
+    if texts == Texts::Read {
+        return select;
+    }
+    let empty_object = match backend {
         sea_orm::DbBackend::Postgres => "CAST('{}' AS JSONB)",
         _ => "'{}'",
     };
-    let mut select = select_in_start_order(cond).select_only();
+    let mut select = select.select_only();
     for column in <Column as sea_orm::Iterable>::iter() {
         select = match column {
             Column::InputText | Column::OutputText => select.column_as(Expr::cust("NULL"), column.as_str()),
@@ -347,7 +367,7 @@ pub async fn in_start_order_without_texts(conn: &impl Fetch, cond: Condition) ->
             other => select.column(other),
         };
     }
-    Ok(fetch_all(conn, select).await?)
+    select
 }
 
 pub fn select_in_start_order(cond: Condition) -> Select<span::Entity> {

@@ -8,7 +8,7 @@ use super::trace::CHILDREN_PER_SPAN;
 use super::{SpanFlag, SpanList, TokenUsage, Trace, micros_to_ms};
 use crate::db::entities::span;
 use crate::graphql::loaders::{FlagsOf, SpanId, TraceId};
-use crate::graphql::{Json, load_many, load_one, tree, wants_large_fields};
+use crate::graphql::{Json, load_many, load_one, texts_for, tree};
 use crate::model::SpanType;
 
 /// One operation inside a trace: an LLM call, a tool call, a function, a message.
@@ -63,7 +63,7 @@ impl Span {
     /// The spans nested directly inside this one, in start order.
     #[graphql(complexity = "CHILDREN_PER_SPAN * child_complexity")]
     async fn children(&self, ctx: &Context<'_>) -> Result<SpanList> {
-        let tree = tree(ctx, self.0.trace_id, wants_large_fields(ctx.field())).await?;
+        let tree = tree(ctx, self.0.trace_id, texts_for([ctx.field()])).await?;
         Ok(SpanList::in_tree(tree.children_of(self.0.id), &tree))
     }
     /// Operation name, e.g. `openai.chat` or `search_docs`.

@@ -6,7 +6,7 @@ use super::{AgentUsage, Span, SpanList, TokenUsage, micros_to_ms};
 use crate::db::entities::trace;
 use crate::filters::SpanFilter;
 use crate::graphql::loaders::{RootSpansOf, SpansOfTrace, UsageOfTrace};
-use crate::graphql::{Json, load_many, load_one, tree, wants_large_fields};
+use crate::graphql::{Json, load_many, load_one, texts_for, tree};
 use crate::model::TraceStatus;
 
 /// Expected list sizes, for query complexity: a cost estimate, not a cap.
@@ -78,7 +78,7 @@ impl Trace {
                 Ok(SpanList::loaded(load_many::<_, _, Span>(ctx, key).await?))
             }
             _ => {
-                let tree = tree(ctx, self.0.id, wants_large_fields(ctx.field())).await?;
+                let tree = tree(ctx, self.0.id, texts_for([ctx.field()])).await?;
                 Ok(SpanList::in_tree(tree.all().iter(), &tree))
             }
         }
@@ -88,7 +88,7 @@ impl Trace {
     async fn root_spans(&self, ctx: &Context<'_>) -> Result<SpanList> {
         // Going deeper needs the whole tree anyway; the roots alone use their own index.
         if ctx.look_ahead().field("children").exists() {
-            let tree = tree(ctx, self.0.id, wants_large_fields(ctx.field())).await?;
+            let tree = tree(ctx, self.0.id, texts_for([ctx.field()])).await?;
             return Ok(SpanList::in_tree(tree.roots(), &tree));
         }
         Ok(SpanList::loaded(
