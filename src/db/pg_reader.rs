@@ -1,26 +1,24 @@
-//! PostgreSQL entity reads, decoded by position. SeaORM reads each cell of a row by
-//! column name: it formats the name, looks it up in the row's column map, and formats
-//! an error message for every NULL it meets before turning it into `None`. On the
-//! dashboard's thousand span rows, perf put that at a third of the server's CPU.
+//! PostgreSQL entity reads, decoded straight into the models. SeaORM reads each cell
+//! of a row by column name: it formats the name, looks it up in the row's column map,
+//! and formats an error message for every NULL it meets before turning it into `None`.
+//! On the dashboard's thousand span rows, perf put that at a third of the server's CPU.
 //!
 //! Here SeaORM still builds the statement and sqlx runs it on a connection lent by
-//! `pg_connections` (not pinged as it comes back); the rows are read by position into
-//! the entity's active model, as `sqlite_reader` does, typed by the entity's own
-//! columns. Counts go the same way.
+//! `pg_connections` (not pinged as it comes back); each row becomes its entity's model
+//! through the model's `sqlx::FromRow`, one typed decode per field, with no `Value` or
+//! active model between. Counts go the same way.
 
 use std::sync::Arc;
 
-use chrono::{DateTime, NaiveDateTime, Utc};
 use futures::TryStreamExt;
-use sea_orm::sea_query::{Value, Values};
+use sea_orm::sea_query::Values;
 use sea_orm::sqlx::postgres::PgRow;
-use sea_orm::sqlx::{self, Column, Row, TypeInfo};
-use sea_orm::{ConnAcquireErr, DbErr, EntityTrait, RuntimeErr, Statement, TryIntoModel};
+use sea_orm::sqlx::{self, FromRow};
+use sea_orm::{ConnAcquireErr, DbErr, EntityTrait, RuntimeErr, Statement};
 use sea_query_sqlx::SqlxValues;
 
 use super::StatementCounter;
 use super::pg_connections::ReadConnections;
-use super::row_models::{Columns, Kind};
 
 #[derive(Clone, Debug)]
 pub struct PgReader {
@@ -50,12 +48,12 @@ impl PgReader {
     }
 
     /// Runs `statement` (built by SeaORM for PostgreSQL) and reads each row as a model of
-    /// `E`. Result columns are matched to the entity's by name; every column of the
-    /// model must be among them.
+    /// `E`. Result columns are found by name; every field of the model must be among
+    /// them, and others are ignored.
     pub async fn models<E>(&self, statement: Statement) -> Result<Vec<E::Model>, DbErr>
     where
         E: EntityTrait,
-        E::ActiveModel: TryIntoModel<E::Model>,
+        E::Model: for<'r> FromRow<'r, PgRow>,
     {
         self.statements.add_one();
         let (sql, values) = parts(statement);
@@ -66,11 +64,8 @@ impl PgReader {
             // rows twice (as received and as models).
             let mut rows =
                 sqlx::query_with(sqlx::AssertSqlSafe(sql.as_str()), SqlxValues(values)).fetch(lease.connection());
-            let mut columns = None;
             while let Some(row) = rows.try_next().await.map_err(query_error)? {
-                let columns =
-                    columns.get_or_insert_with(|| Columns::<E>::by_name(row.columns().iter().map(|c| c.name())));
-                models.push(columns.model(|index, kind| cell_value(&row, index, kind))?);
+                models.push(E::Model::from_row(&row).map_err(decode_error)?);
             }
         }
         // Only now: an early return above leaves the statement unfinished, and the
@@ -85,34 +80,13 @@ fn parts(statement: Statement) -> (String, Values) {
     (sql, values.unwrap_or(Values(Vec::new())))
 }
 
-/// The cell at `index` as a value of `kind`; `None` when its PostgreSQL type does not
-/// hold that kind.
-fn cell_value(row: &PgRow, index: usize, kind: Kind) -> Result<Option<Value>, DbErr> {
-    let ty = row.columns()[index].type_info().name();
-    let value = match (kind, ty) {
-        (Kind::Uuid, "UUID") => Value::Uuid(get(row, index)?),
-        (Kind::Time, "TIMESTAMPTZ") => Value::ChronoDateTimeUtc(get::<DateTime<Utc>>(row, index)?),
-        (Kind::Time, "TIMESTAMP") => Value::ChronoDateTimeUtc(get::<NaiveDateTime>(row, index)?.map(|t| t.and_utc())),
-        (Kind::Json, "JSON" | "JSONB") => Value::Json(get::<serde_json::Value>(row, index)?.map(Box::new)),
-        (Kind::Bool, "BOOL") => Value::Bool(get(row, index)?),
-        (Kind::Integer, "INT8") => Value::BigInt(get(row, index)?),
-        (Kind::Integer, "INT4") => Value::BigInt(get::<i32>(row, index)?.map(i64::from)),
-        (Kind::Integer, "INT2") => Value::BigInt(get::<i16>(row, index)?.map(i64::from)),
-        (Kind::Real, "FLOAT8") => Value::Double(get(row, index)?),
-        (Kind::Real, "FLOAT4") => Value::Double(get::<f32>(row, index)?.map(f64::from)),
-        (Kind::Text, "TEXT" | "VARCHAR" | "BPCHAR" | "NAME") => Value::String(get(row, index)?),
-        (Kind::Blob, "BYTEA") => Value::Bytes(get(row, index)?),
-        _ => return Ok(None),
-    };
-    Ok(Some(value))
-}
-
-fn get<'r, T>(row: &'r PgRow, index: usize) -> Result<Option<T>, DbErr>
-where
-    T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
-{
-    row.try_get::<Option<T>, _>(index)
-        .map_err(|e| DbErr::Type(e.to_string()))
+/// A stored value the model cannot hold (or a column it needs that the statement lacks)
+/// is a type error naming the column, as SeaORM's own decoding reports it.
+fn decode_error(e: sqlx::Error) -> DbErr {
+    match e {
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::ColumnNotFound(_) => DbErr::Type(e.to_string()),
+        other => query_error(other),
+    }
 }
 
 /// As SeaORM maps sqlx's errors: a pool wait past its bound is an acquire timeout

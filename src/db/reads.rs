@@ -99,6 +99,7 @@ where
     E: EntityTrait,
     E::Model: Sync,
     E::ActiveModel: TryIntoModel<E::Model>,
+    E::Model: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
 {
     match conn.direct() {
         Some(Direct::Sqlite(reader)) => reader.models::<E>(&select.build(DbBackend::Sqlite)),
@@ -112,6 +113,7 @@ where
     E: EntityTrait,
     E::Model: Sync,
     E::ActiveModel: TryIntoModel<E::Model>,
+    E::Model: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
 {
     Ok(fetch_all(conn, select.limit(1)).await?.into_iter().next())
 }

@@ -1,7 +1,8 @@
-//! Rows into entity models, for the readers that bypass SeaORM's row decoding
-//! (`sqlite_reader`, `pg_reader`). Result columns are matched to the entity's by name
-//! once per statement; each cell is then read by position, as the kind of value the
-//! entity's column declares, and set on the entity's active model.
+//! Rows into entity models for `sqlite_reader`, which bypasses SeaORM's row decoding.
+//! Result columns are matched to the entity's by name once per statement; each cell is
+//! then read by position, as the kind of value the entity's column declares, and set on
+//! the entity's active model. (SQLite's cells carry their own storage class, so the
+//! declared kind decides how to read them; `pg_reader` decodes by the models' `FromRow`.)
 
 use sea_orm::sea_query::{ColumnType, Value};
 use sea_orm::{ActiveModelTrait, ColumnTrait, DbErr, EntityTrait, IdenStatic, Iterable, TryIntoModel};

@@ -17,6 +17,7 @@ where
     E: EntityTrait,
     E::Model: Sync + PartialEq + std::fmt::Debug,
     E::ActiveModel: sea_orm::TryIntoModel<E::Model>,
+    E::Model: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
 {
     let direct = fetch_all(&db.read, E::find().order_by_asc(order)).await.unwrap();
     let seaorm = E::find().order_by_asc(order).all(db.read.pool()).await.unwrap();

@@ -1,7 +1,7 @@
 use sea_orm::entity::prelude::*;
 
 /// The LLM usage of one ended trace, written once by `endTrace`.
-#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel, sqlx::FromRow)]
 #[sea_orm(table_name = "agent_usage")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]

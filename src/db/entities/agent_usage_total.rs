@@ -1,7 +1,7 @@
 use sea_orm::entity::prelude::*;
 
 /// One agent's usage summed over all its records, kept in step with `agent_usage`.
-#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel, sqlx::FromRow)]
 #[sea_orm(table_name = "agent_usage_total")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]

@@ -1,7 +1,7 @@
 use sea_orm::entity::prelude::*;
 
 /// An API key: only its hash is stored; the key itself is shown once, at creation.
-#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel, sqlx::FromRow)]
 #[sea_orm(table_name = "api_key")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]

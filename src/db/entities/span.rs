@@ -2,7 +2,7 @@ use sea_orm::entity::prelude::*;
 
 /// One operation inside a trace. `agent_id` and `product_id` are the trace's,
 /// copied at write time; the usage columns are extracted from `metadata`.
-#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel, sqlx::FromRow)]
 #[sea_orm(table_name = "span")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]

@@ -1,7 +1,7 @@
 use sea_orm::entity::prelude::*;
 
 /// A review mark on a span. Rows are never deleted: unflagging resolves them.
-#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel, sqlx::FromRow)]
 #[sea_orm(table_name = "span_flag")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]

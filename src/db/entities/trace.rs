@@ -2,7 +2,7 @@ use sea_orm::entity::prelude::*;
 
 /// One agent run. The usage and count columns are running totals kept by the
 /// span writes, so list pages, cost sorts and `usage` never aggregate spans.
-#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel, sqlx::FromRow)]
 #[sea_orm(table_name = "trace")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]

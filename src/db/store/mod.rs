@@ -64,6 +64,7 @@ where
     E: EntityTrait,
     E::Model: Sync,
     E::ActiveModel: TryIntoModel<E::Model>,
+    E::Model: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
 {
     let mut items = fetch_all(conn, select.offset(page.offset).limit(page.limit + 1)).await?;
     let has_next_page = items.len() as u64 > page.limit;
