@@ -6,6 +6,8 @@
 //! to the end without error; one given up earlier (a cancelled request, an error) is
 //! closed instead. As in the shared pool, a connection idle for `PING_AFTER_IDLE` is
 //! pinged before its next use, so a restarted database is noticed before a request.
+//! One idle for `CLOSE_AFTER_IDLE` is closed, as the shared pool closes its own, so a
+//! burst of reads does not keep its database processes for good.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,12 +20,19 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::PING_AFTER_IDLE;
 
+/// sqlx's pool closes a connection idle this long; leased ones go the same way. Checked
+/// whenever a connection is lent or comes back: a server with no reads at all keeps
+/// what it had.
+pub const CLOSE_AFTER_IDLE: Duration = Duration::from_secs(600);
+
 #[derive(Debug)]
 pub struct ReadConnections {
     options: PgConnectOptions,
     /// Connections back from a finished statement, with when they came back; the most
-    /// recent is lent first, so a quiet spell leaves the rest idle long enough to ping.
+    /// recent is lent first, so a quiet spell leaves the rest idle long enough to ping
+    /// (and the longest idle are first).
     idle: Mutex<Vec<(PgConnection, Instant)>>,
+    close_after_idle: Duration,
     /// One per connection that may be open at once.
     permits: Semaphore,
     acquire_timeout: Duration,
@@ -51,7 +60,28 @@ impl ReadConnections {
             permits: Semaphore::new(max.max(1) as usize),
             acquire_timeout,
             opened: AtomicU64::new(0),
+            close_after_idle: CLOSE_AFTER_IDLE,
         })
+    }
+
+    /// Closes connections idle for `after` instead of `CLOSE_AFTER_IDLE`.
+    pub fn closing_after_idle(mut self, after: Duration) -> Self {
+        self.close_after_idle = after;
+        self
+    }
+
+    /// Connections open and not lent out now.
+    pub fn idle(&self) -> usize {
+        self.idle_connections().len()
+    }
+
+    /// The idle connections, the ones idle past `close_after_idle` closed first.
+    fn idle_connections(&self) -> std::sync::MutexGuard<'_, Vec<(PgConnection, Instant)>> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let stale = idle.partition_point(|(_, since)| since.elapsed() >= self.close_after_idle);
+        // Dropping a connection closes its socket; its database process then ends.
+        idle.drain(..stale);
+        idle
     }
 
     /// Connections opened so far (a connection is reused until it fails or is dropped).
@@ -68,7 +98,7 @@ impl ReadConnections {
             .map_err(|_| DbErr::ConnectionAcquire(ConnAcquireErr::Timeout))?
             .map_err(|_| DbErr::ConnectionAcquire(ConnAcquireErr::ConnectionClosed))?;
         let connection = loop {
-            let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            let idle = self.idle_connections().pop();
             match idle {
                 Some((connection, since)) if since.elapsed() < PING_AFTER_IDLE => break connection,
                 Some((mut connection, _)) => {
@@ -122,8 +152,7 @@ impl Drop for Lease<'_> {
         if let Some(connection) = self.connection.take()
             && self.finished
         {
-            let mut idle = self.from.idle.lock().unwrap_or_else(|e| e.into_inner());
-            idle.push((connection, Instant::now()));
+            self.from.idle_connections().push((connection, Instant::now()));
         }
         // Unfinished: the connection is dropped here, which closes its socket.
     }

@@ -99,3 +99,51 @@ async fn leases_wait_at_most_the_acquire_timeout_and_an_unreachable_database_is_
     let refused = nowhere.lease().await.err();
     assert!(matches!(refused, Some(DbErr::ConnectionAcquire(_))), "{refused:?}");
 }
+
+#[tokio::test]
+async fn connections_idle_past_their_time_are_closed_when_the_next_one_is_lent() {
+    if !on_postgres() {
+        return;
+    }
+    let (url, _database) = test_database().await;
+    let reads = ReadConnections::new(&url, 3, Duration::from_secs(5))
+        .unwrap()
+        .closing_after_idle(Duration::from_millis(300));
+    // A burst: three reads at once, three connections.
+    let mut burst = Vec::new();
+    for _ in 0..3 {
+        burst.push(reads.lease().await.unwrap());
+    }
+    let mut pids = Vec::new();
+    for lease in &mut burst {
+        let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(lease.connection())
+            .await
+            .unwrap();
+        pids.push(pid);
+    }
+    burst.into_iter().for_each(|lease| lease.finish());
+    assert_eq!(reads.idle(), 3);
+
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let pid = answer(&reads, "SELECT pg_backend_pid()").await;
+    assert!(!pids.contains(&pid), "an idle connection past its time is not lent");
+    assert_eq!(reads.idle(), 1, "the burst's connections are closed");
+    assert_eq!(reads.opened(), 4);
+
+    // And the database sees them go.
+    let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+    let mut left = i64::MAX;
+    for _ in 0..50 {
+        left = sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1)")
+            .bind(&pids)
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(left, 0, "the burst's database processes ended");
+}
