@@ -34,6 +34,10 @@ impl PgReader {
         }
     }
 
+    pub fn connections(&self) -> &ReadConnections {
+        &self.connections
+    }
+
     /// The single integer `statement` answers (a count).
     pub async fn integer(&self, statement: Statement) -> Result<i64, DbErr> {
         self.statements.add_one();

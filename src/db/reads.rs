@@ -14,6 +14,7 @@ use sea_orm::{
     PaginatorTrait, QueryResult, QuerySelect, QueryTrait, Select, Statement, TryIntoModel,
 };
 
+use super::pg_connections::ReadConnections;
 use super::pg_reader::PgReader;
 use super::sqlite_reader::SqliteReader;
 
@@ -29,13 +30,21 @@ pub struct Reader {
 pub enum Direct {
     /// A SQLite file's rows, read in place on the calling thread.
     Sqlite(Arc<SqliteReader>),
-    /// PostgreSQL rows, on leased connections (`pg_connections`), decoded by position.
+    /// PostgreSQL rows, on leased connections (`pg_connections`), decoded by `FromRow`.
     Postgres(PgReader),
 }
 
 impl Reader {
     pub fn pooled(pool: DatabaseConnection) -> Self {
         Self { pool, direct: None }
+    }
+
+    /// The connections PostgreSQL entity reads lease; `None` on SQLite.
+    pub fn read_connections(&self) -> Option<&ReadConnections> {
+        match &self.direct {
+            Some(Direct::Postgres(reader)) => Some(reader.connections()),
+            _ => None,
+        }
     }
 
     pub fn with_direct(pool: DatabaseConnection, direct: Direct) -> Self {
@@ -97,9 +106,8 @@ pub fn find<E: EntityTrait>() -> Select<E> {
 pub async fn fetch_all<E>(conn: &impl Fetch, select: Select<E>) -> Result<Vec<E::Model>, DbErr>
 where
     E: EntityTrait,
-    E::Model: Sync,
+    E::Model: Sync + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
     E::ActiveModel: TryIntoModel<E::Model>,
-    E::Model: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
 {
     match conn.direct() {
         Some(Direct::Sqlite(reader)) => reader.models::<E>(&select.build(DbBackend::Sqlite)),
@@ -111,9 +119,8 @@ where
 pub async fn fetch_one<E>(conn: &impl Fetch, select: Select<E>) -> Result<Option<E::Model>, DbErr>
 where
     E: EntityTrait,
-    E::Model: Sync,
+    E::Model: Sync + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
     E::ActiveModel: TryIntoModel<E::Model>,
-    E::Model: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
 {
     Ok(fetch_all(conn, select.limit(1)).await?.into_iter().next())
 }

@@ -177,12 +177,20 @@ async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
          tracegraph_live_executions {}\n\
          # HELP tracegraph_unvalidated_queries_total Queries run without full validation, their document and variables vouched for.\n\
          # TYPE tracegraph_unvalidated_queries_total counter\n\
-         tracegraph_unvalidated_queries_total {}\n",
+         tracegraph_unvalidated_queries_total {}\n\
+         # HELP tracegraph_read_connections_idle PostgreSQL connections kept for entity reads, open and not in use (0 on SQLite).\n\
+         # TYPE tracegraph_read_connections_idle gauge\n\
+         tracegraph_read_connections_idle {}\n\
+         # HELP tracegraph_read_connections_opened_total PostgreSQL connections opened for entity reads (0 on SQLite).\n\
+         # TYPE tracegraph_read_connections_opened_total counter\n\
+         tracegraph_read_connections_opened_total {}\n",
         state.db.statements.get(),
         state.db.key_epoch.checks(),
         state.db.key_epoch.known(),
         state.api.live_executions(),
-        state.api.unvalidated_executions()
+        state.api.unvalidated_executions(),
+        state.db.read.read_connections().map_or(0, |c| c.idle()),
+        state.db.read.read_connections().map_or(0, |c| c.opened()),
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }

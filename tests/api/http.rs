@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, hold_writes_to, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, hold_writes_to, on_postgres, spawn_app, spawn_app_with};
 
 const GQL_JSON: &str = "application/graphql-response+json";
 
@@ -244,6 +244,21 @@ async fn metrics_count_sql_statements() {
     app.ok("{ traces { totalCount items { id } } }", json!({})).await;
     let again = app.metric(statements).await - after;
     assert_eq!(again, 2);
+}
+
+#[tokio::test]
+async fn metrics_show_the_connections_kept_for_reads() {
+    let app = spawn_app().await;
+    app.ok("{ traces { totalCount items { id } } }", json!({})).await;
+    let idle = app.metric("tracegraph_read_connections_idle").await;
+    let opened = app.metric("tracegraph_read_connections_opened_total").await;
+    if on_postgres() {
+        // The page and its count ran on leased connections, now back and idle.
+        assert!(idle >= 1, "{idle} idle");
+        assert!(opened >= idle, "{opened} opened, {idle} idle");
+    } else {
+        assert_eq!((idle, opened), (0, 0), "SQLite reads lease no connections");
+    }
 }
 
 /// Parsed documents are reused by query text; the variables still decide the answer.

@@ -15,9 +15,8 @@ use crate::helpers::{generate, import, spawn_app};
 async fn same_models<E>(db: &tracegraph::db::Db, order: E::Column) -> usize
 where
     E: EntityTrait,
-    E::Model: Sync + PartialEq + std::fmt::Debug,
+    E::Model: Sync + PartialEq + std::fmt::Debug + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
     E::ActiveModel: sea_orm::TryIntoModel<E::Model>,
-    E::Model: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
 {
     let direct = fetch_all(&db.read, E::find().order_by_asc(order)).await.unwrap();
     let seaorm = E::find().order_by_asc(order).all(db.read.pool()).await.unwrap();

@@ -62,9 +62,8 @@ impl<T> Rows<T> {
 pub async fn page<E>(conn: &impl Fetch, select: Select<E>, page: Page) -> AppResult<Rows<E::Model>>
 where
     E: EntityTrait,
-    E::Model: Sync,
+    E::Model: Sync + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
     E::ActiveModel: TryIntoModel<E::Model>,
-    E::Model: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
 {
     let mut items = fetch_all(conn, select.offset(page.offset).limit(page.limit + 1)).await?;
     let has_next_page = items.len() as u64 > page.limit;
