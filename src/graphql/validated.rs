@@ -11,7 +11,9 @@
 //! the one where it is used (validation guarantees the same named type, at least as
 //! strict), and the check follows the engine's own (`is_valid_input_value`). Whatever
 //! it cannot vouch for (an absent or null variable, an undeclared one, several
-//! operations, a mutation) goes through full validation, so its errors are the same.
+//! operations) goes through full validation, so its errors are the same. Mutations are
+//! vouched for as queries are: the engine's check of a variable's value copies the
+//! whole value first, and a batch of a thousand spans is a large value.
 //!
 //! The engine's validation does not notice a variable of a non-null type that is not
 //! provided at all (it runs with null); `required_variables_provided` refuses it.
@@ -38,14 +40,14 @@ impl InputTypes {
     }
 
     /// Whether `request`, whose `document` passed full validation before, would pass it
-    /// again. Only queries: a mutation's variables are checked in full every time.
+    /// again. Subscriptions do not come here.
     pub fn vouch(&self, document: &ExecutableDocument, request: &Request) -> bool {
         let several = matches!(&document.operations, DocumentOperations::Multiple(operations) if operations.len() > 1);
         let Some(operation) = selected(document, request).filter(|_| !several) else {
             return false;
         };
         let operation = &operation.node;
-        operation.ty == OperationType::Query
+        operation.ty != OperationType::Subscription
             && request.variables.len() == operation.variable_definitions.len()
             && operation.variable_definitions.iter().all(|definition| {
                 let definition = &definition.node;
@@ -154,6 +156,9 @@ mod tests {
     fn values_of_their_declared_types_are_vouched_for() {
         assert!(vouched(TRACES, json!({"a": AGENT, "s": "STARTED_AT_DESC"})));
         assert!(vouched("{ traces { totalCount } }", json!({})));
+        let batch = "mutation($s: [AddSpanInput!]!) { addSpans(inputs: $s) { id } }";
+        let span = json!({"traceId": AGENT, "name": "s", "spanType": "LLM", "metadata": {"model": "m"}});
+        assert!(vouched(batch, json!({"s": [span.clone(), span]})));
         let filter = "query($f: SpanFilter) { spans(filter: $f) { totalCount } }";
         assert!(vouched(
             filter,
@@ -189,7 +194,16 @@ mod tests {
             "a bad value inside"
         );
         let mutation = "mutation($i: CreateTraceInput!) { createTrace(input: $i) { id } }";
-        assert!(!vouched(mutation, json!({"i": {"name": "x"}})), "a mutation");
+        assert!(
+            !vouched(mutation, json!({"i": {"name": 5}})),
+            "a number for a mutation's String"
+        );
+        assert!(
+            !vouched(mutation, json!({"i": {}})),
+            "a mutation's required field left out"
+        );
+        let subscription = "subscription($t: UUID!) { spanAdded(traceId: $t) { id } }";
+        assert!(!vouched(subscription, json!({"t": AGENT})), "a subscription");
         let two = "query A { traces { totalCount } } query B { traces { totalCount } }";
         assert!(!vouched(two, json!({})), "several operations");
     }

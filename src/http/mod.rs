@@ -175,7 +175,7 @@ async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
          # HELP tracegraph_live_executions Subscription executions running, each shared by identical subscriptions.\n\
          # TYPE tracegraph_live_executions gauge\n\
          tracegraph_live_executions {}\n\
-         # HELP tracegraph_unvalidated_queries_total Queries run without full validation, their document and variables vouched for.\n\
+         # HELP tracegraph_unvalidated_queries_total Queries and mutations run without full validation, their document and variables vouched for.\n\
          # TYPE tracegraph_unvalidated_queries_total counter\n\
          tracegraph_unvalidated_queries_total {}\n\
          # HELP tracegraph_read_connections_idle PostgreSQL connections kept for entity reads, open and not in use (0 on SQLite).\n\
