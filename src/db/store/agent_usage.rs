@@ -156,14 +156,16 @@ pub async fn list(conn: &impl Fetch, f: &AgentUsageFilter, window: Page) -> AppR
 
 pub async fn count(conn: &impl Fetch, f: &AgentUsageFilter) -> AppResult<u64> {
     if let Some(agent) = whole_history_of(f) {
-        let kept = fetch_one(
-            conn,
-            find::<agent_usage_total::Entity>().filter(agent_usage_total::Column::AgentId.eq(agent)),
-        )
-        .await?;
+        let kept = kept_totals(conn, agent).await?;
         return Ok(kept.map_or(0, |t| u64::try_from(t.records).unwrap_or(0)));
     }
     Ok(fetch_count(conn, find::<agent_usage::Entity>().filter(condition(f))).await?)
+}
+
+/// The agent's totals as kept by the writes: one row, however long its history.
+async fn kept_totals(conn: &impl Fetch, agent: Uuid) -> AppResult<Option<agent_usage_total::Model>> {
+    let select = find::<agent_usage_total::Entity>().filter(agent_usage_total::Column::AgentId.eq(agent));
+    Ok(fetch_one(conn, select).await?)
 }
 
 /// The agent whose whole history the filter asks for: its kept totals answer at once.
@@ -206,13 +208,7 @@ impl From<agent_usage_total::Model> for UsageTotals {
 
 pub async fn totals(conn: &impl Fetch, f: &AgentUsageFilter) -> AppResult<UsageTotals> {
     let row = match whole_history_of(f) {
-        // One row, however long the agent's history.
-        Some(agent) => fetch_one(
-            conn,
-            find::<agent_usage_total::Entity>().filter(agent_usage_total::Column::AgentId.eq(agent)),
-        )
-        .await?
-        .map(UsageTotals::from),
+        Some(agent) => kept_totals(conn, agent).await?.map(UsageTotals::from),
         None => totals_select(f).into_model::<UsageTotals>().one(conn).await?,
     };
     Ok(row.unwrap_or_default())
