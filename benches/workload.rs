@@ -88,7 +88,7 @@ async fn main() {
     let raw = w1_raw(&raw_db, &data, args.writers).await;
     table.push(row("W1 ingest (spans/s)", api, raw));
 
-    let reads = reads(&server, &server_url, &http, &data, &args).await;
+    let reads = reads(&server, &server_url, &http, &data, &args, None).await;
     for (name, api, raw) in &reads.runs {
         table.push(latency_row(name, api, raw));
     }
@@ -127,6 +127,8 @@ async fn main() {
 /// W2–W4 figures of one server: (name, tracegraph run, raw run) each.
 struct Reads {
     runs: Vec<(String, Run, Run)>,
+    /// W4a′'s page size.
+    failed_page: usize,
     /// On SQLite, the same raw reads run in place: (name, requests/s).
     floors: Vec<(String, f64)>,
     statements: f64,
@@ -137,7 +139,16 @@ struct Reads {
     rss_before_mb: f64,
 }
 
-async fn reads(server: &Server, database_url: &str, http: &reqwest::Client, data: &Data, args: &Args) -> Reads {
+/// W2–W4 on `server` and the same reads sent directly. `failed_page` is W4a′'s page: the
+/// first run's count of failed runs when `None`.
+async fn reads(
+    server: &Server,
+    database_url: &str,
+    http: &reqwest::Client,
+    data: &Data,
+    args: &Args,
+    failed_page: Option<usize>,
+) -> Reads {
     // The server's own connection setup and pool size. Each raw read is a request to
     // the database that others queue behind, as a server's would be. On PostgreSQL the
     // server's entity reads lease connections that are not pinged as they come back;
@@ -213,17 +224,40 @@ async fn reads(server: &Server, database_url: &str, http: &reqwest::Client, data
     .await;
     runs.push(("W3 trace detail".to_owned(), w3, w3_raw));
 
-    // W4: the debugging filters.
-    let filters: [(&str, &str, Value); 3] = [
-        ("W4a failed runs of an agent", FAILED, json!({"a": agent})),
+    // W4: the debugging filters. W4a's answer grows with the data (a few failed runs in
+    // the first run, a full page at scale); W4a′ asks for as many as the first run found
+    // at every size, so that its scale ratio shows what the table's size alone costs.
+    let failed_page = match failed_page {
+        Some(page) => page,
+        None => raw_failed_count(&db, &agent).await,
+    };
+    let filters: [(String, &str, Value, Filter); 4] = [
         (
-            "W4b tool spans of an agent in a window",
+            "W4a failed runs of an agent".to_owned(),
+            FAILED,
+            json!({"a": agent}),
+            Filter::Failed { page: 50 },
+        ),
+        (
+            format!("W4a′ failed runs of an agent, first {failed_page}"),
+            FAILED_FIRST,
+            json!({"a": agent, "n": failed_page}),
+            Filter::Failed { page: failed_page },
+        ),
+        (
+            "W4b tool spans of an agent in a window".to_owned(),
             TOOLS,
             json!({"a": agent, "from": t_mid, "to": "2026-12-01T00:00:00Z"}),
+            Filter::Tools,
         ),
-        ("W4c token totals of an agent", TOTALS, json!({"a": agent})),
+        (
+            "W4c token totals of an agent".to_owned(),
+            TOTALS,
+            json!({"a": agent}),
+            Filter::Totals,
+        ),
     ];
-    for (index, (name, query, vars)) in filters.into_iter().enumerate() {
+    for (name, query, vars, filter) in filters {
         let api = measure(args.clients, args.requests / 2, {
             let client = client.clone();
             move |_| {
@@ -234,10 +268,10 @@ async fn reads(server: &Server, database_url: &str, http: &reqwest::Client, data
         .await;
         let raw = measure(args.clients, args.requests / 2, {
             let (db, agent, t_mid) = (db.clone(), agent.clone(), t_mid.clone());
-            move |_| raw_filter(db.clone(), index, agent.clone(), t_mid.clone())
+            move |_| raw_filter(db.clone(), filter, agent.clone(), t_mid.clone())
         })
         .await;
-        runs.push((name.to_owned(), api, raw));
+        runs.push((name, api, raw));
     }
     let floors = match floor {
         Some(floor) => in_place_floors(floor, &ids, &agent, &t_mid, args).await,
@@ -245,6 +279,7 @@ async fn reads(server: &Server, database_url: &str, http: &reqwest::Client, data
     };
     Reads {
         runs,
+        failed_page,
         floors,
         statements,
         key_checks,
@@ -293,7 +328,7 @@ async fn scale(args: &Args, traces: u32, dir: &tempfile::TempDir, http: &reqwest
         data.spans.len() as f64 / loaded.elapsed().as_secs_f64()
     );
     let server = Server::start(&url, dir).await;
-    let big = reads(&server, &url, http, &data, args).await;
+    let big = reads(&server, &url, http, &data, args, Some(base.failed_page)).await;
     println!("| measurement | p50 first run ms | p50 scale run ms | ratio | raw ratio |");
     println!("|---|---|---|---|---|");
     for ((name, api, raw), (_, api_big, raw_big)) in base.runs.iter().zip(&big.runs) {
@@ -326,6 +361,7 @@ const DETAIL: &str =
     spans { id parentId name spanType startedAt endedAt inputText outputText error metadata } } }";
 const FAILED: &str =
     "query($a: UUID) { traces(filter: {agent: $a, hasError: true}) { items { id name error startedAt } } }";
+const FAILED_FIRST: &str = "query($a: UUID, $n: Int) { traces(filter: {agent: $a, hasError: true}, limit: $n) { items { id name error startedAt } } }";
 const TOOLS: &str = "query($a: UUID, $from: DateTime, $to: DateTime) { spans(filter: {agent: $a, spanType: TOOL, startedAfter: $from, startedBefore: $to}, limit: 100) { items { id name durationMs error } } }";
 const TOTALS: &str =
     "query($a: UUID) { agentUsage(filter: {agent: $a}, limit: 1) { totals { llmCalls totalTokens costUsd } } }";
@@ -856,10 +892,15 @@ async fn in_place_floors(
     })
     .await;
     floors.push(("W3 trace detail".to_owned(), w3.per_sec()));
-    for (index, name) in ["W4a", "W4b", "W4c"].into_iter().enumerate() {
+    let filters = [
+        ("W4a", Filter::Failed { page: 50 }),
+        ("W4b", Filter::Tools),
+        ("W4c", Filter::Totals),
+    ];
+    for (name, filter) in filters {
         let run = measure(args.clients, args.requests / 2, {
             let (db, agent, t_mid) = (floor.clone(), agent.to_owned(), t_mid.to_owned());
-            move |_| raw_filter(db.clone(), index, agent.clone(), t_mid.clone())
+            move |_| raw_filter(db.clone(), filter, agent.clone(), t_mid.clone())
         })
         .await;
         floors.push((name.to_owned(), run.per_sec()));
@@ -978,18 +1019,44 @@ async fn raw_detail(db: RawDb, id: String) {
     .await;
 }
 
-async fn raw_filter(db: RawDb, which: usize, agent: String, from: String) {
+/// How many failed runs of `agent` W4a's page shows (at most 50).
+async fn raw_failed_count(db: &RawDb, agent: &str) -> usize {
+    let agent: sea_orm::Value = uuid::Uuid::parse_str(agent).unwrap().into();
+    let ids = query(
+        db,
+        "SELECT id FROM trace WHERE agent_id = ? AND has_error ORDER BY started_at DESC, id DESC LIMIT 50",
+        vec![agent],
+    )
+    .await;
+    ids.len().max(1)
+}
+
+/// A W4 read, as the raw side sends it.
+#[derive(Clone, Copy)]
+enum Filter {
+    /// The newest failed traces of an agent, `page` of them (the API's default page is 50).
+    Failed {
+        page: usize,
+    },
+    Tools,
+    Totals,
+}
+
+async fn raw_filter(db: RawDb, filter: Filter, agent: String, from: String) {
     let agent: sea_orm::Value = uuid::Uuid::parse_str(&agent).unwrap().into();
-    match which {
-        0 => {
+    match filter {
+        Filter::Failed { page } => {
             query(
                 &db,
-                "SELECT * FROM trace WHERE agent_id = ? AND has_error ORDER BY started_at DESC, id DESC LIMIT 51",
+                &format!(
+                    "SELECT * FROM trace WHERE agent_id = ? AND has_error ORDER BY started_at DESC, id DESC LIMIT {}",
+                    page + 1
+                ),
                 vec![agent],
             )
             .await;
         }
-        1 => {
+        Filter::Tools => {
             let from: chrono::DateTime<chrono::Utc> = from.parse().unwrap();
             let to: chrono::DateTime<chrono::Utc> = "2026-12-01T00:00:00Z".parse().unwrap();
             query(
@@ -999,7 +1066,7 @@ async fn raw_filter(db: RawDb, which: usize, agent: String, from: String) {
             )
             .await;
         }
-        _ => {
+        Filter::Totals => {
             query(
                 &db,
                 "SELECT COUNT(*), SUM(llm_calls), SUM(total_tokens), SUM(cost_usd) FROM agent_usage WHERE agent_id = ?",
