@@ -187,6 +187,16 @@ pub(crate) async fn tree(
     Ok(gql(loader.load_one(TreeOf { trace_id, texts }).await)?.unwrap_or_default())
 }
 
+/// The field under a trace's selection that will read the trace's whole span tree, if
+/// any: `rootSpans` when it goes below the roots, else `spans`.
+pub(crate) fn tree_field<'a>(trace: async_graphql::Lookahead<'a>) -> Option<async_graphql::Lookahead<'a>> {
+    let roots = trace.field("rootSpans");
+    if roots.field("children").exists() {
+        return Some(roots);
+    }
+    Some(trace.field("spans")).filter(|spans| spans.exists())
+}
+
 /// Loads the trees of many traces in one statement, ahead of their nested fields; `below`
 /// is the field that will ask for them, and decides whether they are read whole.
 pub(crate) async fn prefetch_trees(

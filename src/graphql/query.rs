@@ -6,7 +6,7 @@ use uuid::Uuid;
 use super::loaders::{SpanId, TraceId};
 use super::types::stats::{SpanStats, SpanStatsGroupBy, StatsInterval, TraceStats, UsageGroupBy, UsageSummaryRow};
 use super::types::{AgentUsagePage, Span, SpanList, SpanPage, Trace, TraceList, TracePage};
-use super::{allow, db, gql, load_one, prefetch_trees, texts_for};
+use super::{allow, db, gql, load_one, prefetch_trees, texts_for, tree_field};
 use crate::auth::Scope;
 use crate::db::store::stats::{SpanGroup, UsageGroup};
 use crate::db::store::{self, Rows};
@@ -47,12 +47,9 @@ impl Query {
             store::traces::list(&db(ctx)?.read, &filter, sort.unwrap_or_default(), window),
         )
         .await?;
-        let items = ctx.look_ahead().field("items");
-        let ids: Vec<Uuid> = rows.items.iter().map(|t| t.id).collect();
-        if items.field("rootSpans").field("children").exists() {
-            prefetch_trees(ctx, ids, items.field("rootSpans")).await?;
-        } else if items.field("spans").exists() {
-            prefetch_trees(ctx, ids, items.field("spans")).await?;
+        if let Some(below) = tree_field(ctx.look_ahead().field("items")) {
+            let ids: Vec<Uuid> = rows.items.iter().map(|t| t.id).collect();
+            prefetch_trees(ctx, ids, below).await?;
         }
         Ok(TracePage {
             items: TraceList(rows.items.into_iter().map(Trace).collect()),
@@ -64,7 +61,16 @@ impl Query {
     /// One trace by id; null if there is none.
     async fn trace(&self, ctx: &Context<'_>, id: Uuid) -> Result<Option<Trace>> {
         let access = allow(ctx, Scope::Read)?;
-        let trace: Option<Trace> = load_one(ctx, TraceId(id)).await?;
+        // The span tree needs only the id: it is read beside the trace row, so that the
+        // answer waits for one round trip to the database, not two. A trace the key may
+        // not see shows no field, so its prefetched tree is never shown.
+        let spans = async {
+            match tree_field(ctx.look_ahead()) {
+                Some(below) => prefetch_trees(ctx, [id], below).await,
+                None => Ok(()),
+            }
+        };
+        let (trace, ()) = futures::try_join!(load_one::<_, _, Trace>(ctx, TraceId(id)), spans)?;
         if let Some(t) = &trace {
             gql(access.check_product(t.0.product_id))?;
         }

@@ -125,11 +125,18 @@ async fn a_product_scoped_key_sees_and_writes_only_its_product() {
             json!({"p": b}),
         ),
         ("query($id: UUID!) { trace(id: $id) { name } }", json!({"id": trace_b})),
+        // Its span tree is read beside the trace row, before the product is known.
+        (
+            "query($id: UUID!) { trace(id: $id) { name spans { name metadata } rootSpans { children { name } } } }",
+            json!({"id": trace_b}),
+        ),
         ("query($id: UUID!) { span(id: $id) { name } }", json!({"id": span_b})),
     ];
     for (query, vars) in forbidden_reads {
         let (_, body) = app.gql_as(&key, query, vars).await;
         assert_eq!(code(&body), "FORBIDDEN", "{query}: {body}");
+        let shown = body["data"].as_object().into_iter().flat_map(|d| d.values());
+        assert!(shown.clone().all(Value::is_null), "{query} showed data: {body}");
     }
     let (_, body) = app
         .gql_as(

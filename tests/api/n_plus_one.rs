@@ -62,6 +62,47 @@ async fn nested_dashboard_query_is_constant_in_statements() {
     assert_eq!(fifty, 3);
 }
 
+/// A trace by id reads its row and, when the selection goes below it, its span tree: one
+/// statement each, the tree read beside the row. Roots alone use their own read.
+#[tokio::test]
+async fn a_trace_by_id_reads_its_row_and_its_tree_once_each() {
+    let app = spawn_app().await;
+    seed(&app, 1).await;
+    let data = app.ok("{ traces { items { id } } }", json!({})).await;
+    let id = data["traces"]["items"][0]["id"].clone();
+    let statements = |query: &'static str, id: Value| {
+        let app = &app;
+        async move {
+            let before = app.statements.get();
+            let data = app.ok(query, json!({"id": id})).await;
+            (app.statements.get() - before, data["trace"].clone())
+        }
+    };
+
+    let (n, trace) = statements("query($id: UUID!) { trace(id: $id) { name } }", id.clone()).await;
+    assert_eq!((n, &trace["name"]), (1, &json!("t0")), "no span field, no tree read");
+
+    let (n, trace) = statements("query($id: UUID!) { trace(id: $id) { spans { name } } }", id.clone()).await;
+    assert_eq!(n, 2);
+    assert_eq!(trace["spans"].as_array().unwrap().len(), 7);
+
+    let deep = "query($id: UUID!) { trace(id: $id) { rootSpans { name children { name children { name } } } } }";
+    let (n, trace) = statements(deep, id.clone()).await;
+    assert_eq!(n, 2);
+    assert_eq!(trace["rootSpans"][0]["children"][1]["children"][1]["name"], "g1");
+
+    let (n, trace) = statements(
+        "query($id: UUID!) { trace(id: $id) { rootSpans { name } } }",
+        id.clone(),
+    )
+    .await;
+    assert_eq!((n, &trace["rootSpans"]), (2, &json!([{"name": "run"}])));
+
+    let missing = json!(uuid::Uuid::new_v4().to_string());
+    let (n, trace) = statements("query($id: UUID!) { trace(id: $id) { spans { name } } }", missing).await;
+    assert_eq!((n, trace), (2, Value::Null));
+}
+
 /// A page asked only for its counts reads no rows; asked for its rows through a
 /// fragment, it reads them.
 #[tokio::test]
