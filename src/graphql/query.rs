@@ -15,15 +15,30 @@ use crate::filters::{AgentUsageFilter, Page, SpanFilter, SpanSort, TraceFilter, 
 
 pub struct Query;
 
-/// Reads a page's rows only when the selection shows them (`items`, `hasNextPage`): a
-/// page asked only for `totalCount` or `totals` costs no list statement.
-async fn rows_if_selected<T>(ctx: &Context<'_>, read: impl Future<Output = AppResult<Rows<T>>>) -> Result<Rows<T>> {
+/// A page's rows, read only when the selection shows them (`items`, `hasNextPage`), and
+/// its `totalCount`, counted only when asked for: a page asked only for its counts costs
+/// no list statement. The two are read side by side, so a page that shows both waits
+/// for the slower read, not for both in turn.
+async fn page_reads<T>(
+    ctx: &Context<'_>,
+    rows: impl Future<Output = Result<Rows<T>>>,
+    count: impl Future<Output = AppResult<u64>>,
+) -> Result<(Rows<T>, Option<u64>)> {
     let page = ctx.look_ahead();
-    if page.field("items").exists() || page.field("hasNextPage").exists() {
-        gql(read.await)
-    } else {
-        Ok(Rows::unread())
-    }
+    let rows = async {
+        if page.field("items").exists() || page.field("hasNextPage").exists() {
+            rows.await
+        } else {
+            Ok(Rows::unread())
+        }
+    };
+    let count = async {
+        match page.field("totalCount").exists() {
+            true => gql(count.await).map(Some),
+            false => Ok(None),
+        }
+    };
+    futures::try_join!(rows, count)
 }
 
 #[Object]
@@ -42,18 +57,20 @@ impl Query {
         let window = gql(Page::from_args(limit, offset))?;
         let mut filter = filter.unwrap_or_default();
         filter.products = gql(access.restrict(filter.product_id))?;
-        let rows = rows_if_selected(
-            ctx,
-            store::traces::list(&db(ctx)?.read, &filter, sort.unwrap_or_default(), window),
-        )
-        .await?;
-        if let Some(below) = tree_field(ctx.look_ahead().field("items")) {
-            let ids: Vec<Uuid> = rows.items.iter().map(|t| t.id).collect();
-            prefetch_trees(ctx, ids, below).await?;
-        }
+        let read = &db(ctx)?.read;
+        let rows = async {
+            let rows = gql(store::traces::list(read, &filter, sort.unwrap_or_default(), window).await)?;
+            if let Some(below) = tree_field(ctx.look_ahead().field("items")) {
+                let ids: Vec<Uuid> = rows.items.iter().map(|t| t.id).collect();
+                prefetch_trees(ctx, ids, below).await?;
+            }
+            Ok(rows)
+        };
+        let (rows, counted) = page_reads(ctx, rows, store::traces::count(read, &filter)).await?;
         Ok(TracePage {
             items: TraceList(rows.items.into_iter().map(Trace).collect()),
             has_next_page: rows.has_next_page,
+            counted,
             filter,
         })
     }
@@ -103,20 +120,22 @@ impl Query {
         let mut filter = filter.unwrap_or_default();
         filter.products = gql(access.restrict(filter.product_id))?;
         let items = ctx.look_ahead().field("items");
-        let texts = texts_for(items.selection_fields());
-        let rows = rows_if_selected(
-            ctx,
-            store::spans::list(&db(ctx)?.read, &filter, sort.unwrap_or_default(), window, texts),
-        )
-        .await?;
-        let children = items.field("children");
-        if children.exists() {
-            let ids: Vec<Uuid> = rows.items.iter().map(|s| s.trace_id).collect();
-            prefetch_trees(ctx, ids, children).await?;
-        }
+        let read = &db(ctx)?.read;
+        let rows = async {
+            let texts = texts_for(items.selection_fields());
+            let rows = gql(store::spans::list(read, &filter, sort.unwrap_or_default(), window, texts).await)?;
+            let children = items.field("children");
+            if children.exists() {
+                let ids: Vec<Uuid> = rows.items.iter().map(|s| s.trace_id).collect();
+                prefetch_trees(ctx, ids, children).await?;
+            }
+            Ok(rows)
+        };
+        let (rows, counted) = page_reads(ctx, rows, store::spans::count(read, &filter)).await?;
         Ok(SpanPage {
             items: SpanList::loaded(rows.items.into_iter().map(Span::from).collect()),
             has_next_page: rows.has_next_page,
+            counted,
             filter,
         })
     }
@@ -134,10 +153,13 @@ impl Query {
         let window = gql(Page::from_args(limit, offset))?;
         let mut filter = filter.unwrap_or_default();
         filter.products = gql(access.restrict(filter.product_id))?;
-        let rows = rows_if_selected(ctx, store::agent_usage::list(&db(ctx)?.read, &filter, window)).await?;
+        let read = &db(ctx)?.read;
+        let rows = async { gql(store::agent_usage::list(read, &filter, window).await) };
+        let (rows, counted) = page_reads(ctx, rows, store::agent_usage::count(read, &filter)).await?;
         Ok(AgentUsagePage {
             items: rows.items.into_iter().map(Into::into).collect(),
             has_next_page: rows.has_next_page,
+            counted,
             filter,
         })
     }

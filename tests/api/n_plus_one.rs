@@ -104,7 +104,7 @@ async fn a_trace_by_id_reads_its_row_and_its_tree_once_each() {
 }
 
 /// A page asked only for its counts reads no rows; asked for its rows through a
-/// fragment, it reads them.
+/// fragment, it reads them. Asked for both, it counts once.
 #[tokio::test]
 async fn a_page_asked_only_for_its_counts_reads_no_rows() {
     let app = spawn_app().await;
@@ -143,4 +143,28 @@ async fn a_page_asked_only_for_its_counts_reads_no_rows() {
     assert_eq!(data["traces"]["items"].as_array().map(Vec::len), Some(4), "{data}");
     assert_eq!(data["traces"]["hasNextPage"], false);
     assert_eq!(statements, 1, "the page");
+
+    // Counted beside the rows, once per page however often it is shown.
+    let (data, statements) = counted(
+        "{ traces(limit: 3) { a: totalCount items { id } ...n } spans(limit: 2) { totalCount items { id } }
+           agentUsage { b: totalCount c: totalCount items { traceId } } }
+         fragment n on TracePage { totalCount }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        (&data["traces"]["a"], &data["traces"]["totalCount"]),
+        (&json!(4), &json!(4)),
+        "{data}"
+    );
+    assert_eq!(data["traces"]["items"].as_array().map(Vec::len), Some(3), "{data}");
+    assert_eq!(data["spans"]["totalCount"], 22, "{data}");
+    assert_eq!(data["spans"]["items"].as_array().map(Vec::len), Some(2), "{data}");
+    assert_eq!(
+        (&data["agentUsage"]["b"], &data["agentUsage"]["c"]),
+        (&json!(1), &json!(1)),
+        "{data}"
+    );
+    assert_eq!(data["agentUsage"]["items"][0]["traceId"], tid, "{data}");
+    assert_eq!(statements, 6, "a page and a count for each list");
 }

@@ -12,6 +12,9 @@ pub struct TracePage {
     pub items: TraceList,
     /// Whether a page follows this one.
     pub has_next_page: bool,
+    /// `totalCount`, when it was counted beside the rows.
+    #[graphql(skip)]
+    pub counted: Option<u64>,
     #[graphql(skip)]
     pub filter: TraceFilter,
 }
@@ -20,7 +23,10 @@ pub struct TracePage {
 impl TracePage {
     /// How many traces match the filter, over all pages.
     async fn total_count(&self, ctx: &Context<'_>) -> Result<u64> {
-        gql(store::traces::count(&db(ctx)?.read, &self.filter).await)
+        match self.counted {
+            Some(counted) => Ok(counted),
+            None => gql(store::traces::count(&db(ctx)?.read, &self.filter).await),
+        }
     }
 }
 
@@ -31,6 +37,9 @@ pub struct SpanPage {
     pub items: SpanList,
     /// Whether a page follows this one.
     pub has_next_page: bool,
+    /// `totalCount`, when it was counted beside the rows.
+    #[graphql(skip)]
+    pub counted: Option<u64>,
     #[graphql(skip)]
     pub filter: SpanFilter,
 }
@@ -39,7 +48,10 @@ pub struct SpanPage {
 impl SpanPage {
     /// How many spans match the filter, over all pages.
     async fn total_count(&self, ctx: &Context<'_>) -> Result<u64> {
-        gql(store::spans::count(&db(ctx)?.read, &self.filter).await)
+        match self.counted {
+            Some(counted) => Ok(counted),
+            None => gql(store::spans::count(&db(ctx)?.read, &self.filter).await),
+        }
     }
 }
 
@@ -50,6 +62,9 @@ pub struct AgentUsagePage {
     pub items: Vec<AgentUsage>,
     /// Whether a page follows this one.
     pub has_next_page: bool,
+    /// `totalCount`, when it was counted beside the rows.
+    #[graphql(skip)]
+    pub counted: Option<u64>,
     #[graphql(skip)]
     pub filter: AgentUsageFilter,
 }
@@ -58,7 +73,10 @@ pub struct AgentUsagePage {
 impl AgentUsagePage {
     /// How many records match the filter, over all pages.
     async fn total_count(&self, ctx: &Context<'_>) -> Result<u64> {
-        gql(store::agent_usage::count(&db(ctx)?.read, &self.filter).await)
+        match self.counted {
+            Some(counted) => Ok(counted),
+            None => gql(store::agent_usage::count(&db(ctx)?.read, &self.filter).await),
+        }
     }
     /// Usage summed over every matching record, not only this page.
     async fn totals(&self, ctx: &Context<'_>) -> Result<TokenUsage> {
