@@ -1,3 +1,5 @@
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -308,9 +310,15 @@ async fn stalled_and_healthy(
 async fn write_and_check(app: &TestApp, tid: &Value, mut stalled: WsClient, healthy: Vec<WsClient>, batches: usize) {
     let per_batch = 50;
     let total = batches * per_batch;
+    // How many events each healthy subscriber has read: the writer waits for them after
+    // each batch, so that "healthy" means reading, not keeping pace with the writer on
+    // a loaded machine. The stalled one never reads, and overflows either way.
+    let read: Vec<Arc<AtomicUsize>> = healthy.iter().map(|_| Arc::default()).collect();
     let readers: Vec<_> = healthy
         .into_iter()
-        .map(|mut ws| {
+        .zip(&read)
+        .map(|(mut ws, read)| {
+            let read = read.clone();
             tokio::spawn(async move {
                 let mut names = Vec::with_capacity(total);
                 while names.len() < total {
@@ -321,6 +329,7 @@ async fn write_and_check(app: &TestApp, tid: &Value, mut stalled: WsClient, heal
                         name.unwrap_or_else(|| panic!("a healthy subscriber got {msg}"))
                             .to_owned(),
                     );
+                    read.store(names.len(), Ordering::Relaxed);
                 }
                 names
             })
@@ -332,6 +341,16 @@ async fn write_and_check(app: &TestApp, tid: &Value, mut stalled: WsClient, heal
             .map(|i| json!({"traceId": tid, "name": format!("{}", b * per_batch + i), "spanType": "LLM", "inputText": prompt}))
             .collect();
         app.add_spans(Value::Array(batch)).await;
+        let written = (b + 1) * per_batch;
+        let caught_up = async {
+            // A reader that ended early panicked: its join below tells why.
+            while read.iter().any(|r| r.load(Ordering::Relaxed) < written) && !readers.iter().any(|r| r.is_finished()) {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(60), caught_up)
+            .await
+            .expect("healthy subscribers read each batch");
     }
     let want: Vec<String> = (0..total).map(|i| i.to_string()).collect();
     for reader in readers {
