@@ -188,13 +188,20 @@ pub(crate) async fn tree(
 }
 
 /// The field under a trace's selection that will read the trace's whole span tree, if
-/// any: `rootSpans` when it goes below the roots, else `spans`.
+/// any: `rootSpans` when it goes below the roots, else `spans` when no selection of it
+/// has a filter (a filtered one reads only its own spans).
 pub(crate) fn tree_field<'a>(trace: async_graphql::Lookahead<'a>) -> Option<async_graphql::Lookahead<'a>> {
     let roots = trace.field("rootSpans");
     if roots.field("children").exists() {
         return Some(roots);
     }
-    Some(trace.field("spans")).filter(|spans| spans.exists())
+    let spans = trace.field("spans");
+    let unfiltered = spans.selection_fields().iter().all(|field| {
+        field
+            .arguments()
+            .is_ok_and(|arguments| arguments.iter().all(|(_, value)| *value == async_graphql::Value::Null))
+    });
+    Some(spans).filter(|spans| spans.exists() && unfiltered)
 }
 
 /// Loads the trees of many traces in one statement, ahead of their nested fields; `below`

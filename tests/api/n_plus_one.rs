@@ -98,6 +98,11 @@ async fn a_trace_by_id_reads_its_row_and_its_tree_once_each() {
     .await;
     assert_eq!((n, &trace["rootSpans"]), (2, &json!([{"name": "run"}])));
 
+    // A filtered list reads only its own spans, not the tree beside the row.
+    let tools = "query($id: UUID!) { trace(id: $id) { spans(filter: {spanType: TOOL}) { name } } }";
+    let (n, trace) = statements(tools, id.clone()).await;
+    assert_eq!((n, &trace["spans"]), (2, &json!([{"name": "c0"}, {"name": "c1"}])));
+
     let missing = json!(uuid::Uuid::new_v4().to_string());
     let (n, trace) = statements("query($id: UUID!) { trace(id: $id) { spans { name } } }", missing).await;
     assert_eq!((n, trace), (2, Value::Null));

@@ -152,9 +152,9 @@ async fn a_full_batch_is_stored_whole_and_retried_without_duplicates() {
         .collect();
     assert_eq!(stored_ids, ids.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(app.add_spans(Value::Array(batch.clone())).await, stored, "a retry");
-    let totals = json!({"id": tid});
+    let of_trace = json!({"id": tid});
     let usage = "query($id: UUID!) { trace(id: $id) { spanCount usage { totalTokens } rootSpans { name } } }";
-    let t = app.ok(usage, totals.clone()).await;
+    let t = app.ok(usage, of_trace.clone()).await;
     assert_eq!(t["trace"]["spanCount"], 1000);
     assert_eq!(t["trace"]["usage"]["totalTokens"], 3000);
     assert_eq!(t["trace"]["rootSpans"].as_array().map(Vec::len), Some(100));
@@ -168,7 +168,7 @@ async fn a_full_batch_is_stored_whole_and_retried_without_duplicates() {
     let body = app.gql(ADD, json!({"i": conflicting})).await;
     assert_eq!(crate::helpers::error_code(&body), "CONFLICT", "{body}");
     assert_eq!(app.counts().await, (1, 1000), "nothing of the refused batch is stored");
-    assert_eq!(app.ok(usage, totals).await, t);
+    assert_eq!(app.ok(usage, of_trace).await, t);
 }
 
 #[tokio::test]

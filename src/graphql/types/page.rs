@@ -2,8 +2,18 @@ use async_graphql::{ComplexObject, Context, Result, SimpleObject};
 
 use super::{AgentUsage, SpanList, TokenUsage, TraceList};
 use crate::db::store;
+use crate::error::AppResult;
 use crate::filters::{AgentUsageFilter, SpanFilter, TraceFilter};
 use crate::graphql::{db, gql};
+
+/// A page's `totalCount`: as counted beside its rows, or, where the look-ahead did not
+/// show it asked for, counted now.
+async fn counted_or(counted: Option<u64>, count: impl Future<Output = AppResult<u64>>) -> Result<u64> {
+    match counted {
+        Some(counted) => Ok(counted),
+        None => gql(count.await),
+    }
+}
 
 /// One page of traces. `totalCount` costs a count query: ask for it only when shown.
 #[derive(SimpleObject)]
@@ -23,10 +33,7 @@ pub struct TracePage {
 impl TracePage {
     /// How many traces match the filter, over all pages.
     async fn total_count(&self, ctx: &Context<'_>) -> Result<u64> {
-        match self.counted {
-            Some(counted) => Ok(counted),
-            None => gql(store::traces::count(&db(ctx)?.read, &self.filter).await),
-        }
+        counted_or(self.counted, store::traces::count(&db(ctx)?.read, &self.filter)).await
     }
 }
 
@@ -48,10 +55,7 @@ pub struct SpanPage {
 impl SpanPage {
     /// How many spans match the filter, over all pages.
     async fn total_count(&self, ctx: &Context<'_>) -> Result<u64> {
-        match self.counted {
-            Some(counted) => Ok(counted),
-            None => gql(store::spans::count(&db(ctx)?.read, &self.filter).await),
-        }
+        counted_or(self.counted, store::spans::count(&db(ctx)?.read, &self.filter)).await
     }
 }
 
@@ -73,10 +77,7 @@ pub struct AgentUsagePage {
 impl AgentUsagePage {
     /// How many records match the filter, over all pages.
     async fn total_count(&self, ctx: &Context<'_>) -> Result<u64> {
-        match self.counted {
-            Some(counted) => Ok(counted),
-            None => gql(store::agent_usage::count(&db(ctx)?.read, &self.filter).await),
-        }
+        counted_or(self.counted, store::agent_usage::count(&db(ctx)?.read, &self.filter)).await
     }
     /// Usage summed over every matching record, not only this page.
     async fn totals(&self, ctx: &Context<'_>) -> Result<TokenUsage> {
