@@ -488,3 +488,60 @@ async fn large_fields_are_read_wherever_a_tree_or_a_page_shows_them() {
     );
     assert_eq!(data["spread"]["items"][1], json!({"outputText": "c-out"}));
 }
+
+#[tokio::test]
+async fn texts_and_values_that_need_escaping_are_stored_exactly() {
+    // Every character a batch's encoding treats specially, in every kind of column, read
+    // back by a later request (so from the database, not from the write's answer).
+    let app = spawn_app().await;
+    let awkward = "a \"quoted\" \\back\\slash\\, {braced}, NULL\nnew line\ttab é 漢字 🙂";
+    let metadata = json!({"note": awkward, "NULL": null, "nested": {"\"k\\": ["{", "}", ","]},
+                          "model": "gpt-4o", "input_tokens": 7, "output_tokens": 5, "cost_usd": 0.30000000000000004});
+    let tid = app
+        .ok(
+            "mutation($i: [CreateTraceInput!]!) { createTraces(inputs: $i) { id } }",
+            json!({"i": [{"name": awkward, "agentId": id(), "startedAt": "2026-11-01T00:00:00.000001Z", "metadata": metadata}]}),
+        )
+        .await["createTraces"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let spans: Vec<Value> = ["NULL", "", awkward]
+        .iter()
+        .enumerate()
+        .map(|(n, text)| {
+            json!({"traceId": tid, "name": format!("{text}{n}"), "spanType": "LLM",
+                   "startedAt": format!("2026-11-01T00:00:0{n}.123456Z"), "endedAt": "2026-11-01T00:00:09.999999Z",
+                   "inputText": text, "outputText": awkward, "error": text, "metadata": metadata})
+        })
+        .collect();
+    app.ok(ADD, json!({"i": spans})).await;
+
+    let read = app
+        .ok(
+            "query($id: UUID!) { trace(id: $id) { name startedAt metadata usage { totalTokens costUsd }
+                spans { name startedAt endedAt inputText outputText error metadata usage { model costUsd } } } }",
+            json!({"id": tid}),
+        )
+        .await["trace"]
+        .clone();
+    assert_eq!(read["name"], awkward);
+    assert_eq!(read["startedAt"], "2026-11-01T00:00:00.000001+00:00");
+    assert_eq!(read["metadata"], metadata);
+    assert_eq!(read["usage"], json!({"totalTokens": 36, "costUsd": 0.9000000000000001}));
+    let stored = read["spans"].as_array().unwrap();
+    assert_eq!(stored.len(), 3);
+    for (n, (span, text)) in stored.iter().zip(["NULL", "", awkward]).enumerate() {
+        assert_eq!(span["name"], format!("{text}{n}"));
+        assert_eq!(span["startedAt"], format!("2026-11-01T00:00:0{n}.123456+00:00"));
+        assert_eq!(span["endedAt"], "2026-11-01T00:00:09.999999+00:00");
+        assert_eq!(span["inputText"], text);
+        assert_eq!(span["outputText"], awkward);
+        assert_eq!(span["error"], text);
+        assert_eq!(span["metadata"], metadata);
+        assert_eq!(
+            span["usage"],
+            json!({"model": "gpt-4o", "costUsd": 0.30000000000000004})
+        );
+    }
+}
