@@ -15,30 +15,32 @@ use crate::filters::{AgentUsageFilter, Page, SpanFilter, SpanSort, TraceFilter, 
 
 pub struct Query;
 
-/// A page's rows, read only when the selection shows them (`items`, `hasNextPage`), and
-/// its `totalCount`, counted only when asked for: a page asked only for its counts costs
-/// no list statement. The two are read side by side, so a page that shows both waits
-/// for the slower read, not for both in turn.
+/// A page's rows (see `rows_if_shown`) and its `totalCount`, counted only when asked
+/// for. The two are read side by side, so a page that shows both waits for the slower
+/// read, not for both in turn.
 async fn page_reads<T>(
     ctx: &Context<'_>,
     rows: impl Future<Output = Result<Rows<T>>>,
     count: impl Future<Output = AppResult<u64>>,
 ) -> Result<(Rows<T>, Option<u64>)> {
-    let page = ctx.look_ahead();
-    let rows = async {
-        if page.field("items").exists() || page.field("hasNextPage").exists() {
-            rows.await
-        } else {
-            Ok(Rows::unread())
-        }
-    };
     let count = async {
-        match page.field("totalCount").exists() {
+        match ctx.look_ahead().field("totalCount").exists() {
             true => gql(count.await).map(Some),
             false => Ok(None),
         }
     };
-    futures::try_join!(rows, count)
+    futures::try_join!(rows_if_shown(ctx, rows), count)
+}
+
+/// A page's rows, read only when the selection shows them (`items`, `hasNextPage`): a
+/// page asked only for its counts or totals costs no list statement.
+async fn rows_if_shown<T>(ctx: &Context<'_>, rows: impl Future<Output = Result<Rows<T>>>) -> Result<Rows<T>> {
+    let page = ctx.look_ahead();
+    if page.field("items").exists() || page.field("hasNextPage").exists() {
+        rows.await
+    } else {
+        Ok(Rows::unread())
+    }
 }
 
 #[Object]
@@ -155,11 +157,21 @@ impl Query {
         filter.products = gql(access.restrict(filter.product_id))?;
         let read = &db(ctx)?.read;
         let rows = async { gql(store::agent_usage::list(read, &filter, window).await) };
-        let (rows, counted) = page_reads(ctx, rows, store::agent_usage::count(read, &filter)).await?;
+        let (rows, counted, summed) = if ctx.look_ahead().field("totals").exists() {
+            // The totals count their records too: one statement answers `totals` and
+            // `totalCount` both.
+            let totals = async { gql(store::agent_usage::totals(read, &filter).await) };
+            let (rows, totals) = futures::try_join!(rows_if_shown(ctx, rows), totals)?;
+            (rows, Some(totals.record_count()), Some(totals))
+        } else {
+            let (rows, counted) = page_reads(ctx, rows, store::agent_usage::count(read, &filter)).await?;
+            (rows, counted, None)
+        };
         Ok(AgentUsagePage {
             items: rows.items.into_iter().map(Into::into).collect(),
             has_next_page: rows.has_next_page,
             counted,
+            summed,
             filter,
         })
     }

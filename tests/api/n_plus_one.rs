@@ -172,4 +172,28 @@ async fn a_page_asked_only_for_its_counts_reads_no_rows() {
     );
     assert_eq!(data["agentUsage"]["items"][0]["traceId"], tid, "{data}");
     assert_eq!(statements, 6, "a page and a count for each list");
+
+    // Totals count their records: beside them, `totalCount` costs nothing more, for an
+    // agent's kept totals and for records summed over a window alike.
+    let (data, statements) = counted(
+        "query($a: UUID) { agentUsage(filter: {agent: $a}) { totalCount totals { totalTokens } again: totals { llmCalls } } }",
+        json!({"a": agent}),
+    )
+    .await;
+    assert_eq!(
+        data["agentUsage"],
+        json!({"totalCount": 1, "totals": {"totalTokens": 15}, "again": {"llmCalls": 1}})
+    );
+    assert_eq!(statements, 1, "the agent's kept totals, once");
+    let (data, statements) = counted(
+        "query($a: UUID) { agentUsage(filter: {agent: $a, createdAfter: \"2000-01-01T00:00:00Z\"}) {
+           totalCount totals { totalTokens } items { traceId } } }",
+        json!({"a": agent}),
+    )
+    .await;
+    assert_eq!(
+        data["agentUsage"],
+        json!({"totalCount": 1, "totals": {"totalTokens": 15}, "items": [{"traceId": tid}]})
+    );
+    assert_eq!(statements, 2, "the page, and the sums with their count");
 }

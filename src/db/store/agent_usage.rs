@@ -157,7 +157,7 @@ pub async fn list(conn: &impl Fetch, f: &AgentUsageFilter, window: Page) -> AppR
 pub async fn count(conn: &impl Fetch, f: &AgentUsageFilter) -> AppResult<u64> {
     if let Some(agent) = whole_history_of(f) {
         let kept = kept_totals(conn, agent).await?;
-        return Ok(kept.map_or(0, |t| u64::try_from(t.records).unwrap_or(0)));
+        return Ok(kept.map_or(0, |t| UsageTotals::from(t).record_count()));
     }
     Ok(fetch_count(conn, find::<agent_usage::Entity>().filter(condition(f))).await?)
 }
@@ -203,6 +203,13 @@ impl From<agent_usage_total::Model> for UsageTotals {
             total_tokens: Some(kept.total_tokens),
             cost_usd: Some(kept.cost_usd),
         }
+    }
+}
+
+impl UsageTotals {
+    /// How many records were summed: the filter's `totalCount`.
+    pub fn record_count(&self) -> u64 {
+        u64::try_from(self.records).unwrap_or(0)
     }
 }
 

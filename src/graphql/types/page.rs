@@ -2,6 +2,7 @@ use async_graphql::{ComplexObject, Context, Result, SimpleObject};
 
 use super::{AgentUsage, SpanList, TokenUsage, TraceList};
 use crate::db::store;
+use crate::db::store::agent_usage::UsageTotals;
 use crate::error::AppResult;
 use crate::filters::{AgentUsageFilter, SpanFilter, TraceFilter};
 use crate::graphql::{db, gql};
@@ -69,6 +70,9 @@ pub struct AgentUsagePage {
     /// `totalCount`, when it was counted beside the rows.
     #[graphql(skip)]
     pub counted: Option<u64>,
+    /// `totals`, when they were summed beside the rows.
+    #[graphql(skip)]
+    pub summed: Option<UsageTotals>,
     #[graphql(skip)]
     pub filter: AgentUsageFilter,
 }
@@ -81,7 +85,10 @@ impl AgentUsagePage {
     }
     /// Usage summed over every matching record, not only this page.
     async fn totals(&self, ctx: &Context<'_>) -> Result<TokenUsage> {
-        let totals = gql(store::agent_usage::totals(&db(ctx)?.read, &self.filter).await)?;
+        let totals = match &self.summed {
+            Some(summed) => summed.clone(),
+            None => gql(store::agent_usage::totals(&db(ctx)?.read, &self.filter).await)?,
+        };
         Ok(TokenUsage::of_totals(&totals))
     }
 }
