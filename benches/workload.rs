@@ -301,7 +301,7 @@ async fn scale(args: &Args, traces: u32, dir: &tempfile::TempDir, http: &reqwest
                 .execute_unprepared(&format!("CREATE DATABASE {name}"))
                 .await
                 .unwrap();
-            format!("{}/{name}", admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b))
+            same_server(admin, &name)
         }
     };
     let loaded = Instant::now();
@@ -413,7 +413,7 @@ async fn databases(args: &Args, dir: &tempfile::TempDir) -> (String, String, fut
                     .await
                     .unwrap();
             }
-            let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b).to_owned();
+            let urls = (same_server(admin, &names[0]), same_server(admin, &names[1]));
             let admin = admin.clone();
             let cleanup = Box::pin(async move {
                 let admin_db = sea_orm::Database::connect(&admin).await.unwrap();
@@ -423,13 +423,17 @@ async fn databases(args: &Args, dir: &tempfile::TempDir) -> (String, String, fut
                         .await;
                 }
             });
-            (
-                format!("{base}/tg_bench_{suffix}"),
-                format!("{base}/tg_bench_raw_{suffix}"),
-                cleanup,
-            )
+            (urls.0, urls.1, cleanup)
         }
     }
+}
+
+/// The URL of database `name` on the server `admin` points at, with the same options
+/// (`?host=/var/run/postgresql` for a Unix socket, `sslmode`, …).
+fn same_server(admin: &str, name: &str) -> String {
+    let mut url = url::Url::parse(admin).expect("a PostgreSQL URL");
+    url.set_path(name);
+    url.to_string()
 }
 
 struct Server {
