@@ -407,9 +407,17 @@ async fn flag_and_unflag_keep_every_flag() {
 
 #[tokio::test]
 async fn concurrent_retries_of_a_batch_store_each_span_once() {
+    // A small batch, and a large one (written by plain INSERTs under a savepoint on
+    // PostgreSQL, falling back to skipping stored rows), over two INSERT statements.
+    for spans in [20, 600] {
+        concurrent_retries(spans).await;
+    }
+}
+
+async fn concurrent_retries(spans: usize) {
     let app = spawn_app().await;
     let tid = trace(&app, &id()).await;
-    let batch: Vec<Value> = (0..20)
+    let batch: Vec<Value> = (0..spans)
         .map(|i| {
             json!({"id": id(), "traceId": tid, "name": format!("s{i}"), "spanType": "LLM",
                    "startedAt": "2026-11-01T00:00:01Z", "metadata": {"input_tokens": 1, "output_tokens": 1, "cost_usd": 0.25}})
@@ -425,11 +433,12 @@ async fn concurrent_retries_of_a_batch_store_each_span_once() {
             json!({"id": tid}),
         )
         .await;
+    let n = spans as f64;
     assert_eq!(
         t["trace"],
-        json!({"spanCount": 20, "usage": {"llmCalls": 20, "totalTokens": 40, "costUsd": 5.0}})
+        json!({"spanCount": spans, "usage": {"llmCalls": spans, "totalTokens": 2 * spans, "costUsd": 0.25 * n}})
     );
-    assert_eq!(app.counts().await, (1, 20));
+    assert_eq!(app.counts().await, (1, spans as u64));
 }
 
 #[tokio::test]
