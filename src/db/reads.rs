@@ -200,4 +200,37 @@ mod tests {
         assert!(size_of_val(&rows) < 2048, "fetch_all: {} bytes", size_of_val(&rows));
         assert!(size_of_val(&count) < 2048, "fetch_count: {} bytes", size_of_val(&count));
     }
+
+    /// SQLite reads keep each statement's column mapping: the same statement reads the
+    /// same models again, and still does once another process adds a column.
+    #[tokio::test]
+    async fn a_statement_read_again_gives_the_same_models() {
+        use sea_orm::ActiveModelTrait;
+
+        use crate::db::entities::agent_usage_total;
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("again.db").display());
+        let db = crate::db::connect(&url, 2).await.unwrap();
+        let row = agent_usage_total::Model {
+            agent_id: uuid::Uuid::now_v7(),
+            records: 2,
+            llm_calls: 3,
+            input_tokens: 5,
+            output_tokens: 7,
+            total_tokens: 12,
+            cost_usd: 0.25,
+        };
+        agent_usage_total::ActiveModel::from(row.clone())
+            .insert(&db.write)
+            .await
+            .unwrap();
+        let read = || fetch_all(&db.read, find::<agent_usage_total::Entity>());
+        assert_eq!(read().await.unwrap(), vec![row.clone()]);
+        assert_eq!(read().await.unwrap(), vec![row.clone()]);
+        db.write
+            .execute_unprepared("ALTER TABLE agent_usage_total ADD COLUMN note TEXT")
+            .await
+            .unwrap();
+        assert_eq!(read().await.unwrap(), vec![row]);
+    }
 }

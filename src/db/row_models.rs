@@ -60,6 +60,11 @@ impl<E: EntityTrait> Columns<E> {
         )
     }
 
+    /// How many result columns were matched (whether to an entity column or to none).
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
     /// One model from one row: `cell(index, kind)` reads the cell at `index` as `kind`,
     /// or `None` when the stored value cannot be read as that kind.
     pub fn model(&self, mut cell: impl FnMut(usize, Kind) -> Result<Option<Value>, DbErr>) -> Result<E::Model, DbErr>

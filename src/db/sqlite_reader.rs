@@ -9,8 +9,10 @@
 //! come here (see `reads::Fetch`); aggregates and writes keep sqlx. The connections are
 //! `query_only`.
 
+use std::any::Any;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -23,6 +25,8 @@ use super::row_models::{Columns, Kind};
 
 /// Prepared statements kept per connection: every distinct read the API makes, with room.
 const STATEMENT_CACHE: usize = 128;
+/// Column mappings kept (see `SqliteReader::columns`), for as many statements.
+const COLUMN_MAPS: usize = 4 * STATEMENT_CACHE;
 /// The longest a read waits on another process's lock (rare in WAL: a recovery, a
 /// truncating checkpoint). It waits on a request thread, so it answers OVERLOADED
 /// (retryable) soon rather than hold the thread for the whole acquire timeout.
@@ -38,6 +42,10 @@ pub struct SqliteReader {
     idle: Mutex<Vec<rusqlite::Connection>>,
     max_idle: usize,
     statements: StatementCounter,
+    /// Each entity read's result columns matched to its entity's, by statement: matching
+    /// them by name (SQLite's names, then a search of the entity's) cost a read of a few
+    /// trace rows about as much as decoding them.
+    columns: Mutex<HashMap<String, Arc<dyn Any + Send + Sync>>>,
 }
 
 impl SqliteReader {
@@ -54,6 +62,7 @@ impl SqliteReader {
             idle: Mutex::default(),
             max_idle: max_idle.max(1),
             statements,
+            columns: Mutex::default(),
         };
         let first = reader.connect().map_err(|e| query_error(&e))?;
         reader.give_back(first);
@@ -110,7 +119,7 @@ impl SqliteReader {
     {
         self.with_connection(|conn| {
             let mut prepared = prepare(conn, statement)?;
-            let columns = Columns::<E>::by_name(prepared.column_names());
+            let columns = self.columns_of::<E>(&statement.sql, &prepared);
             let mut rows = prepared.raw_query();
             let mut models = Vec::new();
             while let Some(row) = rows.next().map_err(|e| query_error(&e))? {
@@ -121,6 +130,27 @@ impl SqliteReader {
             }
             Ok(models)
         })
+    }
+
+    /// How the result columns of `sql` (prepared as `prepared`) map onto `E`'s.
+    fn columns_of<E: EntityTrait>(&self, sql: &str, prepared: &rusqlite::Statement<'_>) -> Arc<Columns<E>> {
+        let known = self.columns.lock().unwrap_or_else(|e| e.into_inner()).get(sql).cloned();
+        // A statement names its table, so it reads one entity; another is matched anew,
+        // as is a statement whose columns changed (a column added by another process).
+        if let Some(columns) = known.and_then(|c| c.downcast::<Columns<E>>().ok())
+            && columns.len() == prepared.column_count()
+        {
+            return columns;
+        }
+        let columns = Arc::new(Columns::<E>::by_name(prepared.column_names()));
+        let mut known = self.columns.lock().unwrap_or_else(|e| e.into_inner());
+        // Statements differ by their filters and `IN` lists, a bounded but large set:
+        // the cache starts again rather than grow past what the statement caches hold.
+        if known.len() >= COLUMN_MAPS {
+            known.clear();
+        }
+        known.insert(sql.to_owned(), columns.clone());
+        columns
     }
 
     /// Runs any read and returns its rows as SQLite holds them: for a raw-SQL comparison
