@@ -1026,13 +1026,12 @@ async fn raw_detail(db: RawDb, id: String) {
 /// How many failed runs of `agent` W4a's page shows (at most 50).
 async fn raw_failed_count(db: &RawDb, agent: &str) -> usize {
     let agent: sea_orm::Value = uuid::Uuid::parse_str(agent).unwrap().into();
-    let ids = query(
-        db,
-        "SELECT id FROM trace WHERE agent_id = ? AND has_error ORDER BY started_at DESC, id DESC LIMIT 50",
-        vec![agent],
-    )
-    .await;
-    ids.len().max(1)
+    query(db, &failed_runs(50), vec![agent]).await.len().max(1)
+}
+
+/// The newest `limit` failed traces of an agent.
+fn failed_runs(limit: usize) -> String {
+    format!("SELECT * FROM trace WHERE agent_id = ? AND has_error ORDER BY started_at DESC, id DESC LIMIT {limit}")
 }
 
 /// A W4 read, as the raw side sends it.
@@ -1050,15 +1049,7 @@ async fn raw_filter(db: RawDb, filter: Filter, agent: String, from: String) {
     let agent: sea_orm::Value = uuid::Uuid::parse_str(&agent).unwrap().into();
     match filter {
         Filter::Failed { page } => {
-            query(
-                &db,
-                &format!(
-                    "SELECT * FROM trace WHERE agent_id = ? AND has_error ORDER BY started_at DESC, id DESC LIMIT {}",
-                    page + 1
-                ),
-                vec![agent],
-            )
-            .await;
+            query(&db, &failed_runs(page + 1), vec![agent]).await;
         }
         Filter::Tools => {
             let from: chrono::DateTime<chrono::Utc> = from.parse().unwrap();

@@ -407,8 +407,8 @@ async fn flag_and_unflag_keep_every_flag() {
 
 #[tokio::test]
 async fn concurrent_retries_of_a_batch_store_each_span_once() {
-    // A small batch, and a large one (written by plain INSERTs under a savepoint on
-    // PostgreSQL, falling back to skipping stored rows), over two INSERT statements.
+    // A small batch, and a large one that takes two INSERT statements (500 rows each;
+    // on PostgreSQL under a reused generic plan).
     for spans in [20, 600] {
         concurrent_retries(spans).await;
     }
@@ -500,8 +500,9 @@ async fn large_fields_are_read_wherever_a_tree_or_a_page_shows_them() {
 
 #[tokio::test]
 async fn texts_and_values_that_need_escaping_are_stored_exactly() {
-    // Every character a batch's encoding treats specially, in every kind of column, read
-    // back by a later request (so from the database, not from the write's answer).
+    // Characters that SQL, JSON and array literals treat specially, in every kind of
+    // column, read back by a later request (so from the database, not from the write's
+    // answer).
     let app = spawn_app().await;
     let awkward = "a \"quoted\" \\back\\slash\\, {braced}, NULL\nnew line\ttab é 漢字 🙂";
     let metadata = json!({"note": awkward, "NULL": null, "nested": {"\"k\\": ["{", "}", ","]},

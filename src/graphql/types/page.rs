@@ -7,12 +7,12 @@ use crate::error::AppResult;
 use crate::filters::{AgentUsageFilter, SpanFilter, TraceFilter};
 use crate::graphql::{db, gql};
 
-/// A page's `totalCount`: as counted beside its rows, or, where the look-ahead did not
-/// show it asked for, counted now.
-async fn counted_or(counted: Option<u64>, count: impl Future<Output = AppResult<u64>>) -> Result<u64> {
-    match counted {
-        Some(counted) => Ok(counted),
-        None => gql(count.await),
+/// A page's `totalCount` or `totals`: as read beside its rows, or, where the look-ahead
+/// did not show it asked for, read now.
+async fn read_or<T>(known: Option<T>, read: impl Future<Output = AppResult<T>>) -> Result<T> {
+    match known {
+        Some(known) => Ok(known),
+        None => gql(read.await),
     }
 }
 
@@ -34,7 +34,7 @@ pub struct TracePage {
 impl TracePage {
     /// How many traces match the filter, over all pages.
     async fn total_count(&self, ctx: &Context<'_>) -> Result<u64> {
-        counted_or(self.counted, store::traces::count(&db(ctx)?.read, &self.filter)).await
+        read_or(self.counted, store::traces::count(&db(ctx)?.read, &self.filter)).await
     }
 }
 
@@ -56,7 +56,7 @@ pub struct SpanPage {
 impl SpanPage {
     /// How many spans match the filter, over all pages.
     async fn total_count(&self, ctx: &Context<'_>) -> Result<u64> {
-        counted_or(self.counted, store::spans::count(&db(ctx)?.read, &self.filter)).await
+        read_or(self.counted, store::spans::count(&db(ctx)?.read, &self.filter)).await
     }
 }
 
@@ -81,14 +81,15 @@ pub struct AgentUsagePage {
 impl AgentUsagePage {
     /// How many records match the filter, over all pages.
     async fn total_count(&self, ctx: &Context<'_>) -> Result<u64> {
-        counted_or(self.counted, store::agent_usage::count(&db(ctx)?.read, &self.filter)).await
+        read_or(self.counted, store::agent_usage::count(&db(ctx)?.read, &self.filter)).await
     }
     /// Usage summed over every matching record, not only this page.
     async fn totals(&self, ctx: &Context<'_>) -> Result<TokenUsage> {
-        let totals = match &self.summed {
-            Some(summed) => summed.clone(),
-            None => gql(store::agent_usage::totals(&db(ctx)?.read, &self.filter).await)?,
-        };
+        let totals = read_or(
+            self.summed.clone(),
+            store::agent_usage::totals(&db(ctx)?.read, &self.filter),
+        )
+        .await?;
         Ok(TokenUsage::of_totals(&totals))
     }
 }
