@@ -163,9 +163,7 @@ async fn share(
         }
         first = false;
         // No subscriber is not an error: the last one is leaving, and this task with it.
-        let _ = events.send(Arc::new(Event::Next(
-            serde_json::to_string(&response).unwrap_or_default(),
-        )));
+        let _ = events.send(Arc::new(Event::Next(super::json::response_json(&response))));
     }
     finished.store(true, Ordering::Release);
     let _ = events.send(Arc::new(Event::Done));
@@ -187,7 +185,7 @@ fn lag_payload(missed: u64, field: &str) -> String {
     if !field.is_empty() {
         error.path = vec![PathSegment::Field(field.to_owned())];
     }
-    serde_json::to_string(&Response::from_errors(vec![error])).unwrap_or_default()
+    super::json::response_json(&Response::from_errors(vec![error]))
 }
 
 /// The response key of a subscription's (single) root field.

@@ -4,6 +4,7 @@ mod api;
 pub mod fanout;
 pub use api::Api;
 pub mod errors;
+pub mod json;
 pub mod limits;
 pub mod loaders;
 pub mod mutation;

@@ -81,8 +81,7 @@ impl Refusal {
 }
 
 pub fn respond(status: StatusCode, media: Media, body: &GqlResponse) -> Response {
-    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{\"data\":null}".to_vec());
-    let mut response = (status, bytes).into_response();
+    let mut response = (status, crate::graphql::json::response_json(body)).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(media.content_type()));
     if status == StatusCode::SERVICE_UNAVAILABLE {
