@@ -4,6 +4,7 @@
 pub mod entities;
 pub mod key_epoch;
 pub mod pg_connections;
+pub mod pg_decode;
 pub mod pg_reader;
 pub mod reads;
 mod row_models;

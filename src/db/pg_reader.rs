@@ -5,20 +5,20 @@
 //!
 //! Here SeaORM still builds the statement and sqlx runs it on a connection lent by
 //! `pg_connections` (not pinged as it comes back); each row becomes its entity's model
-//! through the model's `sqlx::FromRow`, one typed decode per field, with no `Value` or
-//! active model between. Counts go the same way.
+//! by `pg_decode`, one typed decode per field by position, with no `Value` or active
+//! model between. Counts go the same way.
 
 use std::sync::Arc;
 
 use futures::TryStreamExt;
 use sea_orm::sea_query::Values;
-use sea_orm::sqlx::postgres::PgRow;
-use sea_orm::sqlx::{self, FromRow};
+use sea_orm::sqlx;
 use sea_orm::{ConnAcquireErr, DbErr, EntityTrait, RuntimeErr, Statement};
 use sea_query_sqlx::SqlxValues;
 
 use super::StatementCounter;
 use super::pg_connections::ReadConnections;
+use super::pg_decode::{ByPosition, positions};
 
 #[derive(Clone, Debug)]
 pub struct PgReader {
@@ -52,12 +52,12 @@ impl PgReader {
     }
 
     /// Runs `statement` (built by SeaORM for PostgreSQL) and reads each row as a model of
-    /// `E`. Result columns are found by name; every field of the model must be among
-    /// them, and others are ignored.
+    /// `E`. Result columns are found by name, once; every field of the model must be
+    /// among them, and others are ignored.
     pub async fn models<E>(&self, statement: Statement) -> Result<Vec<E::Model>, DbErr>
     where
         E: EntityTrait,
-        E::Model: for<'r> FromRow<'r, PgRow>,
+        E::Model: ByPosition,
     {
         self.statements.add_one();
         let (sql, values) = parts(statement);
@@ -68,8 +68,10 @@ impl PgReader {
             // rows twice (as received and as models).
             let mut rows =
                 sqlx::query_with(sqlx::AssertSqlSafe(sql.as_str()), SqlxValues(values)).fetch(lease.connection());
+            let mut at: Option<Option<Vec<usize>>> = None;
             while let Some(row) = rows.try_next().await.map_err(query_error)? {
-                models.push(E::Model::from_row(&row).map_err(decode_error)?);
+                let at = at.get_or_insert_with(|| positions::<E::Model>(&row));
+                models.push(E::Model::decode(&row, at.as_deref()).map_err(decode_error)?);
             }
         }
         // Only now: an early return above leaves the statement unfinished, and the

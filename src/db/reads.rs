@@ -30,7 +30,7 @@ pub struct Reader {
 pub enum Direct {
     /// A SQLite file's rows, read in place on the calling thread.
     Sqlite(Arc<SqliteReader>),
-    /// PostgreSQL rows, on leased connections (`pg_connections`), decoded by `FromRow`.
+    /// PostgreSQL rows, on leased connections (`pg_connections`), decoded by position (`pg_decode`).
     Postgres(PgReader),
 }
 
@@ -106,7 +106,7 @@ pub fn find<E: EntityTrait>() -> Select<E> {
 pub async fn fetch_all<E>(conn: &impl Fetch, select: Select<E>) -> Result<Vec<E::Model>, DbErr>
 where
     E: EntityTrait,
-    E::Model: Sync + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+    E::Model: Sync + super::pg_decode::ByPosition,
     E::ActiveModel: TryIntoModel<E::Model>,
 {
     // The awaited reads are boxed: inline, their state (about 5 KB) made every future
@@ -122,7 +122,7 @@ where
 pub async fn fetch_one<E>(conn: &impl Fetch, select: Select<E>) -> Result<Option<E::Model>, DbErr>
 where
     E: EntityTrait,
-    E::Model: Sync + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+    E::Model: Sync + super::pg_decode::ByPosition,
     E::ActiveModel: TryIntoModel<E::Model>,
 {
     Ok(fetch_all(conn, select.limit(1)).await?.into_iter().next())

@@ -2,7 +2,8 @@
 //! Result columns are matched to the entity's by name once per statement; each cell is
 //! then read by position, as the kind of value the entity's column declares, and set on
 //! the entity's active model. (SQLite's cells carry their own storage class, so the
-//! declared kind decides how to read them; `pg_reader` decodes by the models' `FromRow`.)
+//! declared kind decides how to read them; `pg_decode` reads PostgreSQL rows as the fields'
+//! own types.)
 
 use sea_orm::sea_query::{ColumnType, Value};
 use sea_orm::{ActiveModelTrait, ColumnTrait, DbErr, EntityTrait, IdenStatic, Iterable, TryIntoModel};

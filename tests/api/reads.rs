@@ -15,7 +15,7 @@ use crate::helpers::{generate, import, spawn_app};
 async fn same_models<E>(db: &tracegraph::db::Db, order: E::Column) -> usize
 where
     E: EntityTrait,
-    E::Model: Sync + PartialEq + std::fmt::Debug + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+    E::Model: Sync + PartialEq + std::fmt::Debug + tracegraph::db::pg_decode::ByPosition,
     E::ActiveModel: sea_orm::TryIntoModel<E::Model>,
 {
     let direct = fetch_all(&db.read, E::find().order_by_asc(order)).await.unwrap();
@@ -133,5 +133,42 @@ async fn a_stored_value_of_another_type_is_an_error_not_a_wrong_model() {
     match fetch_all(&db.read, select).await {
         Err(DbErr::Type(message)) => assert!(message.contains("name"), "{message}"),
         other => panic!("expected a type error naming the column, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn columns_in_any_order_read_the_same_models() {
+    let app = spawn_app().await;
+    let (_dir, path) = generate(3);
+    import(&app.database_url, &path);
+    let db = tracegraph::db::connect(&app.database_url, 2).await.unwrap();
+    // Every span column, last first, with an extra one the model does not have: the
+    // fields are found by name, whatever their positions.
+    let mut select = span::Entity::find().select_only();
+    let columns: Vec<span::Column> = <span::Column as sea_orm::Iterable>::iter().collect();
+    for column in columns.iter().rev() {
+        select = select.column(*column);
+    }
+    select = select.column_as(Expr::cust("42"), "unrelated");
+    let direct = fetch_all(&db.read, select.order_by_asc(span::Column::Id))
+        .await
+        .unwrap();
+    let seaorm = span::Entity::find()
+        .order_by_asc(span::Column::Id)
+        .all(db.read.pool())
+        .await
+        .unwrap();
+    assert_eq!(direct.len(), 60);
+    assert_eq!(direct, seaorm);
+
+    // A column the model needs and the statement lacks is an error naming it (a type
+    // error on PostgreSQL, an unset attribute on SQLite, as SeaORM reports each).
+    let mut select = trace::Entity::find().select_only();
+    for column in <trace::Column as sea_orm::Iterable>::iter().filter(|c| !matches!(c, trace::Column::SpanCount)) {
+        select = select.column(column);
+    }
+    match fetch_all(&db.read, select).await {
+        Err(e @ (DbErr::Type(_) | DbErr::AttrNotSet(_))) => assert!(e.to_string().contains("span_count"), "{e}"),
+        other => panic!("expected an error naming the missing column, got {other:?}"),
     }
 }

@@ -1,7 +1,7 @@
 use sea_orm::entity::prelude::*;
 
 /// The LLM usage of one ended trace, written once by `endTrace`.
-#[derive(Clone, Debug, PartialEq, DeriveEntityModel, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "agent_usage")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
@@ -21,3 +21,16 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+crate::by_position!(Model {
+    id,
+    trace_id,
+    agent_id,
+    product_id,
+    llm_calls,
+    input_tokens,
+    output_tokens,
+    total_tokens,
+    cost_usd,
+    created_at
+});

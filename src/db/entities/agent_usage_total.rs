@@ -1,7 +1,7 @@
 use sea_orm::entity::prelude::*;
 
 /// One agent's usage summed over all its records, kept in step with `agent_usage`.
-#[derive(Clone, Debug, PartialEq, DeriveEntityModel, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "agent_usage_total")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
@@ -18,3 +18,13 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+crate::by_position!(Model {
+    agent_id,
+    records,
+    llm_calls,
+    input_tokens,
+    output_tokens,
+    total_tokens,
+    cost_usd
+});

@@ -1,7 +1,7 @@
 use sea_orm::entity::prelude::*;
 
 /// An API key: only its hash is stored; the key itself is shown once, at creation.
-#[derive(Clone, Debug, PartialEq, DeriveEntityModel, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "api_key")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
@@ -21,3 +21,14 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+crate::by_position!(Model {
+    id,
+    name,
+    prefix,
+    key_hash,
+    scopes,
+    products,
+    created_at,
+    revoked_at
+});

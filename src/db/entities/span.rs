@@ -2,7 +2,7 @@ use sea_orm::entity::prelude::*;
 
 /// One operation inside a trace. `agent_id` and `product_id` are the trace's,
 /// copied at write time; the usage columns are extracted from `metadata`.
-#[derive(Clone, Debug, PartialEq, DeriveEntityModel, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "span")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
@@ -36,3 +36,28 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+crate::by_position!(Model {
+    id,
+    trace_id,
+    parent_id,
+    agent_id,
+    product_id,
+    name,
+    span_type,
+    started_at,
+    ended_at,
+    duration_us,
+    input_text,
+    output_text,
+    error,
+    metadata,
+    flagged,
+    model,
+    provider,
+    input_tokens,
+    output_tokens,
+    total_tokens,
+    cost_usd,
+    cost_source
+});

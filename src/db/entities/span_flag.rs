@@ -1,7 +1,7 @@
 use sea_orm::entity::prelude::*;
 
 /// A review mark on a span. Rows are never deleted: unflagging resolves them.
-#[derive(Clone, Debug, PartialEq, DeriveEntityModel, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "span_flag")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
@@ -21,3 +21,15 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+crate::by_position!(Model {
+    id,
+    span_id,
+    trace_id,
+    reason,
+    created_at,
+    resolved_at,
+    created_by,
+    resolved_by,
+    resolution_note
+});

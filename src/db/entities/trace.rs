@@ -2,7 +2,7 @@ use sea_orm::entity::prelude::*;
 
 /// One agent run. The usage and count columns are running totals kept by the
 /// span writes, so list pages, cost sorts and `usage` never aggregate spans.
-#[derive(Clone, Debug, PartialEq, DeriveEntityModel, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "trace")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
@@ -29,3 +29,23 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+crate::by_position!(Model {
+    id,
+    name,
+    agent_id,
+    product_id,
+    started_at,
+    ended_at,
+    duration_us,
+    error,
+    has_error,
+    metadata,
+    span_count,
+    flagged_span_count,
+    llm_calls,
+    input_tokens,
+    output_tokens,
+    total_tokens,
+    cost_usd
+});

@@ -62,7 +62,7 @@ impl<T> Rows<T> {
 pub async fn page<E>(conn: &impl Fetch, select: Select<E>, page: Page) -> AppResult<Rows<E::Model>>
 where
     E: EntityTrait,
-    E::Model: Sync + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+    E::Model: Sync + crate::db::pg_decode::ByPosition,
     E::ActiveModel: TryIntoModel<E::Model>,
 {
     let mut items = fetch_all(conn, select.offset(page.offset).limit(page.limit + 1)).await?;
