@@ -81,7 +81,7 @@ impl Refusal {
 }
 
 pub fn respond(status: StatusCode, media: Media, body: &GqlResponse) -> Response {
-    let mut response = (status, crate::graphql::json::response_json(body)).into_response();
+    let mut response = (status, crate::graphql::json::response_bytes(body)).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(media.content_type()));
     if status == StatusCode::SERVICE_UNAVAILABLE {
