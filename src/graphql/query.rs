@@ -1,6 +1,7 @@
 //! Query root: lists with filters, sorts and pages, and lookups by id.
 
 use async_graphql::{Context, Object, Result};
+use futures::FutureExt;
 use uuid::Uuid;
 
 use super::loaders::{SpanId, TraceId};
@@ -43,6 +44,10 @@ async fn rows_if_shown<T>(ctx: &Context<'_>, rows: impl Future<Output = Result<R
     }
 }
 
+// The page and statistics resolvers box their work. An object's `resolve_field` future
+// is as large as its largest resolver's, and the engine moves one into a box for every
+// field it resolves: inline, the pages' joined reads (9–11 KB) made every root field of
+// every query, `trace(id)` included, cost a copy of that size.
 #[Object]
 impl Query {
     /// A page of traces, newest first unless sorted otherwise.
@@ -55,26 +60,30 @@ impl Query {
         #[graphql(default_with = "Some(50)", desc = "Page size, 1 to 500.")] limit: Option<i64>,
         #[graphql(default_with = "Some(0)")] offset: Option<i64>,
     ) -> Result<TracePage> {
-        let access = allow(ctx, Scope::Read)?;
-        let window = gql(Page::from_args(limit, offset))?;
-        let mut filter = filter.unwrap_or_default();
-        filter.products = gql(access.restrict(filter.product_id))?;
-        let read = &db(ctx)?.read;
-        let rows = async {
-            let rows = gql(store::traces::list(read, &filter, sort.unwrap_or_default(), window).await)?;
-            if let Some(below) = tree_field(ctx.look_ahead().field("items")) {
-                let ids: Vec<Uuid> = rows.items.iter().map(|t| t.id).collect();
-                prefetch_trees(ctx, ids, below).await?;
-            }
-            Ok(rows)
-        };
-        let (rows, counted) = page_reads(ctx, rows, store::traces::count(read, &filter)).await?;
-        Ok(TracePage {
-            items: TraceList(rows.items.into_iter().map(Trace).collect()),
-            has_next_page: rows.has_next_page,
-            counted,
-            filter,
-        })
+        async move {
+            let access = allow(ctx, Scope::Read)?;
+            let window = gql(Page::from_args(limit, offset))?;
+            let mut filter = filter.unwrap_or_default();
+            filter.products = gql(access.restrict(filter.product_id))?;
+            let read = &db(ctx)?.read;
+            let rows = async {
+                let rows = gql(store::traces::list(read, &filter, sort.unwrap_or_default(), window).await)?;
+                if let Some(below) = tree_field(ctx.look_ahead().field("items")) {
+                    let ids: Vec<Uuid> = rows.items.iter().map(|t| t.id).collect();
+                    prefetch_trees(ctx, ids, below).await?;
+                }
+                Ok(rows)
+            };
+            let (rows, counted) = page_reads(ctx, rows, store::traces::count(read, &filter)).await?;
+            Ok(TracePage {
+                items: TraceList(rows.items.into_iter().map(Trace).collect()),
+                has_next_page: rows.has_next_page,
+                counted,
+                filter,
+            })
+        }
+        .boxed()
+        .await
     }
 
     /// One trace by id; null if there is none.
@@ -117,29 +126,33 @@ impl Query {
         #[graphql(default_with = "Some(50)", desc = "Page size, 1 to 500.")] limit: Option<i64>,
         #[graphql(default_with = "Some(0)")] offset: Option<i64>,
     ) -> Result<SpanPage> {
-        let access = allow(ctx, Scope::Read)?;
-        let window = gql(Page::from_args(limit, offset))?;
-        let mut filter = filter.unwrap_or_default();
-        filter.products = gql(access.restrict(filter.product_id))?;
-        let items = ctx.look_ahead().field("items");
-        let read = &db(ctx)?.read;
-        let rows = async {
-            let texts = texts_for(items.selection_fields());
-            let rows = gql(store::spans::list(read, &filter, sort.unwrap_or_default(), window, texts).await)?;
-            let children = items.field("children");
-            if children.exists() {
-                let ids: Vec<Uuid> = rows.items.iter().map(|s| s.trace_id).collect();
-                prefetch_trees(ctx, ids, children).await?;
-            }
-            Ok(rows)
-        };
-        let (rows, counted) = page_reads(ctx, rows, store::spans::count(read, &filter)).await?;
-        Ok(SpanPage {
-            items: SpanList::loaded(rows.items.into_iter().map(Span::from).collect()),
-            has_next_page: rows.has_next_page,
-            counted,
-            filter,
-        })
+        async move {
+            let access = allow(ctx, Scope::Read)?;
+            let window = gql(Page::from_args(limit, offset))?;
+            let mut filter = filter.unwrap_or_default();
+            filter.products = gql(access.restrict(filter.product_id))?;
+            let items = ctx.look_ahead().field("items");
+            let read = &db(ctx)?.read;
+            let rows = async {
+                let texts = texts_for(items.selection_fields());
+                let rows = gql(store::spans::list(read, &filter, sort.unwrap_or_default(), window, texts).await)?;
+                let children = items.field("children");
+                if children.exists() {
+                    let ids: Vec<Uuid> = rows.items.iter().map(|s| s.trace_id).collect();
+                    prefetch_trees(ctx, ids, children).await?;
+                }
+                Ok(rows)
+            };
+            let (rows, counted) = page_reads(ctx, rows, store::spans::count(read, &filter)).await?;
+            Ok(SpanPage {
+                items: SpanList::loaded(rows.items.into_iter().map(Span::from).collect()),
+                has_next_page: rows.has_next_page,
+                counted,
+                filter,
+            })
+        }
+        .boxed()
+        .await
     }
 
     /// Usage records of ended traces, newest first, with totals over all matching records.
@@ -151,29 +164,33 @@ impl Query {
         #[graphql(default_with = "Some(50)", desc = "Page size, 1 to 500.")] limit: Option<i64>,
         #[graphql(default_with = "Some(0)")] offset: Option<i64>,
     ) -> Result<AgentUsagePage> {
-        let access = allow(ctx, Scope::Read)?;
-        let window = gql(Page::from_args(limit, offset))?;
-        let mut filter = filter.unwrap_or_default();
-        filter.products = gql(access.restrict(filter.product_id))?;
-        let read = &db(ctx)?.read;
-        let rows = async { gql(store::agent_usage::list(read, &filter, window).await) };
-        let (rows, counted, summed) = if ctx.look_ahead().field("totals").exists() {
-            // The totals count their records too: one statement answers `totals` and
-            // `totalCount` both.
-            let totals = async { gql(store::agent_usage::totals(read, &filter).await) };
-            let (rows, totals) = futures::try_join!(rows_if_shown(ctx, rows), totals)?;
-            (rows, Some(totals.record_count()), Some(totals))
-        } else {
-            let (rows, counted) = page_reads(ctx, rows, store::agent_usage::count(read, &filter)).await?;
-            (rows, counted, None)
-        };
-        Ok(AgentUsagePage {
-            items: rows.items.into_iter().map(Into::into).collect(),
-            has_next_page: rows.has_next_page,
-            counted,
-            summed,
-            filter,
-        })
+        async move {
+            let access = allow(ctx, Scope::Read)?;
+            let window = gql(Page::from_args(limit, offset))?;
+            let mut filter = filter.unwrap_or_default();
+            filter.products = gql(access.restrict(filter.product_id))?;
+            let read = &db(ctx)?.read;
+            let rows = async { gql(store::agent_usage::list(read, &filter, window).await) };
+            let (rows, counted, summed) = if ctx.look_ahead().field("totals").exists() {
+                // The totals count their records too: one statement answers `totals` and
+                // `totalCount` both.
+                let totals = async { gql(store::agent_usage::totals(read, &filter).await) };
+                let (rows, totals) = futures::try_join!(rows_if_shown(ctx, rows), totals)?;
+                (rows, Some(totals.record_count()), Some(totals))
+            } else {
+                let (rows, counted) = page_reads(ctx, rows, store::agent_usage::count(read, &filter)).await?;
+                (rows, counted, None)
+            };
+            Ok(AgentUsagePage {
+                items: rows.items.into_iter().map(Into::into).collect(),
+                has_next_page: rows.has_next_page,
+                counted,
+                summed,
+                filter,
+            })
+        }
+        .boxed()
+        .await
     }
 
     /// LLM calls, tokens and cost of the LLM spans matching `filter`, grouped; without
@@ -184,24 +201,32 @@ impl Query {
         filter: Option<SpanFilter>,
         #[graphql(default)] group_by: Vec<UsageGroupBy>,
     ) -> Result<Vec<UsageSummaryRow>> {
-        let access = allow(ctx, Scope::Read)?;
-        let mut filter = filter.unwrap_or_default();
-        filter.products = gql(access.restrict(filter.product_id))?;
-        let groups: Vec<UsageGroup> = group_by.into_iter().map(Into::into).collect();
-        let rows = gql(store::stats::usage_summary(&db(ctx)?.read, &filter, &groups).await)?;
-        Ok(rows.into_iter().map(Into::into).collect())
+        async move {
+            let access = allow(ctx, Scope::Read)?;
+            let mut filter = filter.unwrap_or_default();
+            filter.products = gql(access.restrict(filter.product_id))?;
+            let groups: Vec<UsageGroup> = group_by.into_iter().map(Into::into).collect();
+            let rows = gql(store::stats::usage_summary(&db(ctx)?.read, &filter, &groups).await)?;
+            Ok(rows.into_iter().map(Into::into).collect())
+        }
+        .boxed()
+        .await
     }
 
     /// Count, errors, latency percentiles and cost of the traces matching `filter`.
     async fn trace_stats(&self, ctx: &Context<'_>, filter: Option<TraceFilter>) -> Result<TraceStats> {
-        let access = allow(ctx, Scope::Read)?;
-        let mut filter = filter.unwrap_or_default();
-        filter.products = gql(access.restrict(filter.product_id))?;
-        let rows = gql(store::stats::trace_stats(&db(ctx)?.read, &filter, None).await)?;
-        match rows.into_iter().next() {
-            Some(stats) => gql(TraceStats::from_stats(stats, false)),
-            None => Ok(TraceStats::empty()),
+        async move {
+            let access = allow(ctx, Scope::Read)?;
+            let mut filter = filter.unwrap_or_default();
+            filter.products = gql(access.restrict(filter.product_id))?;
+            let rows = gql(store::stats::trace_stats(&db(ctx)?.read, &filter, None).await)?;
+            match rows.into_iter().next() {
+                Some(stats) => gql(TraceStats::from_stats(stats, false)),
+                None => Ok(TraceStats::empty()),
+            }
         }
+        .boxed()
+        .await
     }
 
     /// `traceStats` per hour or day of trace start, for charts; empty buckets are left out.
@@ -211,11 +236,15 @@ impl Query {
         filter: Option<TraceFilter>,
         interval: StatsInterval,
     ) -> Result<Vec<TraceStats>> {
-        let access = allow(ctx, Scope::Read)?;
-        let mut filter = filter.unwrap_or_default();
-        filter.products = gql(access.restrict(filter.product_id))?;
-        let rows = gql(store::stats::trace_stats(&db(ctx)?.read, &filter, Some(interval.into())).await)?;
-        rows.into_iter().map(|s| gql(TraceStats::from_stats(s, true))).collect()
+        async move {
+            let access = allow(ctx, Scope::Read)?;
+            let mut filter = filter.unwrap_or_default();
+            filter.products = gql(access.restrict(filter.product_id))?;
+            let rows = gql(store::stats::trace_stats(&db(ctx)?.read, &filter, Some(interval.into())).await)?;
+            rows.into_iter().map(|s| gql(TraceStats::from_stats(s, true))).collect()
+        }
+        .boxed()
+        .await
     }
 
     /// Calls, errors and latency percentiles of the spans matching `filter`, grouped by
@@ -226,12 +255,16 @@ impl Query {
         filter: Option<SpanFilter>,
         #[graphql(default)] group_by: Vec<SpanStatsGroupBy>,
     ) -> Result<Vec<SpanStats>> {
-        let access = allow(ctx, Scope::Read)?;
-        let mut filter = filter.unwrap_or_default();
-        filter.products = gql(access.restrict(filter.product_id))?;
-        let groups: Vec<SpanGroup> = group_by.iter().copied().map(Into::into).collect();
-        let rows = gql(store::stats::span_stats(&db(ctx)?.read, &filter, &groups).await)?;
-        Ok(rows.into_iter().map(|s| SpanStats::from_stats(s, &group_by)).collect())
+        async move {
+            let access = allow(ctx, Scope::Read)?;
+            let mut filter = filter.unwrap_or_default();
+            filter.products = gql(access.restrict(filter.product_id))?;
+            let groups: Vec<SpanGroup> = group_by.iter().copied().map(Into::into).collect();
+            let rows = gql(store::stats::span_stats(&db(ctx)?.read, &filter, &groups).await)?;
+            Ok(rows.into_iter().map(|s| SpanStats::from_stats(s, &group_by)).collect())
+        }
+        .boxed()
+        .await
     }
 }
 
@@ -241,4 +274,35 @@ fn page_cost(limit: Option<i64>, child_complexity: usize) -> usize {
         .unwrap_or(crate::filters::DEFAULT_PAGE_LIMIT)
         .clamp(1, crate::config::MAX_PAGE_LIMIT) as usize;
     rows.saturating_mul(child_complexity)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of the future `resolver` returns, without calling it.
+    fn future_size<Fut>(_resolver: impl Fn(&'static Query, &'static Context<'static>) -> Fut) -> usize {
+        std::mem::size_of::<Fut>()
+    }
+
+    #[test]
+    fn root_resolvers_keep_their_futures_small() {
+        let sizes = [
+            ("traces", future_size(|q, c| q.traces(c, None, None, None, None))),
+            ("trace", future_size(|q, c| q.trace(c, Uuid::nil()))),
+            ("span", future_size(|q, c| q.span(c, Uuid::nil()))),
+            ("spans", future_size(|q, c| q.spans(c, None, None, None, None))),
+            ("agentUsage", future_size(|q, c| q.agent_usage(c, None, None, None))),
+            ("usageSummary", future_size(|q, c| q.usage_summary(c, None, Vec::new()))),
+            ("traceStats", future_size(|q, c| q.trace_stats(c, None))),
+            (
+                "traceStatsSeries",
+                future_size(|q, c| q.trace_stats_series(c, None, StatsInterval::Hour)),
+            ),
+            ("spanStats", future_size(|q, c| q.span_stats(c, None, Vec::new()))),
+        ];
+        for (field, size) in sizes {
+            assert!(size < 1024, "{field}: {size} bytes");
+        }
+    }
 }

@@ -8,11 +8,15 @@ use crate::filters::{AgentUsageFilter, SpanFilter, TraceFilter};
 use crate::graphql::{db, gql};
 
 /// A page's `totalCount` or `totals`: as read beside its rows, or, where the look-ahead
-/// did not show it asked for, read now.
-async fn read_or<T>(known: Option<T>, read: impl Future<Output = AppResult<T>>) -> Result<T> {
+/// did not show it asked for, read now. The read is boxed: inline, its state (2–4 KB)
+/// would size the page's `resolve_field` future, which the engine moves for every field.
+async fn read_or<T, F>(known: Option<T>, read: impl FnOnce() -> F) -> Result<T>
+where
+    F: Future<Output = AppResult<T>> + Send,
+{
     match known {
         Some(known) => Ok(known),
-        None => gql(read.await),
+        None => gql(Box::pin(read()).await),
     }
 }
 
@@ -34,7 +38,8 @@ pub struct TracePage {
 impl TracePage {
     /// How many traces match the filter, over all pages.
     async fn total_count(&self, ctx: &Context<'_>) -> Result<u64> {
-        read_or(self.counted, store::traces::count(&db(ctx)?.read, &self.filter)).await
+        let read = &db(ctx)?.read;
+        read_or(self.counted, || store::traces::count(read, &self.filter)).await
     }
 }
 
@@ -56,7 +61,8 @@ pub struct SpanPage {
 impl SpanPage {
     /// How many spans match the filter, over all pages.
     async fn total_count(&self, ctx: &Context<'_>) -> Result<u64> {
-        read_or(self.counted, store::spans::count(&db(ctx)?.read, &self.filter)).await
+        let read = &db(ctx)?.read;
+        read_or(self.counted, || store::spans::count(read, &self.filter)).await
     }
 }
 
@@ -81,15 +87,39 @@ pub struct AgentUsagePage {
 impl AgentUsagePage {
     /// How many records match the filter, over all pages.
     async fn total_count(&self, ctx: &Context<'_>) -> Result<u64> {
-        read_or(self.counted, store::agent_usage::count(&db(ctx)?.read, &self.filter)).await
+        let read = &db(ctx)?.read;
+        read_or(self.counted, || store::agent_usage::count(read, &self.filter)).await
     }
     /// Usage summed over every matching record, not only this page.
     async fn totals(&self, ctx: &Context<'_>) -> Result<TokenUsage> {
-        let totals = read_or(
-            self.summed.clone(),
-            store::agent_usage::totals(&db(ctx)?.read, &self.filter),
-        )
-        .await?;
+        let read = &db(ctx)?.read;
+        let totals = read_or(self.summed.clone(), || store::agent_usage::totals(read, &self.filter)).await?;
         Ok(TokenUsage::of_totals(&totals))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of the future `resolver` returns, without calling it.
+    fn future_size<P: 'static, Fut>(_resolver: impl Fn(&'static P, &'static Context<'static>) -> Fut) -> usize {
+        std::mem::size_of::<Fut>()
+    }
+
+    #[test]
+    fn page_resolvers_keep_their_futures_small() {
+        let sizes = [
+            ("traces.totalCount", future_size(|p: &TracePage, c| p.total_count(c))),
+            ("spans.totalCount", future_size(|p: &SpanPage, c| p.total_count(c))),
+            (
+                "agentUsage.totalCount",
+                future_size(|p: &AgentUsagePage, c| p.total_count(c)),
+            ),
+            ("agentUsage.totals", future_size(|p: &AgentUsagePage, c| p.totals(c))),
+        ];
+        for (field, size) in sizes {
+            assert!(size < 1024, "{field}: {size} bytes");
+        }
     }
 }
