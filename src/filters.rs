@@ -7,6 +7,24 @@ use uuid::Uuid;
 
 use crate::model::{SpanType, TraceStatus};
 
+/// A filter that a product-restricted API key narrows to its products.
+pub trait ProductScoped {
+    /// The product asked for, and where the products the key may see are set.
+    fn product_scope(&mut self) -> (Option<Uuid>, &mut Option<Vec<Uuid>>);
+}
+
+macro_rules! product_scoped {
+    ($($filter:ty),+) => {$(
+        impl ProductScoped for $filter {
+            fn product_scope(&mut self) -> (Option<Uuid>, &mut Option<Vec<Uuid>>) {
+                (self.product_id, &mut self.products)
+            }
+        }
+    )+};
+}
+
+product_scoped!(TraceFilter, SpanFilter, AgentUsageFilter);
+
 /// Narrows a trace list; all given fields must match.
 #[derive(InputObject, Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct TraceFilter {

@@ -12,7 +12,7 @@ use crate::auth::Scope;
 use crate::db::store::stats::{SpanGroup, UsageGroup};
 use crate::db::store::{self, Rows};
 use crate::error::AppResult;
-use crate::filters::{AgentUsageFilter, Page, SpanFilter, SpanSort, TraceFilter, TraceSort};
+use crate::filters::{AgentUsageFilter, Page, ProductScoped, SpanFilter, SpanSort, TraceFilter, TraceSort};
 
 pub struct Query;
 
@@ -31,6 +31,16 @@ async fn page_reads<T>(
         }
     };
     futures::try_join!(rows_if_shown(ctx, rows), count)
+}
+
+/// `filter` (or none) as the caller may read with it: the key's read scope checked, and
+/// its products forced in.
+fn readable<F: ProductScoped + Default>(ctx: &Context<'_>, filter: Option<F>) -> Result<F> {
+    let access = allow(ctx, Scope::Read)?;
+    let mut filter = filter.unwrap_or_default();
+    let (requested, products) = filter.product_scope();
+    *products = gql(access.restrict(requested))?;
+    Ok(filter)
 }
 
 /// A page's rows, read only when the selection shows them (`items`, `hasNextPage`): a
@@ -61,10 +71,8 @@ impl Query {
         #[graphql(default_with = "Some(0)")] offset: Option<i64>,
     ) -> Result<TracePage> {
         async move {
-            let access = allow(ctx, Scope::Read)?;
+            let filter = readable(ctx, filter)?;
             let window = gql(Page::from_args(limit, offset))?;
-            let mut filter = filter.unwrap_or_default();
-            filter.products = gql(access.restrict(filter.product_id))?;
             let read = &db(ctx)?.read;
             let rows = async {
                 let rows = gql(store::traces::list(read, &filter, sort.unwrap_or_default(), window).await)?;
@@ -127,10 +135,8 @@ impl Query {
         #[graphql(default_with = "Some(0)")] offset: Option<i64>,
     ) -> Result<SpanPage> {
         async move {
-            let access = allow(ctx, Scope::Read)?;
+            let filter = readable(ctx, filter)?;
             let window = gql(Page::from_args(limit, offset))?;
-            let mut filter = filter.unwrap_or_default();
-            filter.products = gql(access.restrict(filter.product_id))?;
             let items = ctx.look_ahead().field("items");
             let read = &db(ctx)?.read;
             let rows = async {
@@ -165,10 +171,8 @@ impl Query {
         #[graphql(default_with = "Some(0)")] offset: Option<i64>,
     ) -> Result<AgentUsagePage> {
         async move {
-            let access = allow(ctx, Scope::Read)?;
+            let filter = readable(ctx, filter)?;
             let window = gql(Page::from_args(limit, offset))?;
-            let mut filter = filter.unwrap_or_default();
-            filter.products = gql(access.restrict(filter.product_id))?;
             let read = &db(ctx)?.read;
             let rows = async { gql(store::agent_usage::list(read, &filter, window).await) };
             let (rows, counted, summed) = if ctx.look_ahead().field("totals").exists() {
@@ -202,9 +206,7 @@ impl Query {
         #[graphql(default)] group_by: Vec<UsageGroupBy>,
     ) -> Result<Vec<UsageSummaryRow>> {
         async move {
-            let access = allow(ctx, Scope::Read)?;
-            let mut filter = filter.unwrap_or_default();
-            filter.products = gql(access.restrict(filter.product_id))?;
+            let filter = readable(ctx, filter)?;
             let groups: Vec<UsageGroup> = group_by.into_iter().map(Into::into).collect();
             let rows = gql(store::stats::usage_summary(&db(ctx)?.read, &filter, &groups).await)?;
             Ok(rows.into_iter().map(Into::into).collect())
@@ -216,9 +218,7 @@ impl Query {
     /// Count, errors, latency percentiles and cost of the traces matching `filter`.
     async fn trace_stats(&self, ctx: &Context<'_>, filter: Option<TraceFilter>) -> Result<TraceStats> {
         async move {
-            let access = allow(ctx, Scope::Read)?;
-            let mut filter = filter.unwrap_or_default();
-            filter.products = gql(access.restrict(filter.product_id))?;
+            let filter = readable(ctx, filter)?;
             let rows = gql(store::stats::trace_stats(&db(ctx)?.read, &filter, None).await)?;
             match rows.into_iter().next() {
                 Some(stats) => gql(TraceStats::from_stats(stats, false)),
@@ -237,9 +237,7 @@ impl Query {
         interval: StatsInterval,
     ) -> Result<Vec<TraceStats>> {
         async move {
-            let access = allow(ctx, Scope::Read)?;
-            let mut filter = filter.unwrap_or_default();
-            filter.products = gql(access.restrict(filter.product_id))?;
+            let filter = readable(ctx, filter)?;
             let rows = gql(store::stats::trace_stats(&db(ctx)?.read, &filter, Some(interval.into())).await)?;
             rows.into_iter().map(|s| gql(TraceStats::from_stats(s, true))).collect()
         }
@@ -256,9 +254,7 @@ impl Query {
         #[graphql(default)] group_by: Vec<SpanStatsGroupBy>,
     ) -> Result<Vec<SpanStats>> {
         async move {
-            let access = allow(ctx, Scope::Read)?;
-            let mut filter = filter.unwrap_or_default();
-            filter.products = gql(access.restrict(filter.product_id))?;
+            let filter = readable(ctx, filter)?;
             let groups: Vec<SpanGroup> = group_by.iter().copied().map(Into::into).collect();
             let rows = gql(store::stats::span_stats(&db(ctx)?.read, &filter, &groups).await)?;
             Ok(rows.into_iter().map(|s| SpanStats::from_stats(s, &group_by)).collect())
