@@ -10,8 +10,8 @@ use std::sync::{Arc, LazyLock, RwLock};
 
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait, ExecResult,
-    PaginatorTrait, QueryResult, QuerySelect, QueryTrait, Select, Statement, TryIntoModel,
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait, ExecResult, IdenStatic,
+    Iterable, PaginatorTrait, QueryResult, QuerySelect, QueryTrait, Select, Statement, TryIntoModel,
 };
 
 use super::pg_connections::ReadConnections;
@@ -100,6 +100,29 @@ pub fn find<E: EntityTrait>() -> Select<E> {
         .write()
         .unwrap_or_else(|e| e.into_inner())
         .insert(key, Box::new(select.clone()));
+    select
+}
+
+/// Every column of `E` in order as a select list, with `literal(column)` standing in for
+/// the columns it names (`NULL AS "input_text"`). Built once and kept by the caller, then
+/// put on a select by `selecting`: one expression to write, where SeaORM's own
+/// `column_as` would build and write one per column at every read.
+pub fn column_list<E: EntityTrait>(literal: impl Fn(&E::Column) -> Option<&'static str>) -> String {
+    let table = E::default().table_name();
+    E::Column::iter()
+        .map(|column| match literal(&column) {
+            Some(sql) => format!("{sql} AS \"{}\"", column.as_str()),
+            None => format!("\"{table}\".\"{}\"", column.as_str()),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `select` reading `columns` (a `column_list`) instead of what it selected.
+pub fn selecting<E: EntityTrait>(mut select: Select<E>, columns: &str) -> Select<E> {
+    QueryTrait::query(&mut select)
+        .clear_selects()
+        .expr(Expr::cust(columns.to_owned()));
     select
 }
 

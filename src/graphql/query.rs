@@ -9,6 +9,7 @@ use super::types::stats::{SpanStats, SpanStatsGroupBy, StatsInterval, TraceStats
 use super::types::{AgentUsagePage, Span, SpanList, SpanPage, Trace, TraceList, TracePage};
 use super::{allow, db, gql, load_one, prefetch_trees, texts_for, tree_field};
 use crate::auth::Scope;
+use crate::db::store::spans::Texts;
 use crate::db::store::stats::{SpanGroup, UsageGroup};
 use crate::db::store::{self, Rows};
 use crate::error::AppResult;
@@ -74,9 +75,16 @@ impl Query {
             let filter = readable(ctx, filter)?;
             let window = gql(Page::from_args(limit, offset))?;
             let read = &db(ctx)?.read;
+            let items = ctx.look_ahead().field("items");
             let rows = async {
-                let rows = gql(store::traces::list(read, &filter, sort.unwrap_or_default(), window).await)?;
-                if let Some(below) = tree_field(ctx.look_ahead().field("items")) {
+                let metadata = if items.field("metadata").exists() {
+                    Texts::Read
+                } else {
+                    Texts::Skip
+                };
+                let sort = sort.unwrap_or_default();
+                let rows = gql(store::traces::list(read, &filter, sort, window, metadata).await)?;
+                if let Some(below) = tree_field(items) {
                     let ids: Vec<Uuid> = rows.items.iter().map(|t| t.id).collect();
                     prefetch_trees(ctx, ids, below).await?;
                 }

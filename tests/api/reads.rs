@@ -7,7 +7,7 @@ use serde_json::json;
 use tracegraph::db::entities::{agent_usage, agent_usage_total, api_key, span, span_flag, trace};
 use tracegraph::db::store::spans::Texts;
 use tracegraph::db::{Fetch, fetch_all, fetch_count, store};
-use tracegraph::filters::{Page, SpanFilter, SpanSort};
+use tracegraph::filters::{Page, SpanFilter, SpanSort, TraceFilter, TraceSort};
 
 use crate::helpers::{generate, import, spawn_app};
 
@@ -104,11 +104,34 @@ async fn direct_entity_reads_equal_seaorms_for_every_column() {
         .unwrap();
     assert_eq!(direct.items, seaorm.items);
     assert_eq!(direct.items.len(), 100);
+
     assert!(whole.items.iter().any(|s| s.input_text.is_some()));
     for (light, whole) in direct.items.iter().zip(&whole.items) {
         let blanked = span::Model {
             input_text: None,
             output_text: None,
+            metadata: json!({}),
+            ..whole.clone()
+        };
+        assert_eq!(light, &blanked);
+    }
+
+    // A page of traces leaves out their metadata the same way.
+    let (filter, sort) = (TraceFilter::default(), TraceSort::StartedAtDesc);
+    let light_traces = store::traces::list(&db.read, &filter, sort, page, Texts::Skip)
+        .await
+        .unwrap();
+    let seaorm_traces = store::traces::list(db.read.pool(), &filter, sort, page, Texts::Skip)
+        .await
+        .unwrap();
+    let whole_traces = store::traces::list(&db.read, &filter, sort, page, Texts::Read)
+        .await
+        .unwrap();
+    assert_eq!(light_traces.items, seaorm_traces.items);
+    assert_eq!(light_traces.items.len(), 5);
+    assert!(whole_traces.items.iter().any(|t| t.metadata != json!({})));
+    for (light, whole) in light_traces.items.iter().zip(&whole_traces.items) {
+        let blanked = trace::Model {
             metadata: json!({}),
             ..whole.clone()
         };

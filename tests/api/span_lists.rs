@@ -136,6 +136,30 @@ async fn one_pass_trace_lists_answer_as_the_engine_does() {
     assert!(items.iter().any(|t| t["usage"]["costUsd"].is_number()));
     assert!(items.iter().any(|t| t["metadata"]["k"][1] == "two"));
 
+    // A page reads its traces' metadata only when a selection of its items shows it,
+    // under any alias or through a named fragment; beside a selection without it, too.
+    let shown = app
+        .ok(
+            "{ plain: traces(limit: 10) { items { name } }
+               aliased: traces(limit: 10) { items { name meta: metadata } }
+               spread: traces(limit: 10) { items { name } items { ...meta } } }
+             fragment meta on Trace { metadata }",
+            json!({}),
+        )
+        .await;
+    let failed = |page: &str| {
+        shown[page]["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == "failed")
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(failed("plain"), json!({"name": "failed"}));
+    assert_eq!(failed("aliased")["meta"], json!({"k": [1, "two"]}));
+    assert_eq!(failed("spread")["metadata"], json!({"k": [1, "two"]}));
+
     // With a field that loads, the whole list goes to the engine, and answers as before.
     let with_spans = app
         .ok(

@@ -1,17 +1,16 @@
 //! The `span` table: batched idempotent inserts, ends, and the reads behind the loaders.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, IdenStatic, QueryFilter, QueryOrder, QuerySelect, Select,
-};
+use sea_orm::{ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Select};
 use uuid::Uuid;
 
 use super::{Changed, Rows, agent_usage, in_agent_order, insert_new, order, page, traces};
 use crate::db::entities::span::{self, Column};
-use crate::db::{Fetch, fetch_all, fetch_count, fetch_one, find};
+use crate::db::{Fetch, column_list, fetch_all, fetch_count, fetch_one, find, selecting};
 use crate::error::{AppError, AppResult};
 use crate::filters::{Page, SpanFilter, SpanSort};
 use crate::ingest::{self, NewSpan};
@@ -352,22 +351,24 @@ pub async fn in_start_order(conn: &impl Fetch, cond: Condition, texts: Texts) ->
 
 /// `select` as it is, or with null and `{}` in place of input, output and metadata.
 fn with_texts(select: Select<span::Entity>, texts: Texts, backend: sea_orm::DbBackend) -> Select<span::Entity> {
-    if texts == Texts::Read {
-        return select;
+    static LIGHT: LazyLock<[String; 2]> = LazyLock::new(|| [light_columns(false), light_columns(true)]);
+    match texts {
+        Texts::Read => select,
+        Texts::Skip => selecting(select, &LIGHT[usize::from(backend == sea_orm::DbBackend::Postgres)]),
     }
-    let empty_object = match backend {
-        sea_orm::DbBackend::Postgres => "CAST('{}' AS JSONB)",
-        _ => "'{}'",
-    };
-    let mut select = select.select_only();
-    for column in <Column as sea_orm::Iterable>::iter() {
-        select = match column {
-            Column::InputText | Column::OutputText => select.column_as(Expr::cust("NULL"), column.as_str()),
-            Column::Metadata => select.column_as(Expr::cust(empty_object), column.as_str()),
-            other => select.column(other),
-        };
-    }
-    select
+}
+
+fn light_columns(postgres: bool) -> String {
+    column_list::<span::Entity>(|column| match column {
+        Column::InputText | Column::OutputText => Some("NULL"),
+        Column::Metadata => Some(empty_object(postgres)),
+        _ => None,
+    })
+}
+
+/// `{}` as a JSON column's value.
+pub fn empty_object(postgres: bool) -> &'static str {
+    if postgres { "CAST('{}' AS JSONB)" } else { "'{}'" }
 }
 
 pub fn select_in_start_order(cond: Condition) -> Select<span::Entity> {

@@ -1,6 +1,7 @@
 //! The `trace` table: create, end, running totals, lists.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
@@ -10,9 +11,10 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
+use super::spans::{Texts, empty_object};
 use super::{Changed, Rows, agent_usage, insert_new, order, page};
 use crate::db::entities::trace::{self, Column};
-use crate::db::{Fetch, fetch_all, fetch_count, fetch_one, find};
+use crate::db::{Fetch, column_list, fetch_all, fetch_count, fetch_one, find, selecting};
 use crate::error::{AppError, AppResult};
 use crate::filters::{Page, TraceFilter, TraceSort};
 use crate::ingest::{self, NewTrace, TraceEnd};
@@ -296,8 +298,28 @@ pub fn condition(f: &TraceFilter) -> Condition {
     }
 }
 
-pub async fn list(conn: &impl Fetch, f: &TraceFilter, sort: TraceSort, window: Page) -> AppResult<Rows<trace::Model>> {
-    page(conn, select(f, sort), window).await
+/// A page of traces; with `Texts::Skip`, `{}` in place of their metadata, which a page
+/// that does not show it would parse for nothing.
+pub async fn list(
+    conn: &impl Fetch,
+    f: &TraceFilter,
+    sort: TraceSort,
+    window: Page,
+    texts: Texts,
+) -> AppResult<Rows<trace::Model>> {
+    static LIGHT: LazyLock<[String; 2]> = LazyLock::new(|| [light_columns(false), light_columns(true)]);
+    let select = match texts {
+        Texts::Read => select(f, sort),
+        Texts::Skip => {
+            let postgres = conn.get_database_backend() == sea_orm::DbBackend::Postgres;
+            selecting(select(f, sort), &LIGHT[usize::from(postgres)])
+        }
+    };
+    page(conn, select, window).await
+}
+
+fn light_columns(postgres: bool) -> String {
+    column_list::<trace::Entity>(|column| matches!(column, Column::Metadata).then(|| empty_object(postgres)))
 }
 
 /// The statement behind [`list`], apart so that its plan can be checked.
