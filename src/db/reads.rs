@@ -103,27 +103,53 @@ pub fn find<E: EntityTrait>() -> Select<E> {
     select
 }
 
-/// Every column of `E` in order as a select list, with `literal(column)` standing in for
-/// the columns it names (`NULL AS "input_text"`). Built once and kept by the caller, then
-/// put on a select by `selecting`: one expression to write, where SeaORM's own
-/// `column_as` would build and write one per column at every read.
-pub fn column_list<E: EntityTrait>(literal: impl Fn(&E::Column) -> Option<&'static str>) -> String {
-    let table = E::default().table_name();
-    E::Column::iter()
-        .map(|column| match literal(&column) {
-            Some(sql) => format!("{sql} AS \"{}\"", column.as_str()),
-            None => format!("\"{table}\".\"{}\"", column.as_str()),
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+/// Every column of `E` in order as a select list, one list per engine, with a literal
+/// standing in for some columns (`NULL AS "input_text"`). Built once and kept, then put
+/// on a select whole: one expression to write, where SeaORM's own `column_as` would build
+/// and write one per column at every read.
+pub struct ColumnLists {
+    sqlite: String,
+    postgres: String,
 }
 
-/// `select` reading `columns` (a `column_list`) instead of what it selected.
-pub fn selecting<E: EntityTrait>(mut select: Select<E>, columns: &str) -> Select<E> {
-    QueryTrait::query(&mut select)
-        .clear_selects()
-        .expr(Expr::cust(columns.to_owned()));
-    select
+impl ColumnLists {
+    /// `literal(column, engine)` is the SQL that replaces `column`, or `None` to read it.
+    pub fn new<E: EntityTrait>(literal: impl Fn(&E::Column, DbBackend) -> Option<&'static str>) -> Self {
+        let list = |backend| {
+            let table = E::default().table_name();
+            E::Column::iter()
+                .map(|column| match literal(&column, backend) {
+                    Some(sql) => format!("{sql} AS \"{}\"", column.as_str()),
+                    None => format!("\"{table}\".\"{}\"", column.as_str()),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        Self {
+            sqlite: list(DbBackend::Sqlite),
+            postgres: list(DbBackend::Postgres),
+        }
+    }
+
+    /// `select` reading this list, as `backend` writes it, instead of what it selected.
+    pub fn select<E: EntityTrait>(&self, mut select: Select<E>, backend: DbBackend) -> Select<E> {
+        let columns = match backend {
+            DbBackend::Postgres => &self.postgres,
+            _ => &self.sqlite,
+        };
+        QueryTrait::query(&mut select)
+            .clear_selects()
+            .expr(Expr::cust(columns.clone()));
+        select
+    }
+}
+
+/// `{}` as the value of a JSON column on `backend`.
+pub fn empty_object(backend: DbBackend) -> &'static str {
+    match backend {
+        DbBackend::Postgres => "CAST('{}' AS JSONB)",
+        _ => "'{}'",
+    }
 }
 
 pub async fn fetch_all<E>(conn: &impl Fetch, select: Select<E>) -> Result<Vec<E::Model>, DbErr>

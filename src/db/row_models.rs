@@ -81,7 +81,10 @@ impl<E: EntityTrait> Columns<E> {
                     column.as_str()
                 ))
             })?;
-            active.try_set(*column, value)?;
+            // A null where the model holds a value: name the column, as a wrong type does.
+            active
+                .try_set(*column, value)
+                .map_err(|e| DbErr::Type(format!("column {}: {e}", column.as_str())))?;
         }
         active.try_into_model()
     }

@@ -157,6 +157,20 @@ async fn a_stored_value_of_another_type_is_an_error_not_a_wrong_model() {
         Err(DbErr::Type(message)) => assert!(message.contains("name"), "{message}"),
         other => panic!("expected a type error naming the column, got {other:?}"),
     }
+
+    // A null where the model holds a value, in a column whose type matches (text): on
+    // PostgreSQL the rows are then read by position, and the error still names it.
+    let mut select = trace::Entity::find().select_only();
+    for column in <trace::Column as sea_orm::Iterable>::iter() {
+        select = match column {
+            trace::Column::Name => select.column_as(Expr::cust("CAST(NULL AS TEXT)"), column.as_str()),
+            other => select.column(other),
+        };
+    }
+    match fetch_all(&db.read, select).await {
+        Err(e @ (DbErr::Type(_) | DbErr::AttrNotSet(_))) => assert!(e.to_string().contains("name"), "{e}"),
+        other => panic!("expected an error naming the null column, got {other:?}"),
+    }
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::{Changed, Rows, agent_usage, in_agent_order, insert_new, order, page, traces};
 use crate::db::entities::span::{self, Column};
-use crate::db::{Fetch, column_list, fetch_all, fetch_count, fetch_one, find, selecting};
+use crate::db::{ColumnLists, Fetch, empty_object, fetch_all, fetch_count, fetch_one, find};
 use crate::error::{AppError, AppResult};
 use crate::filters::{Page, SpanFilter, SpanSort};
 use crate::ingest::{self, NewSpan};
@@ -351,24 +351,17 @@ pub async fn in_start_order(conn: &impl Fetch, cond: Condition, texts: Texts) ->
 
 /// `select` as it is, or with null and `{}` in place of input, output and metadata.
 fn with_texts(select: Select<span::Entity>, texts: Texts, backend: sea_orm::DbBackend) -> Select<span::Entity> {
-    static LIGHT: LazyLock<[String; 2]> = LazyLock::new(|| [light_columns(false), light_columns(true)]);
+    static LIGHT: LazyLock<ColumnLists> = LazyLock::new(|| {
+        ColumnLists::new::<span::Entity>(|column, backend| match column {
+            Column::InputText | Column::OutputText => Some("NULL"),
+            Column::Metadata => Some(empty_object(backend)),
+            _ => None,
+        })
+    });
     match texts {
         Texts::Read => select,
-        Texts::Skip => selecting(select, &LIGHT[usize::from(backend == sea_orm::DbBackend::Postgres)]),
+        Texts::Skip => LIGHT.select(select, backend),
     }
-}
-
-fn light_columns(postgres: bool) -> String {
-    column_list::<span::Entity>(|column| match column {
-        Column::InputText | Column::OutputText => Some("NULL"),
-        Column::Metadata => Some(empty_object(postgres)),
-        _ => None,
-    })
-}
-
-/// `{}` as a JSON column's value.
-pub fn empty_object(postgres: bool) -> &'static str {
-    if postgres { "CAST('{}' AS JSONB)" } else { "'{}'" }
 }
 
 pub fn select_in_start_order(cond: Condition) -> Select<span::Entity> {

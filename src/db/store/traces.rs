@@ -11,10 +11,10 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::spans::{Texts, empty_object};
+use super::spans::Texts;
 use super::{Changed, Rows, agent_usage, insert_new, order, page};
 use crate::db::entities::trace::{self, Column};
-use crate::db::{Fetch, column_list, fetch_all, fetch_count, fetch_one, find, selecting};
+use crate::db::{ColumnLists, Fetch, empty_object, fetch_all, fetch_count, fetch_one, find};
 use crate::error::{AppError, AppResult};
 use crate::filters::{Page, TraceFilter, TraceSort};
 use crate::ingest::{self, NewTrace, TraceEnd};
@@ -307,19 +307,16 @@ pub async fn list(
     window: Page,
     texts: Texts,
 ) -> AppResult<Rows<trace::Model>> {
-    static LIGHT: LazyLock<[String; 2]> = LazyLock::new(|| [light_columns(false), light_columns(true)]);
+    static LIGHT: LazyLock<ColumnLists> = LazyLock::new(|| {
+        ColumnLists::new::<trace::Entity>(|column, backend| {
+            matches!(column, Column::Metadata).then(|| empty_object(backend))
+        })
+    });
     let select = match texts {
         Texts::Read => select(f, sort),
-        Texts::Skip => {
-            let postgres = conn.get_database_backend() == sea_orm::DbBackend::Postgres;
-            selecting(select(f, sort), &LIGHT[usize::from(postgres)])
-        }
+        Texts::Skip => LIGHT.select(select(f, sort), conn.get_database_backend()),
     };
     page(conn, select, window).await
-}
-
-fn light_columns(postgres: bool) -> String {
-    column_list::<trace::Entity>(|column| matches!(column, Column::Metadata).then(|| empty_object(postgres)))
 }
 
 /// The statement behind [`list`], apart so that its plan can be checked.
