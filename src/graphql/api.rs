@@ -18,6 +18,7 @@ use super::AppSchema;
 use super::errors::add_codes;
 use super::fanout::{Fanout, Membership};
 use super::limits::QueryLimits;
+use super::merged::{ListsByEngine, merges_fields};
 use super::validated::{InputTypes, required_variables_provided};
 
 /// Parsed documents kept; past this, all are forgotten at once (bounded memory whatever
@@ -48,6 +49,20 @@ struct Document {
     parsed: ExecutableDocument,
     /// Executed once without any error: it passed full validation then.
     validated: bool,
+    /// Asks the engine to merge answers (`merged`).
+    merges_fields: bool,
+}
+
+impl Document {
+    /// Puts the document in `request`, and what it asks of the lists in its data.
+    fn into_request(self, request: Request) -> Request {
+        let mut request = request;
+        if self.merges_fields {
+            request = request.data(ListsByEngine);
+        }
+        request.set_parsed_query(self.parsed);
+        request
+    }
 }
 
 impl Api {
@@ -82,18 +97,16 @@ impl Api {
             .join(request, api_key, |request| self.execute_stream(request))
     }
 
-    pub async fn execute(&self, mut request: Request) -> Response {
+    pub async fn execute(&self, request: Request) -> Response {
         let mut response = match self.document(&request) {
             Err(refused) => Response::from_errors(vec![refused]),
             Ok(document) if document.validated && self.input_types.vouch(&document.parsed, &request) => {
                 self.unvalidated.fetch_add(1, Ordering::Relaxed);
-                request.set_parsed_query(document.parsed);
-                self.trusted.execute(request).await
+                self.trusted.execute(document.into_request(request)).await
             }
             Ok(document) => {
                 let query = request.query.clone();
-                request.set_parsed_query(document.parsed);
-                let response = self.schema.execute(request).await;
+                let response = self.schema.execute(document.into_request(request)).await;
                 if response.errors.is_empty() {
                     self.mark_validated(&query);
                 }
@@ -106,12 +119,9 @@ impl Api {
 
     /// A subscription's responses; an operation refused before execution is one error
     /// response, as the engine gives it.
-    pub fn execute_stream(&self, mut request: Request) -> BoxStream<'static, Response> {
+    pub fn execute_stream(&self, request: Request) -> BoxStream<'static, Response> {
         let responses = match self.document(&request) {
-            Ok(document) => {
-                request.set_parsed_query(document.parsed);
-                self.schema.execute_stream(request)
-            }
+            Ok(document) => self.schema.execute_stream(document.into_request(request)),
             Err(refused) => futures::stream::once(async move { Response::from_errors(vec![refused]) }).boxed(),
         };
         responses
@@ -139,6 +149,7 @@ impl Api {
         let parsed = async_graphql::parser::parse_query(query)?;
         self.limits.check_shape(&parsed)?;
         let document = Document {
+            merges_fields: merges_fields(&parsed),
             parsed,
             validated: false,
         };

@@ -1,10 +1,20 @@
 //! Answers as JSON text. A trace's answer is mostly span texts, and serde_json escapes a
 //! string a byte at a time: callgrind put that at 17% of a trace-detail request's
 //! instructions. sonic-rs scans strings with SIMD and writes the same JSON.
+//!
+//! Lists answered in one pass (`types::lists`) are written as JSON while they are
+//! resolved, straight from their rows, and travel through the engine as one value
+//! holding that text (`prewritten`): building them as GraphQL values (an ordered map per
+//! object, each key hashed), copying their texts in, and freeing it all after writing
+//! was a third of a trace detail's instructions. `Value::Binary` carries that text: no
+//! field of this schema outputs binary data (a test holds the schema to it), so the
+//! answer writer splices every such value as it is.
 
 use std::cell::RefCell;
+use std::io;
 
-use async_graphql::Response;
+use async_graphql::{Response, ScalarType, Value};
+use sonic_rs::format::{CompactFormatter, Formatter};
 
 thread_local! {
     /// Each thread writes its answers here first. sonic-rs reserves room for the worst
@@ -17,21 +27,31 @@ thread_local! {
 /// Room a thread's buffer may keep between answers; a larger answer's is let go.
 const SCRATCH_KEPT_BYTES: usize = 1 << 20;
 
+/// Runs `write` on the thread's buffer, emptied, and returns what `keep` makes of its
+/// text. A nested call (none is expected) gets a buffer of its own.
+fn with_scratch<T>(write: impl FnOnce(&mut Vec<u8>) -> io::Result<()>, keep: impl FnOnce(&[u8]) -> T) -> io::Result<T> {
+    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut buffer) => {
+            buffer.clear();
+            let kept = write(&mut buffer).map(|()| keep(&buffer));
+            if buffer.capacity() > SCRATCH_KEPT_BYTES {
+                *buffer = Vec::new();
+            }
+            kept
+        }
+        Err(_) => {
+            let mut buffer = Vec::new();
+            write(&mut buffer).map(|()| keep(&buffer))
+        }
+    })
+}
+
 /// The JSON of an answer, as sent over HTTP.
 pub fn response_bytes(response: &Response) -> Vec<u8> {
-    SCRATCH.with_borrow_mut(|buffer| {
-        buffer.clear();
-        // Serializing a `Response` fails only on a map key that is not a string, which
-        // GraphQL values cannot have; the fallback keeps a reply well-formed regardless.
-        let answer = match sonic_rs::to_writer(&mut *buffer, response) {
-            Ok(()) => buffer.clone(),
-            Err(_) => br#"{"data":null}"#.to_vec(),
-        };
-        if buffer.capacity() > SCRATCH_KEPT_BYTES {
-            *buffer = Vec::new();
-        }
-        answer
-    })
+    // Writing into memory fails only where serde would refuse a value (a map key that
+    // is not a string), which GraphQL answers cannot hold; the fallback keeps a reply
+    // well-formed regardless.
+    with_scratch(|out| write_response(out, response), <[u8]>::to_vec).unwrap_or_else(|_| br#"{"data":null}"#.to_vec())
 }
 
 /// The JSON of an answer as text, as sent over WebSocket.
@@ -39,6 +59,90 @@ pub fn response_json(response: &Response) -> String {
     String::from_utf8(response_bytes(response)).unwrap_or_else(|_| r#"{"data":null}"#.to_owned())
 }
 
+/// A value whose JSON `write` puts in the buffer it is given, written now and spliced
+/// into the answer as it is.
+pub fn prewritten(write: impl FnOnce(&mut Vec<u8>) -> io::Result<()>) -> io::Result<Value> {
+    with_scratch(write, |json| Value::Binary(json.to_vec().into()))
+}
+
+/// As serde would write `Response` (`data`, then `extensions` and `errors` when there
+/// are any), with prewritten values spliced.
+fn write_response(out: &mut Vec<u8>, response: &Response) -> io::Result<()> {
+    out.extend_from_slice(br#"{"data":"#);
+    write_value(out, &response.data)?;
+    if !response.extensions.is_empty() {
+        out.extend_from_slice(br#","extensions":"#);
+        sonic_rs::to_writer(&mut *out, &response.extensions).map_err(io::Error::other)?;
+    }
+    if !response.errors.is_empty() {
+        out.extend_from_slice(br#","errors":"#);
+        sonic_rs::to_writer(&mut *out, &response.errors).map_err(io::Error::other)?;
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+pub fn write_value(out: &mut Vec<u8>, value: &Value) -> io::Result<()> {
+    match value {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Boolean(true) => out.extend_from_slice(b"true"),
+        Value::Boolean(false) => out.extend_from_slice(b"false"),
+        Value::Number(number) => sonic_rs::to_writer(&mut *out, number).map_err(io::Error::other)?,
+        Value::String(text) => write_str(out, text)?,
+        Value::Enum(name) => write_str(out, name)?,
+        Value::Binary(json) => out.extend_from_slice(json),
+        Value::List(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_value(out, item)?;
+            }
+            out.push(b']');
+        }
+        Value::Object(fields) => {
+            out.push(b'{');
+            for (i, (key, item)) in fields.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_str(out, key)?;
+                out.push(b':');
+                write_value(out, item)?;
+            }
+            out.push(b'}');
+        }
+    }
+    Ok(())
+}
+
+/// `text` as a JSON string, escaped with SIMD.
+pub fn write_str(out: &mut Vec<u8>, text: &str) -> io::Result<()> {
+    CompactFormatter.write_string_fast(out, text, true)
+}
+
+/// A scalar as the engine shows it.
+pub fn write_scalar(out: &mut Vec<u8>, scalar: &impl ScalarType) -> io::Result<()> {
+    write_value(out, &scalar.to_value())
+}
+
+/// An optional scalar as the engine shows it (`null` when absent).
+pub fn write_optional(out: &mut Vec<u8>, scalar: Option<&impl ScalarType>) -> io::Result<()> {
+    match scalar {
+        Some(scalar) => write_scalar(out, scalar),
+        None => {
+            out.extend_from_slice(b"null");
+            Ok(())
+        }
+    }
+}
+
+/// Stored JSON as the engine shows it (what `async_graphql::to_value` makes of it,
+/// written).
+pub fn write_json(out: &mut Vec<u8>, json: &serde_json::Value) -> io::Result<()> {
+    sonic_rs::to_writer(&mut *out, json).map_err(io::Error::other)
+}
 #[cfg(test)]
 mod tests {
     use async_graphql::{Name, Number, Value};
@@ -93,5 +197,55 @@ mod tests {
         // A small answer after a large one on the same thread is only itself.
         let small = Response::new(Value::Boolean(false));
         assert_eq!(response_json(&small), r#"{"data":false}"#);
+    }
+
+    #[test]
+    fn prewritten_values_are_spliced_where_they_stand() {
+        let list = prewritten(|out| {
+            out.push(b'[');
+            write_str(out, "a \"quoted\"\ntext")?;
+            out.push(b',');
+            write_optional(out, Some(&uuid::Uuid::nil()))?;
+            out.push(b',');
+            write_optional(out, None::<&i64>)?;
+            out.push(b',');
+            write_json(out, &serde_json::json!({"k": [1, 2.5, "x"]}))?;
+            out.push(b']');
+            Ok(())
+        })
+        .unwrap();
+        let mut object = async_graphql::indexmap::IndexMap::new();
+        object.insert(Name::new("before"), Value::Number(1.into()));
+        object.insert(Name::new("spans"), list);
+        object.insert(Name::new("after"), Value::List(vec![Value::Null]));
+        let mut response = Response::new(Value::Object(object));
+        response.errors = vec![async_graphql::ServerError::new("partial", None)];
+        assert_eq!(
+            response_json(&response),
+            r#"{"data":{"before":1,"spans":["a \"quoted\"\ntext","00000000-0000-0000-0000-000000000000",null,{"k":[1,2.5,"x"]}],"after":[null]},"errors":[{"message":"partial"}]}"#
+        );
+    }
+
+    #[test]
+    fn a_value_written_while_an_answer_is_written_has_a_buffer_of_its_own() {
+        let inner = with_scratch(
+            |out| {
+                out.extend_from_slice(b"outer");
+                let inner = prewritten(|out| write_str(out, "inner"))?;
+                write_value(out, &inner)
+            },
+            <[u8]>::to_vec,
+        )
+        .unwrap();
+        assert_eq!(inner, br#"outer"inner""#);
+    }
+
+    /// Prewritten values travel as `Value::Binary`, so no field may output binary data:
+    /// the schema's scalars are these, none of them binary.
+    #[test]
+    fn no_field_outputs_binary_data() {
+        let sdl = crate::graphql::sdl();
+        let scalars: Vec<&str> = sdl.lines().filter_map(|line| line.strip_prefix("scalar ")).collect();
+        assert_eq!(scalars, ["DateTime", "JSON", "UUID"]);
     }
 }

@@ -7,6 +7,7 @@ pub mod errors;
 pub mod json;
 pub mod limits;
 pub mod loaders;
+pub mod merged;
 pub mod mutation;
 pub mod query;
 pub mod subscription;

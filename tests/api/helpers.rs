@@ -159,6 +159,12 @@ impl TestApp {
 
     /// Posts a GraphQL request and returns the JSON body.
     pub async fn gql(&self, query: &str, variables: Value) -> Value {
+        let body = self.gql_text(query, variables).await;
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("JSON body ({e}): {body}"))
+    }
+
+    /// Posts a GraphQL request and returns the body as sent.
+    pub async fn gql_text(&self, query: &str, variables: Value) -> String {
         let response = self
             .http
             .post(format!("{}/graphql", self.base))
@@ -166,7 +172,7 @@ impl TestApp {
             .send()
             .await
             .expect("request sent");
-        response.json().await.expect("JSON body")
+        response.text().await.expect("a body")
     }
 
     /// Posts and asserts success, returning `data`.

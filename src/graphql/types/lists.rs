@@ -11,16 +11,18 @@
 //! `agentUsage`) goes to the engine.
 
 use std::borrow::Cow;
+use std::io;
 use std::sync::Arc;
 
-use async_graphql::indexmap::IndexMap;
 use async_graphql::parser::types::{Field, Selection, SelectionSet};
 use async_graphql::resolver_utils::enum_value;
-use async_graphql::{ContextSelectionSet, Name, OutputType, Positioned, ScalarType, ServerResult, Value, registry};
+use async_graphql::{ContextSelectionSet, OutputType, Positioned, ServerError, ServerResult, Value, registry};
 
 use super::{Span, TokenUsage, Trace, micros_to_ms};
 use crate::db::entities::{span, trace};
+use crate::graphql::json::{prewritten, write_json, write_optional, write_scalar, write_str, write_value};
 use crate::graphql::loaders::SpanTree;
+use crate::graphql::merged::ListsByEngine;
 
 /// Spans, with the tree they belong to when their children can be asked for.
 pub struct SpanList {
@@ -61,11 +63,10 @@ impl OutputType for SpanList {
 
     async fn resolve(&self, ctx: &ContextSelectionSet<'_>, field: &Positioned<Field>) -> ServerResult<Value> {
         let selection = &ctx.item.node;
-        if is_plain(selection, Shape::Span, self.tree.is_some()) {
+        if is_plain(selection, Shape::Span, self.tree.is_some()) && ctx.data_opt::<ListsByEngine>().is_none() {
             let tree = self.tree.as_deref();
-            return Ok(Value::List(
-                self.spans.iter().map(|s| span_value(s, selection, tree)).collect(),
-            ));
+            return prewritten(|out| write_list(out, &self.spans, |out, s| write_span(out, s, selection, tree)))
+                .map_err(unwritable);
         }
         let spans: Vec<Span> = self.spans.iter().cloned().map(Span).collect();
         Box::pin(spans.resolve(ctx, field)).await
@@ -90,13 +91,17 @@ impl OutputType for TraceList {
 
     async fn resolve(&self, ctx: &ContextSelectionSet<'_>, field: &Positioned<Field>) -> ServerResult<Value> {
         let selection = &ctx.item.node;
-        if is_plain(selection, Shape::Trace, false) {
-            return Ok(Value::List(
-                self.0.iter().map(|t| trace_value(&t.0, selection)).collect(),
-            ));
+        if is_plain(selection, Shape::Trace, false) && ctx.data_opt::<ListsByEngine>().is_none() {
+            return prewritten(|out| write_list(out, &self.0, |out, t| write_trace(out, &t.0, selection)))
+                .map_err(unwritable);
         }
         Box::pin(self.0.resolve(ctx, field)).await
     }
+}
+
+/// Writing into memory does not fail; should it, the list is an error, not half an answer.
+fn unwritable(error: io::Error) -> ServerError {
+    ServerError::new(format!("the answer could not be written: {error}"), None)
 }
 
 #[derive(Clone, Copy)]
@@ -176,110 +181,119 @@ const USAGE_LEAVES: [&str; 9] = [
     "llmCalls",
 ];
 
+/// `rows` as a JSON list, each written by `write_row`.
+fn write_list<R>(
+    out: &mut Vec<u8>,
+    rows: impl IntoIterator<Item = R>,
+    mut write_row: impl FnMut(&mut Vec<u8>, R) -> io::Result<()>,
+) -> io::Result<()> {
+    out.push(b'[');
+    for (i, row) in rows.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_row(out, row)?;
+    }
+    out.push(b']');
+    Ok(())
+}
+
 /// One span as the engine would answer `set` (checked by `is_plain`) for it.
-fn span_value(row: &Arc<span::Model>, set: &SelectionSet, tree: Option<&SpanTree>) -> Value {
-    object(set, |name, field| match name {
-        "__typename" => Value::String("Span".into()),
-        "id" => row.id.to_value(),
-        "traceId" => row.trace_id.to_value(),
-        "parentId" => scalar(row.parent_id),
-        "name" => Value::String(row.name.clone()),
-        "spanType" => enum_value(Span::kind_of(row)),
-        "startedAt" => row.started_at.to_value(),
-        "endedAt" => scalar(row.ended_at),
-        "durationMs" => scalar(micros_to_ms(row.duration_us)),
-        "inputText" => scalar(row.input_text.clone()),
-        "outputText" => scalar(row.output_text.clone()),
-        "error" => scalar(row.error.clone()),
-        "metadata" => json_value(&row.metadata),
-        "flagged" => Value::Boolean(row.flagged),
+fn write_span(out: &mut Vec<u8>, row: &span::Model, set: &SelectionSet, tree: Option<&SpanTree>) -> io::Result<()> {
+    write_object(out, set, |out, name, field| match name {
+        "__typename" => write_str(out, "Span"),
+        "id" => write_scalar(out, &row.id),
+        "traceId" => write_scalar(out, &row.trace_id),
+        "parentId" => write_optional(out, row.parent_id.as_ref()),
+        "name" => write_str(out, &row.name),
+        "spanType" => write_value(out, &enum_value(Span::kind_of(row))),
+        "startedAt" => write_scalar(out, &row.started_at),
+        "endedAt" => write_optional(out, row.ended_at.as_ref()),
+        "durationMs" => write_optional(out, micros_to_ms(row.duration_us).as_ref()),
+        "inputText" => write_optional_str(out, row.input_text.as_deref()),
+        "outputText" => write_optional_str(out, row.output_text.as_deref()),
+        "error" => write_optional_str(out, row.error.as_deref()),
+        "metadata" => write_json(out, &row.metadata),
+        "flagged" => write_scalar(out, &row.flagged),
         "usage" => match Span::usage_of(row) {
-            Some(usage) => usage_value(&usage, &field.selection_set.node),
-            None => Value::Null,
+            Some(usage) => write_usage(out, &usage, &field.selection_set.node),
+            None => write_value(out, &Value::Null),
         },
         "children" => match tree {
-            Some(tree) => Value::List(
-                tree.children_of(row.id)
-                    .map(|child| span_value(child, &field.selection_set.node, Some(tree)))
-                    .collect(),
-            ),
-            None => Value::Null,
+            Some(tree) => write_list(out, tree.children_of(row.id), |out, child| {
+                write_span(out, child, &field.selection_set.node, Some(tree))
+            }),
+            None => write_value(out, &Value::Null),
         },
-        _ => Value::Null,
+        _ => write_value(out, &Value::Null),
     })
 }
 
 /// One trace as the engine would answer `set` (checked by `is_plain`) for it.
-fn trace_value(row: &trace::Model, set: &SelectionSet) -> Value {
-    object(set, |name, field| match name {
-        "__typename" => Value::String("Trace".into()),
-        "id" => row.id.to_value(),
-        "name" => Value::String(row.name.clone()),
-        "agentId" => scalar(row.agent_id),
-        "productId" => scalar(row.product_id),
-        "startedAt" => row.started_at.to_value(),
-        "endedAt" => scalar(row.ended_at),
-        "durationMs" => scalar(micros_to_ms(row.duration_us)),
-        "status" => enum_value(Trace::status_of(row)),
-        "error" => scalar(row.error.clone()),
-        "metadata" => json_value(&row.metadata),
-        "spanCount" => row.span_count.to_value(),
-        "flaggedSpanCount" => row.flagged_span_count.to_value(),
-        "usage" => usage_value(&TokenUsage::of_trace(row), &field.selection_set.node),
-        _ => Value::Null,
+fn write_trace(out: &mut Vec<u8>, row: &trace::Model, set: &SelectionSet) -> io::Result<()> {
+    write_object(out, set, |out, name, field| match name {
+        "__typename" => write_str(out, "Trace"),
+        "id" => write_scalar(out, &row.id),
+        "name" => write_str(out, &row.name),
+        "agentId" => write_optional(out, row.agent_id.as_ref()),
+        "productId" => write_optional(out, row.product_id.as_ref()),
+        "startedAt" => write_scalar(out, &row.started_at),
+        "endedAt" => write_optional(out, row.ended_at.as_ref()),
+        "durationMs" => write_optional(out, micros_to_ms(row.duration_us).as_ref()),
+        "status" => write_value(out, &enum_value(Trace::status_of(row))),
+        "error" => write_optional_str(out, row.error.as_deref()),
+        "metadata" => write_json(out, &row.metadata),
+        "spanCount" => write_scalar(out, &row.span_count),
+        "flaggedSpanCount" => write_scalar(out, &row.flagged_span_count),
+        "usage" => write_usage(out, &TokenUsage::of_trace(row), &field.selection_set.node),
+        _ => write_value(out, &Value::Null),
     })
 }
 
-fn usage_value(usage: &TokenUsage, set: &SelectionSet) -> Value {
-    object(set, |name, _| match name {
-        "__typename" => Value::String("TokenUsage".into()),
-        "model" => scalar(usage.model.clone()),
-        "provider" => scalar(usage.provider.clone()),
-        "inputTokens" => usage.input_tokens.to_value(),
-        "outputTokens" => usage.output_tokens.to_value(),
-        "totalTokens" => usage.total_tokens.to_value(),
-        "costUsd" => scalar(usage.cost_usd),
-        "costSource" => usage.cost_source.map_or(Value::Null, enum_value),
-        "llmCalls" => usage.llm_calls.to_value(),
-        _ => Value::Null,
+fn write_usage(out: &mut Vec<u8>, usage: &TokenUsage, set: &SelectionSet) -> io::Result<()> {
+    write_object(out, set, |out, name, _| match name {
+        "__typename" => write_str(out, "TokenUsage"),
+        "model" => write_optional_str(out, usage.model.as_deref()),
+        "provider" => write_optional_str(out, usage.provider.as_deref()),
+        "inputTokens" => write_scalar(out, &usage.input_tokens),
+        "outputTokens" => write_scalar(out, &usage.output_tokens),
+        "totalTokens" => write_scalar(out, &usage.total_tokens),
+        "costUsd" => write_optional(out, usage.cost_usd.as_ref()),
+        "costSource" => write_value(out, &usage.cost_source.map_or(Value::Null, enum_value)),
+        "llmCalls" => write_scalar(out, &usage.llm_calls),
+        _ => write_value(out, &Value::Null),
     })
 }
 
 /// An object of the fields of `set`, in selection order, under their response keys.
-fn object(set: &SelectionSet, mut value_of: impl FnMut(&str, &Field) -> Value) -> Value {
-    let mut object = IndexMap::with_capacity(set.items.len());
-    for item in &set.items {
-        if let Selection::Field(field) = &item.node {
-            let field = &field.node;
-            object.insert(
-                field.response_key().node.clone(),
-                value_of(field.name.node.as_str(), field),
-            );
+fn write_object(
+    out: &mut Vec<u8>,
+    set: &SelectionSet,
+    mut write_field: impl FnMut(&mut Vec<u8>, &str, &Field) -> io::Result<()>,
+) -> io::Result<()> {
+    out.push(b'{');
+    let fields = set.items.iter().filter_map(|item| match &item.node {
+        Selection::Field(field) => Some(&field.node),
+        _ => None,
+    });
+    for (i, field) in fields.enumerate() {
+        if i > 0 {
+            out.push(b',');
         }
+        write_str(out, field.response_key().node.as_str())?;
+        out.push(b':');
+        write_field(out, field.name.node.as_str(), field)?;
     }
-    Value::Object(object)
+    out.push(b'}');
+    Ok(())
 }
 
-/// Stored JSON as the engine shows it (`async_graphql::to_value`), built directly: the
-/// engine's way, through serde's serializer, cost twice as many instructions per span.
-fn json_value(json: &serde_json::Value) -> Value {
-    match json {
-        serde_json::Value::Null => Value::Null,
-        serde_json::Value::Bool(b) => Value::Boolean(*b),
-        serde_json::Value::Number(n) => Value::Number(n.clone()),
-        serde_json::Value::String(s) => Value::String(s.clone()),
-        serde_json::Value::Array(items) => Value::List(items.iter().map(json_value).collect()),
-        serde_json::Value::Object(fields) => Value::Object(
-            fields
-                .iter()
-                .map(|(key, value)| (Name::new(key), json_value(value)))
-                .collect(),
-        ),
+/// Text that may be absent, written without copying it first.
+fn write_optional_str(out: &mut Vec<u8>, text: Option<&str>) -> io::Result<()> {
+    match text {
+        Some(text) => write_str(out, text),
+        None => write_value(out, &Value::Null),
     }
-}
-
-fn scalar<T: ScalarType>(value: Option<T>) -> Value {
-    value.map_or(Value::Null, |v| v.to_value())
 }
 
 #[cfg(test)]
@@ -320,7 +334,10 @@ mod tests {
             serde_json::json!("text"),
             serde_json::json!(0.1),
         ] {
-            assert_eq!(json_value(&json), async_graphql::to_value(&json).unwrap());
+            let (mut ours, mut engines) = (vec![], vec![]);
+            write_json(&mut ours, &json).unwrap();
+            write_value(&mut engines, &async_graphql::to_value(&json).unwrap()).unwrap();
+            assert_eq!(String::from_utf8(ours).unwrap(), String::from_utf8(engines).unwrap());
         }
     }
 
