@@ -20,7 +20,9 @@ use async_graphql::{ContextSelectionSet, OutputType, Positioned, ServerError, Se
 
 use super::{Span, TokenUsage, Trace, micros_to_ms};
 use crate::db::entities::{span, trace};
-use crate::graphql::json::{prewritten, write_json, write_optional, write_scalar, write_str, write_value};
+use crate::graphql::json::{
+    prewritten, write_datetime, write_json, write_optional, write_scalar, write_str, write_uuid, write_value,
+};
 use crate::graphql::loaders::SpanTree;
 use crate::graphql::merged::ListsByEngine;
 
@@ -202,17 +204,17 @@ fn write_list<R>(
 fn write_span(out: &mut Vec<u8>, row: &span::Model, set: &SelectionSet, tree: Option<&SpanTree>) -> io::Result<()> {
     write_object(out, set, |out, name, field| match name {
         "__typename" => write_str(out, "Span"),
-        "id" => write_scalar(out, &row.id),
-        "traceId" => write_scalar(out, &row.trace_id),
-        "parentId" => write_optional(out, row.parent_id.as_ref()),
+        "id" => write_uuid(out, &row.id),
+        "traceId" => write_uuid(out, &row.trace_id),
+        "parentId" => write_optional(out, row.parent_id.as_ref(), write_uuid),
         "name" => write_str(out, &row.name),
         "spanType" => write_value(out, &enum_value(Span::kind_of(row))),
-        "startedAt" => write_scalar(out, &row.started_at),
-        "endedAt" => write_optional(out, row.ended_at.as_ref()),
-        "durationMs" => write_optional(out, micros_to_ms(row.duration_us).as_ref()),
-        "inputText" => write_optional_str(out, row.input_text.as_deref()),
-        "outputText" => write_optional_str(out, row.output_text.as_deref()),
-        "error" => write_optional_str(out, row.error.as_deref()),
+        "startedAt" => write_datetime(out, &row.started_at),
+        "endedAt" => write_optional(out, row.ended_at.as_ref(), write_datetime),
+        "durationMs" => write_optional(out, micros_to_ms(row.duration_us).as_ref(), write_scalar),
+        "inputText" => write_optional(out, row.input_text.as_deref(), write_str),
+        "outputText" => write_optional(out, row.output_text.as_deref(), write_str),
+        "error" => write_optional(out, row.error.as_deref(), write_str),
         "metadata" => write_json(out, &row.metadata),
         "flagged" => write_scalar(out, &row.flagged),
         "usage" => match Span::usage_of(row) {
@@ -233,15 +235,15 @@ fn write_span(out: &mut Vec<u8>, row: &span::Model, set: &SelectionSet, tree: Op
 fn write_trace(out: &mut Vec<u8>, row: &trace::Model, set: &SelectionSet) -> io::Result<()> {
     write_object(out, set, |out, name, field| match name {
         "__typename" => write_str(out, "Trace"),
-        "id" => write_scalar(out, &row.id),
+        "id" => write_uuid(out, &row.id),
         "name" => write_str(out, &row.name),
-        "agentId" => write_optional(out, row.agent_id.as_ref()),
-        "productId" => write_optional(out, row.product_id.as_ref()),
-        "startedAt" => write_scalar(out, &row.started_at),
-        "endedAt" => write_optional(out, row.ended_at.as_ref()),
-        "durationMs" => write_optional(out, micros_to_ms(row.duration_us).as_ref()),
+        "agentId" => write_optional(out, row.agent_id.as_ref(), write_uuid),
+        "productId" => write_optional(out, row.product_id.as_ref(), write_uuid),
+        "startedAt" => write_datetime(out, &row.started_at),
+        "endedAt" => write_optional(out, row.ended_at.as_ref(), write_datetime),
+        "durationMs" => write_optional(out, micros_to_ms(row.duration_us).as_ref(), write_scalar),
         "status" => write_value(out, &enum_value(Trace::status_of(row))),
-        "error" => write_optional_str(out, row.error.as_deref()),
+        "error" => write_optional(out, row.error.as_deref(), write_str),
         "metadata" => write_json(out, &row.metadata),
         "spanCount" => write_scalar(out, &row.span_count),
         "flaggedSpanCount" => write_scalar(out, &row.flagged_span_count),
@@ -253,12 +255,12 @@ fn write_trace(out: &mut Vec<u8>, row: &trace::Model, set: &SelectionSet) -> io:
 fn write_usage(out: &mut Vec<u8>, usage: &TokenUsage, set: &SelectionSet) -> io::Result<()> {
     write_object(out, set, |out, name, _| match name {
         "__typename" => write_str(out, "TokenUsage"),
-        "model" => write_optional_str(out, usage.model.as_deref()),
-        "provider" => write_optional_str(out, usage.provider.as_deref()),
+        "model" => write_optional(out, usage.model.as_deref(), write_str),
+        "provider" => write_optional(out, usage.provider.as_deref(), write_str),
         "inputTokens" => write_scalar(out, &usage.input_tokens),
         "outputTokens" => write_scalar(out, &usage.output_tokens),
         "totalTokens" => write_scalar(out, &usage.total_tokens),
-        "costUsd" => write_optional(out, usage.cost_usd.as_ref()),
+        "costUsd" => write_optional(out, usage.cost_usd.as_ref(), write_scalar),
         "costSource" => write_value(out, &usage.cost_source.map_or(Value::Null, enum_value)),
         "llmCalls" => write_scalar(out, &usage.llm_calls),
         _ => write_value(out, &Value::Null),
@@ -286,14 +288,6 @@ fn write_object(
     }
     out.push(b'}');
     Ok(())
-}
-
-/// Text that may be absent, written without copying it first.
-fn write_optional_str(out: &mut Vec<u8>, text: Option<&str>) -> io::Result<()> {
-    match text {
-        Some(text) => write_str(out, text),
-        None => write_value(out, &Value::Null),
-    }
 }
 
 #[cfg(test)]
