@@ -162,45 +162,40 @@ pub fn write_uuid(out: &mut Vec<u8>, id: &uuid::Uuid) -> io::Result<()> {
 pub fn write_datetime(out: &mut Vec<u8>, time: &DateTime<Utc>) -> io::Result<()> {
     let (date, clock) = (time.date_naive(), time.time());
     let (year, nano) = (date.year(), clock.nanosecond());
-    let Ok(year) = u32::try_from(year) else {
+    let Some(year) = u32::try_from(year).ok().filter(|year| *year <= 9999) else {
         return write_str(out, &time.to_rfc3339());
     };
-    if year > 9999 || nano >= 1_000_000_000 {
+    if nano >= 1_000_000_000 {
         return write_str(out, &time.to_rfc3339());
     }
-    out.push(b'"');
-    write_digits(out, year, 4);
-    for (separator, value) in [
-        (b'-', date.month()),
-        (b'-', date.day()),
-        (b'T', clock.hour()),
-        (b':', clock.minute()),
-        (b':', clock.second()),
-    ] {
-        out.push(separator);
-        write_digits(out, value, 2);
-    }
-    if nano != 0 {
-        out.push(b'.');
-        match (nano % 1_000_000, nano % 1_000) {
-            (0, _) => write_digits(out, nano / 1_000_000, 3),
-            (_, 0) => write_digits(out, nano / 1_000, 6),
-            _ => write_digits(out, nano, 9),
-        }
-    }
+    let mut text = *b"\"0000-00-00T00:00:00.000000000";
+    put_digits(&mut text[1..5], year);
+    put_digits(&mut text[6..8], date.month());
+    put_digits(&mut text[9..11], date.day());
+    put_digits(&mut text[12..14], clock.hour());
+    put_digits(&mut text[15..17], clock.minute());
+    put_digits(&mut text[18..20], clock.second());
+    let fraction = match (nano, nano % 1_000_000, nano % 1_000) {
+        (0, _, _) => 0,
+        (_, 0, _) => put_digits(&mut text[21..24], nano / 1_000_000),
+        (_, _, 0) => put_digits(&mut text[21..27], nano / 1_000),
+        _ => put_digits(&mut text[21..30], nano),
+    };
+    let end = if fraction == 0 { 20 } else { 21 + fraction };
+    out.extend_from_slice(&text[..end]);
     out.extend_from_slice(b"+00:00\"");
     Ok(())
 }
 
-/// `value` in decimal, zero-padded to `width` digits (it has no more).
-fn write_digits(out: &mut Vec<u8>, value: u32, width: usize) {
-    let start = out.len();
-    out.resize(start + width, b'0');
+/// Writes `value` in decimal into `digits`, zero-padded (it has no more digits than
+/// that); returns how many there are.
+fn put_digits(digits: &mut [u8], value: u32) -> usize {
     let mut rest = value;
-    for digit in out[start..].iter_mut().rev() {
+    for digit in digits.iter_mut().rev() {
         *digit = b'0' + (rest % 10) as u8;
         rest /= 10;
     }
+    digits.len()
 }
 
 /// Stored JSON as the engine shows it (what `async_graphql::to_value` makes of it,
