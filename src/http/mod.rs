@@ -29,7 +29,6 @@ pub use self::graphql::GRAPHQL_RESPONSE_JSON;
 pub const GRAPHQL_PATH: &str = "/graphql";
 pub const WS_PATH: &str = "/graphql/ws";
 
-#[derive(Clone)]
 struct HttpState {
     api: Api,
     db: Db,
@@ -61,11 +60,13 @@ pub fn router(api: Api, db: Db, config: &Config, ws_shutdown: WsShutdown) -> Rou
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .with_state(state)
+        // One shared state: axum clones it for every request, and a clone of each of
+        // its fields would be a score of reference counts bumped across cores.
+        .with_state(Arc::new(state))
         .layer(TraceLayer::new_for_http())
 }
 
-async fn post_graphql(State(state): State<HttpState>, headers: HeaderMap, body: Body) -> Response {
+async fn post_graphql(State(state): State<Arc<HttpState>>, headers: HeaderMap, body: Body) -> Response {
     let Some(media) = Media::negotiate(&headers) else {
         return not_acceptable();
     };
@@ -77,10 +78,10 @@ async fn post_graphql(State(state): State<HttpState>, headers: HeaderMap, body: 
 
 /// `GET /graphql` runs a query given as parameters, upgrades to a WebSocket (GraphiQL
 /// opens its subscriptions on its own page's URL), or shows GraphiQL.
-async fn get_graphql(State(state): State<HttpState>, request: Request) -> Response {
+async fn get_graphql(State(state): State<Arc<HttpState>>, request: Request) -> Response {
     let (mut parts, _) = request.into_parts();
     if let Ok(upgrade) = WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
-        return open_socket(state, upgrade, &parts.headers);
+        return open_socket(&state, upgrade, &parts.headers);
     }
     let params = Query::<GetParams>::from_request_parts(&mut parts, &state).await;
     let Some(media) = Media::negotiate(&parts.headers) else {
@@ -137,13 +138,20 @@ fn not_acceptable() -> Response {
         .into_response()
 }
 
-async fn websocket(State(state): State<HttpState>, headers: HeaderMap, upgrade: WebSocketUpgrade) -> Response {
-    open_socket(state, upgrade, &headers)
+async fn websocket(State(state): State<Arc<HttpState>>, headers: HeaderMap, upgrade: WebSocketUpgrade) -> Response {
+    open_socket(&state, upgrade, &headers)
 }
 
-fn open_socket(state: HttpState, upgrade: WebSocketUpgrade, headers: &HeaderMap) -> Response {
+fn open_socket(state: &HttpState, upgrade: WebSocketUpgrade, headers: &HeaderMap) -> Response {
     let header_key = authorization(headers).map(str::to_owned);
-    ws::upgrade(upgrade, state.api, state.ws, state.ws_shutdown, state.auth, header_key)
+    ws::upgrade(
+        upgrade,
+        state.api.clone(),
+        state.ws,
+        state.ws_shutdown.clone(),
+        state.auth.clone(),
+        header_key,
+    )
 }
 
 fn authorization(headers: &HeaderMap) -> Option<&str> {
@@ -161,7 +169,7 @@ fn graphiql() -> impl IntoResponse {
 }
 
 /// Counters in the Prometheus text format.
-async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
+async fn metrics(State(state): State<Arc<HttpState>>) -> impl IntoResponse {
     let body = format!(
         "# HELP tracegraph_sql_statements_total SQL statements sent to the database through its pools.\n\
          # TYPE tracegraph_sql_statements_total counter\n\
@@ -196,7 +204,7 @@ async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
 }
 
 /// Ready when the database answers.
-async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
+async fn readyz(State(state): State<Arc<HttpState>>) -> impl IntoResponse {
     if state.db.ping().await {
         (StatusCode::OK, "ready")
     } else {
