@@ -92,29 +92,52 @@ pub fn write_value(out: &mut Vec<u8>, value: &Value) -> io::Result<()> {
         Value::String(text) => write_str(out, text)?,
         Value::Enum(name) => write_str(out, name)?,
         Value::Binary(json) => out.extend_from_slice(json),
-        Value::List(items) => {
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_value(out, item)?;
-            }
-            out.push(b']');
-        }
-        Value::Object(fields) => {
-            out.push(b'{');
-            for (i, (key, item)) in fields.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_str(out, key)?;
-                out.push(b':');
-                write_value(out, item)?;
-            }
-            out.push(b'}');
-        }
+        Value::List(items) => write_list(out, items, write_value)?,
+        Value::Object(fields) => write_object(
+            out,
+            fields.iter().map(|(key, value)| (key.as_str(), value)),
+            write_value,
+        )?,
     }
+    Ok(())
+}
+
+/// `items` as a JSON list, each written by `write_item`.
+pub fn write_list<T>(
+    out: &mut Vec<u8>,
+    items: impl IntoIterator<Item = T>,
+    write_item: impl FnMut(&mut Vec<u8>, T) -> io::Result<()>,
+) -> io::Result<()> {
+    write_delimited(out, (b'[', b']'), items, write_item)
+}
+
+/// A JSON object of `members` (key, value), each value written by `write_member`.
+pub fn write_object<'k, T>(
+    out: &mut Vec<u8>,
+    members: impl IntoIterator<Item = (&'k str, T)>,
+    mut write_member: impl FnMut(&mut Vec<u8>, T) -> io::Result<()>,
+) -> io::Result<()> {
+    write_delimited(out, (b'{', b'}'), members, |out, (key, value)| {
+        write_str(out, key)?;
+        out.push(b':');
+        write_member(out, value)
+    })
+}
+
+fn write_delimited<T>(
+    out: &mut Vec<u8>,
+    (open, close): (u8, u8),
+    items: impl IntoIterator<Item = T>,
+    mut write_item: impl FnMut(&mut Vec<u8>, T) -> io::Result<()>,
+) -> io::Result<()> {
+    out.push(open);
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_item(out, item)?;
+    }
+    out.push(close);
     Ok(())
 }
 

@@ -21,7 +21,8 @@ use async_graphql::{ContextSelectionSet, OutputType, Positioned, ServerError, Se
 use super::{Span, TokenUsage, Trace, micros_to_ms};
 use crate::db::entities::{span, trace};
 use crate::graphql::json::{
-    prewritten, write_datetime, write_json, write_optional, write_scalar, write_str, write_uuid, write_value,
+    prewritten, write_datetime, write_json, write_list, write_object, write_optional, write_scalar, write_str,
+    write_uuid, write_value,
 };
 use crate::graphql::loaders::SpanTree;
 use crate::graphql::merged::ListsByEngine;
@@ -183,26 +184,9 @@ const USAGE_LEAVES: [&str; 9] = [
     "llmCalls",
 ];
 
-/// `rows` as a JSON list, each written by `write_row`.
-fn write_list<R>(
-    out: &mut Vec<u8>,
-    rows: impl IntoIterator<Item = R>,
-    mut write_row: impl FnMut(&mut Vec<u8>, R) -> io::Result<()>,
-) -> io::Result<()> {
-    out.push(b'[');
-    for (i, row) in rows.into_iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        write_row(out, row)?;
-    }
-    out.push(b']');
-    Ok(())
-}
-
 /// One span as the engine would answer `set` (checked by `is_plain`) for it.
 fn write_span(out: &mut Vec<u8>, row: &span::Model, set: &SelectionSet, tree: Option<&SpanTree>) -> io::Result<()> {
-    write_object(out, set, |out, name, field| match name {
+    write_fields(out, set, |out, name, field| match name {
         "__typename" => write_str(out, "Span"),
         "id" => write_uuid(out, &row.id),
         "traceId" => write_uuid(out, &row.trace_id),
@@ -233,7 +217,7 @@ fn write_span(out: &mut Vec<u8>, row: &span::Model, set: &SelectionSet, tree: Op
 
 /// One trace as the engine would answer `set` (checked by `is_plain`) for it.
 fn write_trace(out: &mut Vec<u8>, row: &trace::Model, set: &SelectionSet) -> io::Result<()> {
-    write_object(out, set, |out, name, field| match name {
+    write_fields(out, set, |out, name, field| match name {
         "__typename" => write_str(out, "Trace"),
         "id" => write_uuid(out, &row.id),
         "name" => write_str(out, &row.name),
@@ -253,7 +237,7 @@ fn write_trace(out: &mut Vec<u8>, row: &trace::Model, set: &SelectionSet) -> io:
 }
 
 fn write_usage(out: &mut Vec<u8>, usage: &TokenUsage, set: &SelectionSet) -> io::Result<()> {
-    write_object(out, set, |out, name, _| match name {
+    write_fields(out, set, |out, name, _| match name {
         "__typename" => write_str(out, "TokenUsage"),
         "model" => write_optional(out, usage.model.as_deref(), write_str),
         "provider" => write_optional(out, usage.provider.as_deref(), write_str),
@@ -268,26 +252,18 @@ fn write_usage(out: &mut Vec<u8>, usage: &TokenUsage, set: &SelectionSet) -> io:
 }
 
 /// An object of the fields of `set`, in selection order, under their response keys.
-fn write_object(
+fn write_fields(
     out: &mut Vec<u8>,
     set: &SelectionSet,
     mut write_field: impl FnMut(&mut Vec<u8>, &str, &Field) -> io::Result<()>,
 ) -> io::Result<()> {
-    out.push(b'{');
     let fields = set.items.iter().filter_map(|item| match &item.node {
-        Selection::Field(field) => Some(&field.node),
+        Selection::Field(field) => Some((field.node.response_key().node.as_str(), &field.node)),
         _ => None,
     });
-    for (i, field) in fields.enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        write_str(out, field.response_key().node.as_str())?;
-        out.push(b':');
-        write_field(out, field.name.node.as_str(), field)?;
-    }
-    out.push(b'}');
-    Ok(())
+    write_object(out, fields, |out, field| {
+        write_field(out, field.name.node.as_str(), field)
+    })
 }
 
 #[cfg(test)]
