@@ -240,7 +240,7 @@ async fn flush(db: &Db, live: &LiveSpans, batch: Batch, line: usize, report: &mu
     })
     .await
     .map_err(|source| ImportError::Write { line, source })?;
-    live.publish_added(&written.fresh);
+    live.publish_added(written.fresh.iter().cloned());
     write::publish_ends(live, &ended);
     report.traces += traces;
     report.spans += spans;

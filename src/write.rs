@@ -1,6 +1,8 @@
 //! Write transactions: the one place that begins, commits and publishes, for the API
 //! and the importer alike.
 
+use std::sync::Arc;
+
 use sea_orm::DatabaseTransaction;
 use uuid::Uuid;
 
@@ -56,9 +58,9 @@ pub fn publish_ends(live: &LiveSpans, outs: &[Changed<trace::Model>]) {
 
 /// Stores a batch of spans, all or nothing, and publishes the newly written ones after
 /// commit (a retried batch publishes nothing twice).
-pub async fn add_spans(db: &Db, live: &LiveSpans, news: Vec<NewSpan>) -> AppResult<Vec<span::Model>> {
+pub async fn add_spans(db: &Db, live: &LiveSpans, news: Vec<NewSpan>) -> AppResult<Vec<Arc<span::Model>>> {
     let written = transact(db, async |txn| insert_spans(txn, live, news).await).await?;
-    live.publish_added(&written.fresh);
+    live.publish_added(written.fresh.iter().cloned());
     Ok(written.rows)
 }
 

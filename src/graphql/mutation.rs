@@ -1,6 +1,8 @@
 //! Mutation root. Each call validates everything first, then writes in one
 //! transaction, then publishes to the live feed after commit.
 
+use std::sync::Arc;
+
 use async_graphql::{Context, Object, Result};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -62,7 +64,7 @@ impl Mutation {
         let (s, access) = write_state(ctx, Scope::Ingest)?;
         let new = gql(ingest::validate_span(input, &s.limits, &s.prices))?;
         let mut rows = store_spans(s, access, vec![new]).await?;
-        Ok(Span::from(rows.remove(0)))
+        Ok(Span(rows.remove(0)))
     }
 
     /// Adds a batch of spans in one transaction: all are stored, or none.
@@ -77,7 +79,7 @@ impl Mutation {
             })
             .collect();
         let rows = store_spans(s, access, gql(news)?).await?;
-        Ok(rows.into_iter().map(Span::from).collect())
+        Ok(rows.into_iter().map(Span).collect())
     }
 
     /// Ends a span, optionally with its output or error. Repeating the same end is a no-op.
@@ -166,7 +168,7 @@ impl Mutation {
 }
 
 /// Stores validated spans once the caller may write to each span's trace.
-async fn store_spans(s: &State, access: &Access, news: Vec<NewSpan>) -> Result<Vec<span::Model>> {
+async fn store_spans(s: &State, access: &Access, news: Vec<NewSpan>) -> Result<Vec<Arc<span::Model>>> {
     check_trace_products(access, &s.db, news.iter().map(|n| n.row.trace_id)).await?;
     gql(write::add_spans(&s.db, &s.live, news).await)
 }

@@ -26,8 +26,12 @@ impl<T> Feed<T> {
     }
 
     fn publish(&self, event: T) {
+        self.publish_shared(Arc::new(event));
+    }
+
+    fn publish_shared(&self, event: Arc<T>) {
         // No receiver is not an error: nobody is watching.
-        let _ = self.0.send(Arc::new(event));
+        let _ = self.0.send(event);
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<T>> {
@@ -69,9 +73,9 @@ impl LiveSpans {
         self
     }
 
-    pub fn publish_added(&self, spans: &[span::Model]) {
+    pub fn publish_added(&self, spans: impl IntoIterator<Item = Arc<span::Model>>) {
         for span in spans {
-            self.added.publish(span.clone());
+            self.added.publish_shared(span);
         }
     }
 

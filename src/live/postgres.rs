@@ -10,6 +10,7 @@
 //!   reused on a change that could not be heard.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sea_orm::sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
@@ -221,7 +222,7 @@ async fn republish(db: &Db, live: &LiveSpans, kind: EventKind, ids: Vec<Uuid>) -
             // Keep the writer's order.
             let ordered: Vec<_> = ids.iter().filter_map(|id| rows.remove(id)).collect();
             if kind == EventKind::SpansAdded {
-                live.publish_added(&ordered);
+                live.publish_added(ordered.into_iter().map(Arc::new));
             } else {
                 ordered.iter().for_each(|s| live.publish_updated(s));
             }

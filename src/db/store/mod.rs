@@ -8,6 +8,7 @@ pub mod spans;
 pub mod stats;
 pub mod traces;
 
+use std::borrow::Borrow;
 use std::collections::HashSet;
 
 use sea_orm::sea_query::{NullOrdering, Order};
@@ -78,7 +79,7 @@ const GENERIC_PLAN_ROWS: usize = 100;
 /// retry, a concurrent writer), and returns the ids of the rows inserted now.
 pub async fn insert_new<A>(
     conn: &impl ConnectionTrait,
-    rows: &[<A::Entity as EntityTrait>::Model],
+    rows: &[impl Borrow<<A::Entity as EntityTrait>::Model>],
     chunk: usize,
 ) -> AppResult<HashSet<Uuid>>
 where
@@ -96,7 +97,7 @@ where
             .await?;
     }
     for part in rows.chunks(chunk) {
-        let written = <A::Entity as EntityTrait>::insert_many(part.iter().cloned().map(A::from))
+        let written = <A::Entity as EntityTrait>::insert_many(part.iter().map(|row| A::from(row.borrow().clone())))
             .on_conflict_do_nothing()
             .exec_with_returning_keys(conn)
             .await?;

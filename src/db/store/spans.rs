@@ -1,7 +1,7 @@
 //! The `span` table: batched idempotent inserts, ends, and the reads behind the loaders.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
@@ -26,7 +26,7 @@ const INSERT_CHUNK: usize = 500;
 /// is a conflict. A parent may be stored already or come anywhere in the batch.
 pub async fn insert_batch(conn: &impl Fetch, batch: Vec<NewSpan>) -> AppResult<Written> {
     let input_order: Vec<Uuid> = batch.iter().map(|s| s.row.id).collect();
-    let batch = dedupe(batch)?;
+    let mut batch = dedupe(batch)?;
     let traces = load_traces(conn, &batch).await?;
     let in_batch: HashMap<Uuid, Uuid> = batch.iter().map(|(_, s)| (s.row.id, s.row.trace_id)).collect();
     // Only parents outside the batch are read first. A span already stored (a retry)
@@ -42,8 +42,7 @@ pub async fn insert_batch(conn: &impl Fetch, batch: Vec<NewSpan>) -> AppResult<W
         .map(|s| (s.id, s.trace_id))
         .collect();
 
-    let mut fresh = Vec::with_capacity(batch.len());
-    for (index, new) in &batch {
+    for (index, new) in &mut batch {
         if let Some(parent) = new.row.parent_id {
             let parent_trace = outside_parents
                 .get(&parent)
@@ -61,16 +60,19 @@ pub async fn insert_batch(conn: &impl Fetch, batch: Vec<NewSpan>) -> AppResult<W
             }
         }
         let trace = &traces[&new.row.trace_id];
-        let mut row = new.row.clone();
-        row.agent_id = trace.agent_id;
-        row.product_id = trace.product_id;
-        fresh.push(row);
+        new.row.agent_id = trace.agent_id;
+        new.row.product_id = trace.product_id;
     }
-    let fresh = parents_first(fresh)?;
+    let write_order = parents_first(&batch)?;
 
-    let inserted = insert_new::<span::ActiveModel>(conn, &fresh, INSERT_CHUNK).await?;
+    let to_insert: Vec<&span::Model> = write_order.iter().map(|&i| &batch[i].1.row).collect();
+    let inserted = insert_new::<span::ActiveModel>(conn, &to_insert, INSERT_CHUNK).await?;
     // A span not inserted was stored before (by an earlier try, or a concurrent one).
-    let skipped: Vec<Uuid> = fresh.iter().map(|s| s.id).filter(|id| !inserted.contains(id)).collect();
+    let skipped: Vec<Uuid> = to_insert
+        .iter()
+        .map(|s| s.id)
+        .filter(|id| !inserted.contains(id))
+        .collect();
     let stored: HashMap<Uuid, span::Model> = by_ids(conn, skipped).await?.into_iter().map(|s| (s.id, s)).collect();
     for (index, new) in &batch {
         if let Some(existing) = stored.get(&new.row.id)
@@ -83,10 +85,18 @@ pub async fn insert_batch(conn: &impl Fetch, batch: Vec<NewSpan>) -> AppResult<W
         }
     }
 
-    let fresh: Vec<span::Model> = fresh.into_iter().filter(|s| inserted.contains(&s.id)).collect();
+    // The rows move out of the batch once, shared by both lists: a span's texts and
+    // metadata are most of a batch's bytes.
+    let mut rows: Vec<Option<span::Model>> = batch.into_iter().map(|(_, new)| Some(new.row)).collect();
+    let fresh: Vec<Arc<span::Model>> = write_order
+        .iter()
+        .filter_map(|&i| rows[i].take())
+        .filter(|s| inserted.contains(&s.id))
+        .map(Arc::new)
+        .collect();
     apply_totals(conn, &fresh).await?;
 
-    let mut by_id: HashMap<Uuid, span::Model> = stored;
+    let mut by_id: HashMap<Uuid, Arc<span::Model>> = stored.into_iter().map(|(id, s)| (id, Arc::new(s))).collect();
     by_id.extend(fresh.iter().map(|s| (s.id, s.clone())));
     Ok(Written {
         rows: input_order.iter().map(|id| by_id[id].clone()).collect(),
@@ -98,8 +108,8 @@ pub async fn insert_batch(conn: &impl Fetch, batch: Vec<NewSpan>) -> AppResult<W
 /// write order (parents first).
 #[derive(Debug)]
 pub struct Written {
-    pub rows: Vec<span::Model>,
-    pub fresh: Vec<span::Model>,
+    pub rows: Vec<Arc<span::Model>>,
+    pub fresh: Vec<Arc<span::Model>>,
 }
 
 /// Drops exact repeats of an id inside one batch and refuses differing ones, keeping
@@ -145,32 +155,35 @@ async fn load_traces(
     Ok(found)
 }
 
-/// Orders new spans so that a parent is inserted before its children, and refuses a
-/// batch whose parent links form a cycle.
-fn parents_first(spans: Vec<span::Model>) -> AppResult<Vec<span::Model>> {
-    let ids: HashSet<Uuid> = spans.iter().map(|s| s.id).collect();
-    let mut placed: HashSet<Uuid> = HashSet::with_capacity(spans.len());
-    let mut pending = spans;
-    let mut ordered = Vec::with_capacity(pending.len());
+/// The batch's positions in an order where a parent is inserted before its children;
+/// a batch whose parent links form a cycle is refused.
+fn parents_first(batch: &[(usize, NewSpan)]) -> AppResult<Vec<usize>> {
+    let row = |i: usize| &batch[i].1.row;
+    let ids: HashSet<Uuid> = batch.iter().map(|(_, s)| s.row.id).collect();
+    let mut placed: HashSet<Uuid> = HashSet::with_capacity(batch.len());
+    let mut pending: Vec<usize> = (0..batch.len()).collect();
+    let mut ordered = Vec::with_capacity(batch.len());
     while !pending.is_empty() {
         let before = pending.len();
-        let (ready, rest): (Vec<_>, Vec<_>) = pending
-            .into_iter()
-            .partition(|s| s.parent_id.is_none_or(|p| !ids.contains(&p) || placed.contains(&p)));
-        placed.extend(ready.iter().map(|s| s.id));
+        let (ready, rest): (Vec<_>, Vec<_>) = pending.into_iter().partition(|&i| {
+            row(i)
+                .parent_id
+                .is_none_or(|p| !ids.contains(&p) || placed.contains(&p))
+        });
+        placed.extend(ready.iter().map(|&i| row(i).id));
         ordered.extend(ready);
         pending = rest;
         if pending.len() == before {
             return Err(AppError::bad_input(
                 "parentId",
-                format!("parent links form a cycle through span {}", pending[0].id),
+                format!("parent links form a cycle through span {}", row(pending[0]).id),
             ));
         }
     }
     Ok(ordered)
 }
 
-async fn apply_totals(conn: &impl ConnectionTrait, written: &[span::Model]) -> AppResult<()> {
+async fn apply_totals(conn: &impl ConnectionTrait, written: &[Arc<span::Model>]) -> AppResult<()> {
     let mut per_trace: HashMap<Uuid, (Option<Uuid>, traces::Totals)> = HashMap::new();
     for s in written {
         let (_, t) = per_trace
