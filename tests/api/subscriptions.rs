@@ -136,6 +136,36 @@ async fn trace_ended_is_filtered_by_agent() {
     assert_eq!(ended["status"], "OK");
 }
 
+/// Lists in a live event are answered in one pass, written as JSON at once, as in a
+/// query's answer; over WebSocket they arrive whole, equal to a query of the same.
+#[tokio::test]
+async fn live_events_carry_lists_answered_in_one_pass() {
+    let app = spawn_app().await;
+    let query = "subscription { traceEnded { id name rootSpans { name children { name inputText } } } }";
+    let mut ws = subscribe(&app, "/graphql/ws", query, json!({})).await;
+    let tid = app.create_trace(json!({"name": "run"})).await["id"].clone();
+    let root = id();
+    app.add_spans(json!([
+        {"id": root, "traceId": tid, "name": "root", "spanType": "FUNCTION"},
+        {"traceId": tid, "parentId": root, "name": "child \"quoted\"", "spanType": "TOOL", "inputText": "line\nbreak"},
+    ]))
+    .await;
+    app.ok("mutation($id: UUID!) { endTrace(id: $id) { id } }", json!({"id": tid}))
+        .await;
+    let ended = next_data(&mut ws, "traceEnded").await;
+    assert_eq!(
+        ended["rootSpans"],
+        json!([{"name": "root", "children": [{"name": "child \"quoted\"", "inputText": "line\nbreak"}]}])
+    );
+    let read = app
+        .ok(
+            "query($id: UUID!) { trace(id: $id) { id name rootSpans { name children { name inputText } } } }",
+            json!({"id": tid}),
+        )
+        .await;
+    assert_eq!(ended, read["trace"]);
+}
+
 #[tokio::test]
 async fn a_subscriber_that_falls_behind_is_told_how_much_it_missed() {
     let app = spawn_app_with(|c| c.live_buffer = 4).await;
