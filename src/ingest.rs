@@ -163,7 +163,13 @@ pub fn check_name(value: &str) -> AppResult<()> {
     check_text("name", value, MAX_NAME_BYTES)
 }
 
-/// Metadata must be a JSON object (null means empty) within the text size limit.
+/// Levels of nesting metadata may have, the object itself included. JSON readers stop
+/// somewhere (serde_json, which reads stored metadata back, at 128): metadata that could
+/// be stored but not read would break every read of its span or trace.
+pub const MAX_METADATA_DEPTH: usize = 64;
+
+/// Metadata must be a JSON object (null means empty) within the text size limit, and
+/// nested no deeper than `MAX_METADATA_DEPTH`.
 pub fn check_metadata(value: Option<Json<Value>>, max: usize) -> AppResult<Map<String, Value>> {
     let map = match value.map(|j| j.0) {
         None | Some(Value::Null) => return Ok(Map::new()),
@@ -179,10 +185,28 @@ pub fn check_metadata(value: Option<Json<Value>>, max: usize) -> AppResult<Map<S
             max: max as u64,
         });
     }
-    if contains_nul(&Value::Object(map.clone())) {
+    let depth = 1 + map.values().map(depth).max().unwrap_or(0);
+    if depth > MAX_METADATA_DEPTH {
+        return Err(AppError::LimitExceeded {
+            field: "metadata".into(),
+            limit: "nesting depth",
+            actual: depth as u64,
+            max: MAX_METADATA_DEPTH as u64,
+        });
+    }
+    if map.iter().any(|(k, v)| k.contains('\0') || contains_nul(v)) {
         return Err(AppError::bad_input("metadata", "must not contain NUL characters"));
     }
     Ok(map)
+}
+
+/// Levels of arrays and objects in `value` (0 for a scalar).
+fn depth(value: &Value) -> usize {
+    match value {
+        Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
 }
 
 fn contains_nul(value: &Value) -> bool {
@@ -392,6 +416,34 @@ mod tests {
         )
         .unwrap();
         assert_eq!(tool.row.total_tokens, None);
+    }
+
+    #[test]
+    fn metadata_nested_past_the_limit_is_refused() {
+        let nested = |levels: usize| {
+            let mut value = json!(1);
+            // Objects and lists in turn, an object outermost.
+            for i in (0..levels).rev() {
+                value = if i % 2 == 0 {
+                    json!({"k": value})
+                } else {
+                    json!([value])
+                };
+            }
+            Some(Json(value))
+        };
+        assert_eq!(
+            check_metadata(nested(MAX_METADATA_DEPTH), 1 << 20)
+                .map(|m| m.len())
+                .ok(),
+            Some(1)
+        );
+        match check_metadata(nested(MAX_METADATA_DEPTH + 1), 1 << 20) {
+            Err(AppError::LimitExceeded { field, actual, .. }) => {
+                assert_eq!((field.as_str(), actual), ("metadata", MAX_METADATA_DEPTH as u64 + 1))
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

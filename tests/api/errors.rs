@@ -95,6 +95,41 @@ async fn invalid_values_are_rejected_with_their_field() {
     assert_eq!(app.counts().await, (1, 0));
 }
 
+/// Metadata nested deeper than JSON readers go (written as a GraphQL literal, which no
+/// JSON parser limits) is refused, not stored where every read of its span would fail.
+#[tokio::test]
+async fn metadata_nested_too_deep_is_refused_and_reads_stay_whole() {
+    let app = spawn_app().await;
+    let tid = app.create_trace(json!({"name": "t"})).await["id"].clone();
+    let nested = |levels: usize| format!("{}1{}", "{a: ".repeat(levels), "}".repeat(levels));
+    let add = |metadata: String| {
+        format!(
+            r#"mutation {{ addSpan(input: {{traceId: {tid}, name: "s", spanType: TOOL, metadata: {metadata}}}) {{ id }} }}"#
+        )
+    };
+    let body = app.gql(&add(nested(200)), json!({})).await;
+    assert_eq!(error_code(&body), "LIMIT_EXCEEDED", "{body}");
+    assert_eq!(body["errors"][0]["extensions"]["field"], "metadata");
+    assert_eq!(body["errors"][0]["extensions"]["max"], 64);
+    let trace = "mutation { createTrace(input: {name: \"t\", metadata: METADATA}) { id } }";
+    let body = app.gql(&trace.replace("METADATA", &nested(65)), json!({})).await;
+    assert_eq!(error_code(&body), "LIMIT_EXCEEDED", "{body}");
+    assert_eq!(app.counts().await, (1, 0));
+
+    app.ok(&add(nested(64)), json!({})).await;
+    let read = app
+        .ok(
+            "query($id: UUID!) { trace(id: $id) { spans { metadata } } }",
+            json!({"id": tid}),
+        )
+        .await;
+    let mut metadata = &read["trace"]["spans"][0]["metadata"];
+    for _ in 0..63 {
+        metadata = &metadata["a"];
+    }
+    assert_eq!(metadata["a"], 1);
+}
+
 #[tokio::test]
 async fn unknown_references_are_not_found() {
     let app = spawn_app().await;
