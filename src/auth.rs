@@ -280,14 +280,12 @@ impl Auth {
         };
         let mut open = self.open_sockets.lock().unwrap_or_else(|e| e.into_inner());
         let count = open.entry(k.id).or_default();
-        if *count >= self.max_ws_per_key {
-            return Err(AppError::LimitExceeded {
-                field: "connection_init".into(),
-                limit: "WebSocket connections per key",
-                actual: *count as u64 + 1,
-                max: self.max_ws_per_key as u64,
-            });
-        }
+        AppError::within(
+            "connection_init",
+            "WebSocket connections per key",
+            *count + 1,
+            self.max_ws_per_key,
+        )?;
         *count += 1;
         Ok(SocketSlot {
             release: Some((self.open_sockets.clone(), k.id)),

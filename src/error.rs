@@ -55,6 +55,19 @@ impl AppError {
         }
     }
 
+    /// `LimitExceeded` when `actual` is over `max`.
+    pub fn within(field: impl Into<String>, limit: &'static str, actual: usize, max: usize) -> AppResult<()> {
+        if actual <= max {
+            return Ok(());
+        }
+        Err(Self::LimitExceeded {
+            field: field.into(),
+            limit,
+            actual: actual as u64,
+            max: max as u64,
+        })
+    }
+
     pub fn code(&self) -> &'static str {
         match self {
             Self::BadUserInput { .. } => code::BAD_USER_INPUT,

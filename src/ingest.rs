@@ -137,14 +137,7 @@ pub fn duration_us(started: DateTime<Utc>, ended: DateTime<Utc>) -> AppResult<i6
 }
 
 pub fn check_text(field: &str, value: &str, max: usize) -> AppResult<()> {
-    if value.len() > max {
-        return Err(AppError::LimitExceeded {
-            field: field.into(),
-            limit: "text size in bytes",
-            actual: value.len() as u64,
-            max: max as u64,
-        });
-    }
+    AppError::within(field, "text size in bytes", value.len(), max)?;
     // PostgreSQL cannot store NUL in text; refusing it on every engine keeps them alike.
     if value.contains('\0') {
         return Err(AppError::bad_input(field, "must not contain NUL characters"));
@@ -177,23 +170,9 @@ pub fn check_metadata(value: Option<Json<Value>>, max: usize) -> AppResult<Map<S
         Some(_) => return Err(AppError::bad_input("metadata", "must be a JSON object")),
     };
     let size = serde_json::to_string(&map).map(|s| s.len()).unwrap_or(usize::MAX);
-    if size > max {
-        return Err(AppError::LimitExceeded {
-            field: "metadata".into(),
-            limit: "text size in bytes",
-            actual: size as u64,
-            max: max as u64,
-        });
-    }
+    AppError::within("metadata", "text size in bytes", size, max)?;
     let depth = 1 + map.values().map(depth).max().unwrap_or(0);
-    if depth > MAX_METADATA_DEPTH {
-        return Err(AppError::LimitExceeded {
-            field: "metadata".into(),
-            limit: "nesting depth",
-            actual: depth as u64,
-            max: MAX_METADATA_DEPTH as u64,
-        });
-    }
+    AppError::within("metadata", "nesting depth", depth, MAX_METADATA_DEPTH)?;
     if map.iter().any(|(k, v)| k.contains('\0') || contains_nul(v)) {
         return Err(AppError::bad_input("metadata", "must not contain NUL characters"));
     }

@@ -55,8 +55,7 @@ struct Document {
 
 impl Document {
     /// Puts the document in `request`, and what it asks of the lists in its data.
-    fn into_request(self, request: Request) -> Request {
-        let mut request = request;
+    fn into_request(self, mut request: Request) -> Request {
         if self.merges_fields {
             request = request.data(ListsByEngine);
         }

@@ -85,7 +85,7 @@ fn write_response(out: &mut Vec<u8>, response: &Response) -> io::Result<()> {
 
 pub fn write_value(out: &mut Vec<u8>, value: &Value) -> io::Result<()> {
     match value {
-        Value::Null => out.extend_from_slice(b"null"),
+        Value::Null => write_null(out)?,
         Value::Boolean(true) => out.extend_from_slice(b"true"),
         Value::Boolean(false) => out.extend_from_slice(b"false"),
         Value::Number(number) => sonic_rs::to_writer(&mut *out, number).map_err(io::Error::other)?,
@@ -141,6 +141,11 @@ fn write_delimited<T>(
     Ok(())
 }
 
+pub fn write_null(out: &mut Vec<u8>) -> io::Result<()> {
+    out.extend_from_slice(b"null");
+    Ok(())
+}
+
 /// `text` as a JSON string, escaped with SIMD.
 pub fn write_str(out: &mut Vec<u8>, text: &str) -> io::Result<()> {
     CompactFormatter.write_string_fast(out, text, true)
@@ -159,10 +164,7 @@ pub fn write_optional<T>(
 ) -> io::Result<()> {
     match value {
         Some(value) => write(out, value),
-        None => {
-            out.extend_from_slice(b"null");
-            Ok(())
-        }
+        None => write_null(out),
     }
 }
 

@@ -26,8 +26,7 @@ pub fn merges_fields(document: &ExecutableDocument) -> bool {
 
 /// Whether `set`, or any selection set below it, repeats a key.
 fn any_set_repeats_a_key(set: &SelectionSet, document: &ExecutableDocument) -> bool {
-    let mut keys = HashSet::new();
-    repeats_a_key(set, document, &mut keys, &mut HashSet::new())
+    repeats_a_key(set, document, &mut HashSet::new(), &mut HashSet::new())
         || set.items.iter().any(|item| match &item.node {
             Selection::Field(field) => any_set_repeats_a_key(&field.node.selection_set.node, document),
             Selection::InlineFragment(inline) => any_set_repeats_a_key(&inline.node.selection_set.node, document),

@@ -174,13 +174,5 @@ async fn store_spans(s: &State, access: &Access, news: Vec<NewSpan>) -> Result<V
 }
 
 fn check_batch(len: usize, max: usize) -> AppResult<()> {
-    if len > max {
-        return Err(AppError::LimitExceeded {
-            field: "inputs".into(),
-            limit: "items per batch",
-            actual: len as u64,
-            max: max as u64,
-        });
-    }
-    Ok(())
+    AppError::within("inputs", "items per batch", len, max)
 }

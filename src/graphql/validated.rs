@@ -21,8 +21,8 @@
 use std::collections::{HashMap, HashSet};
 
 use async_graphql::parser::types::OperationDefinition;
-use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, OperationType};
-use async_graphql::registry::{MetaType, MetaTypeName, Registry, ScalarValidatorFn};
+use async_graphql::parser::types::{BaseType, DocumentOperations, ExecutableDocument, OperationType, Type};
+use async_graphql::registry::{MetaType, Registry, ScalarValidatorFn};
 use async_graphql::{OutputType, Positioned, Request, ServerError, SubscriptionType, Value};
 
 use super::{Mutation, Query, Subscription};
@@ -86,10 +86,14 @@ impl InputTypes {
                 } => {
                     let fields: Vec<InputField> = input_fields
                         .values()
-                        .map(|field| InputField {
-                            name: field.name.clone(),
-                            ty: type_ref(&index, &field.ty),
-                            required: MetaTypeName::create(&field.ty).is_non_null() && field.default_value.is_none(),
+                        .map(|field| {
+                            // The registry writes types as text (`[Name!]!`), always well formed.
+                            let ty = Type::new(&field.ty);
+                            InputField {
+                                name: field.name.clone(),
+                                ty: ty.as_ref().map_or(TypeRef::Named(None), |ty| type_ref(&index, ty)),
+                                required: ty.is_some_and(|ty| !ty.nullable) && field.default_value.is_none(),
+                            }
                         })
                         .collect();
                     InputType::Object {
@@ -118,10 +122,7 @@ impl InputTypes {
                 let definition = &definition.node;
                 match request.variables.get(&definition.name.node) {
                     None | Some(Value::Null) => false,
-                    Some(value) => {
-                        let ty = type_ref(&self.index, &definition.var_type.node.to_string());
-                        self.fits(&ty, value)
-                    }
+                    Some(value) => self.fits(&type_ref(&self.index, &definition.var_type.node), value),
                 }
             })
     }
@@ -178,12 +179,16 @@ impl InputTypes {
     }
 }
 
-/// `name` (as `[Name!]!`) with its named type looked up in `index`.
-fn type_ref(index: &HashMap<String, usize>, name: &str) -> TypeRef {
-    match MetaTypeName::create(name) {
-        MetaTypeName::NonNull(inner) => TypeRef::NonNull(Box::new(type_ref(index, inner))),
-        MetaTypeName::List(item) => TypeRef::List(Box::new(type_ref(index, item))),
-        MetaTypeName::Named(named) => TypeRef::Named(index.get(named).copied()),
+/// `ty` with its named type looked up in `index`.
+fn type_ref(index: &HashMap<String, usize>, ty: &Type) -> TypeRef {
+    let base = match &ty.base {
+        BaseType::Named(name) => TypeRef::Named(index.get(name.as_str()).copied()),
+        BaseType::List(item) => TypeRef::List(Box::new(type_ref(index, item))),
+    };
+    if ty.nullable {
+        base
+    } else {
+        TypeRef::NonNull(Box::new(base))
     }
 }
 

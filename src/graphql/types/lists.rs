@@ -21,8 +21,8 @@ use async_graphql::{ContextSelectionSet, OutputType, Positioned, ServerError, Se
 use super::{Span, TokenUsage, Trace, micros_to_ms};
 use crate::db::entities::{span, trace};
 use crate::graphql::json::{
-    prewritten, write_datetime, write_json, write_list, write_object, write_optional, write_scalar, write_str,
-    write_uuid, write_value,
+    prewritten, write_datetime, write_json, write_list, write_null, write_object, write_optional, write_scalar,
+    write_str, write_uuid, write_value,
 };
 use crate::graphql::loaders::SpanTree;
 use crate::graphql::merged::ListsByEngine;
@@ -203,15 +203,15 @@ fn write_span(out: &mut Vec<u8>, row: &span::Model, set: &SelectionSet, tree: Op
         "flagged" => write_scalar(out, &row.flagged),
         "usage" => match Span::usage_of(row) {
             Some(usage) => write_usage(out, &usage, &field.selection_set.node),
-            None => write_value(out, &Value::Null),
+            None => write_null(out),
         },
         "children" => match tree {
             Some(tree) => write_list(out, tree.children_of(row.id), |out, child| {
                 write_span(out, child, &field.selection_set.node, Some(tree))
             }),
-            None => write_value(out, &Value::Null),
+            None => write_null(out),
         },
-        _ => write_value(out, &Value::Null),
+        _ => write_null(out),
     })
 }
 
@@ -232,7 +232,7 @@ fn write_trace(out: &mut Vec<u8>, row: &trace::Model, set: &SelectionSet) -> io:
         "spanCount" => write_scalar(out, &row.span_count),
         "flaggedSpanCount" => write_scalar(out, &row.flagged_span_count),
         "usage" => write_usage(out, &TokenUsage::of_trace(row), &field.selection_set.node),
-        _ => write_value(out, &Value::Null),
+        _ => write_null(out),
     })
 }
 
@@ -247,7 +247,7 @@ fn write_usage(out: &mut Vec<u8>, usage: &TokenUsage, set: &SelectionSet) -> io:
         "costUsd" => write_optional(out, usage.cost_usd.as_ref(), write_scalar),
         "costSource" => write_value(out, &usage.cost_source.map_or(Value::Null, enum_value)),
         "llmCalls" => write_scalar(out, &usage.llm_calls),
-        _ => write_value(out, &Value::Null),
+        _ => write_null(out),
     })
 }
 
