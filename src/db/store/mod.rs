@@ -3,6 +3,7 @@
 
 pub mod agent_usage;
 pub mod flags;
+mod insert_text;
 pub mod keys;
 pub mod spans;
 pub mod stats;
@@ -14,7 +15,7 @@ use std::collections::HashSet;
 use sea_orm::sea_query::{NullOrdering, Order};
 use sea_orm::{
     ActiveModelTrait, ConnectionTrait, DbBackend, EntityTrait, IntoActiveModel, IntoSimpleExpr, PrimaryKeyTrait,
-    QueryOrder, QuerySelect, Select, TryInsertResult, TryIntoModel,
+    QueryOrder, QuerySelect, Select, TryIntoModel,
 };
 
 use uuid::Uuid;
@@ -83,12 +84,16 @@ pub async fn insert_new<A>(
     chunk: usize,
 ) -> AppResult<HashSet<Uuid>>
 where
-    A: ActiveModelTrait + From<<A::Entity as EntityTrait>::Model> + Send,
+    A: ActiveModelTrait + From<<A::Entity as EntityTrait>::Model> + Send + 'static,
     <A::Entity as EntityTrait>::Model: IntoActiveModel<A> + Clone,
     <A::Entity as EntityTrait>::PrimaryKey: PrimaryKeyTrait<ValueType = Uuid>,
 {
     let mut inserted = HashSet::with_capacity(rows.len());
-    if conn.get_database_backend() == DbBackend::Postgres && rows.len() >= GENERIC_PLAN_ROWS {
+    let Some(first) = rows.first() else {
+        return Ok(inserted);
+    };
+    let backend = conn.get_database_backend();
+    if backend == DbBackend::Postgres && rows.len() >= GENERIC_PLAN_ROWS {
         // A multi-row INSERT has one plan whatever its values; planning it again at each
         // execution, as PostgreSQL does for a prepared statement's first five runs, took
         // 7–8 ms of every 500-row span INSERT (about a fifth of its time). `LOCAL`: the
@@ -96,13 +101,17 @@ where
         conn.execute_unprepared("SET LOCAL plan_cache_mode = force_generic_plan")
             .await?;
     }
+    let text = insert_text::for_chunks::<A>(backend, chunk, first.borrow());
     for part in rows.chunks(chunk) {
-        let written = <A::Entity as EntityTrait>::insert_many(part.iter().map(|row| A::from(row.borrow().clone())))
-            .on_conflict_do_nothing()
-            .exec_with_returning_keys(conn)
-            .await?;
-        if let TryInsertResult::Inserted(ids) = written {
-            inserted.extend(ids);
+        let statement = match &text {
+            Some(text) => text.statement::<A>(backend, part),
+            None => backend.build(&insert_text::returning_keys::<A>(
+                part.iter().map(|row| row.borrow().clone()),
+                backend,
+            )),
+        };
+        for row in conn.query_all_raw(statement).await? {
+            inserted.insert(row.try_get_by_index::<Uuid>(0)?);
         }
     }
     Ok(inserted)
