@@ -16,6 +16,8 @@ use crate::http;
 use crate::live::{self, LiveSpans};
 use crate::ws::WsShutdown;
 
+/// How long connections in use at shutdown get to come back before the pools close.
+const DB_CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// How long open WebSockets get to receive their `complete` messages at shutdown.
 const WS_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -41,7 +43,7 @@ pub struct App {
     listener: TcpListener,
     router: axum::Router,
     db: Db,
-    bridge: Option<tokio::task::JoinHandle<()>>,
+    bridge: Option<live::postgres::Bridge>,
     ws_shutdown: WsShutdown,
 }
 
@@ -118,7 +120,12 @@ impl App {
             .with_graceful_shutdown(shutdown)
             .await;
         if let Some(bridge) = self.bridge {
-            bridge.abort();
+            bridge.stop().await;
+        }
+        // Every request has ended; a connection still out (a stuck statement) is not
+        // waited for past the grace.
+        if tokio::time::timeout(DB_CLOSE_GRACE, self.db.close()).await.is_err() {
+            tracing::warn!("database connections still in use at shutdown; closing them abruptly");
         }
         served
     }

@@ -70,6 +70,18 @@ impl ReadConnections {
         self
     }
 
+    /// Ends the idle connections as a client should, with a Terminate message: dropped,
+    /// a connection's socket just closes, and PostgreSQL logs each as a connection lost.
+    /// Lent ones still end as their leases drop.
+    pub async fn close_idle(&self) {
+        let idle = std::mem::take(&mut *self.idle.lock().unwrap_or_else(|e| e.into_inner()));
+        for (connection, _) in idle {
+            if let Err(e) = connection.close().await {
+                tracing::debug!(error = %e, "closing a read connection");
+            }
+        }
+    }
+
     /// Connections open and not lent out now.
     pub fn idle(&self) -> usize {
         self.idle_connections().len()

@@ -13,8 +13,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sea_orm::sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use sea_orm::sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::LiveSpans;
@@ -103,33 +104,73 @@ impl Relay {
 /// done, and the key counter read, before this returns, so the instance hears every
 /// event committed after it starts; a lost connection is re-established (events
 /// committed while it is down are not replayed).
-pub async fn spawn_bridge(url: String, db: Db, live: LiveSpans) -> Result<tokio::task::JoinHandle<()>, sea_orm::DbErr> {
+/// The relay's task, and the way to end it cleanly.
+pub struct Bridge {
+    task: tokio::task::JoinHandle<()>,
+    stop: Arc<Notify>,
+}
+
+impl Bridge {
+    /// Ends the relay: its listening connection stops listening and is closed with a
+    /// Terminate message (dropped, it would be logged by PostgreSQL as a connection lost).
+    pub async fn stop(mut self) {
+        self.stop.notify_one();
+        if tokio::time::timeout(STOP_GRACE, &mut self.task).await.is_err() {
+            self.task.abort();
+        }
+    }
+}
+
+/// How long the relay gets to close its connection at shutdown.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+pub async fn spawn_bridge(url: String, db: Db, live: LiveSpans) -> Result<Bridge, sea_orm::DbErr> {
     let relay = live.relay.clone().unwrap_or_default();
     let keys = db.key_epoch.clone();
     let first = connect(&url, &keys)
         .await
         .map_err(|e| sea_orm::DbErr::Custom(format!("live relay: {e}")))?;
-    Ok(tokio::spawn(async move {
-        let mut listener = Some(first);
+    let stop = Arc::new(Notify::new());
+    let stopped = stop.clone();
+    let task = tokio::spawn(async move {
+        let mut connected = Some(first);
         loop {
-            let current = match listener.take() {
-                Some(l) => Ok(l),
-                None => connect(&url, &keys).await,
+            let result = match connected.as_mut() {
+                Some((_, listener)) => tokio::select! {
+                    () = stopped.notified() => break,
+                    result = serve(listener, &db, &live, &relay) => result,
+                },
+                None => tokio::select! {
+                    () = stopped.notified() => break,
+                    fresh = connect(&url, &keys) => fresh.map(|fresh| connected = Some(fresh)),
+                },
             };
-            let result = match current {
-                Ok(l) => serve(l, &db, &live, &relay).await,
-                Err(e) => Err(e),
-            };
-            keys.deafen();
             if let Err(e) = result {
+                // The connection is gone or never came: nothing to end cleanly.
+                connected = None;
+                keys.deafen();
                 tracing::warn!(error = %e, "live relay disconnected; reconnecting");
+                tokio::select! {
+                    () = stopped.notified() => break,
+                    () = tokio::time::sleep(RECONNECT_DELAY) => {}
+                }
             }
-            tokio::time::sleep(RECONNECT_DELAY).await;
         }
-    }))
+        keys.deafen();
+        if let Some((pool, listener)) = connected {
+            // The listener stops listening and hands its connection back; the pool then
+            // ends it with a Terminate message.
+            drop(listener);
+            pool.close().await;
+        }
+    });
+    Ok(Bridge { task, stop })
 }
 
-async fn connect(url: &str, keys: &KeyEpoch) -> Result<PgListener, sea_orm::sqlx::Error> {
+/// The listening connection, in a pool of its own.
+type Listening = (PgPool, PgListener);
+
+async fn connect(url: &str, keys: &KeyEpoch) -> Result<Listening, sea_orm::sqlx::Error> {
     let options = url.parse::<PgConnectOptions>()?.application_name(LISTENER_NAME);
     // A pool of one, without timeouts: the listener's own connection, named for
     // `pg_stat_activity`.
@@ -145,7 +186,7 @@ async fn connect(url: &str, keys: &KeyEpoch) -> Result<PgListener, sea_orm::sqlx
     listener.listen_all([CHANNEL, key_epoch::CHANNEL]).await?;
     // After LISTEN: a change committed meanwhile is in this read or announced after it.
     keys.hear(read_key_epoch(&mut listener).await?);
-    Ok(listener)
+    Ok((pool, listener))
 }
 
 async fn read_key_epoch(listener: &mut PgListener) -> Result<u64, sea_orm::sqlx::Error> {
@@ -159,7 +200,12 @@ async fn read_key_epoch(listener: &mut PgListener) -> Result<u64, sea_orm::sqlx:
     }
 }
 
-async fn serve(mut listener: PgListener, db: &Db, live: &LiveSpans, relay: &Relay) -> Result<(), sea_orm::sqlx::Error> {
+async fn serve(
+    listener: &mut PgListener,
+    db: &Db,
+    live: &LiveSpans,
+    relay: &Relay,
+) -> Result<(), sea_orm::sqlx::Error> {
     let mut checked = Instant::now();
     loop {
         let quiet_for = HEARTBEAT.saturating_sub(checked.elapsed());
@@ -178,7 +224,7 @@ async fn serve(mut listener: PgListener, db: &Db, live: &LiveSpans, relay: &Rela
             Ok(Ok(None)) => return Err(sea_orm::sqlx::Error::Protocol("listening connection lost".into())),
             Ok(Err(e)) => return Err(e),
         }
-        db.key_epoch.hear(read_key_epoch(&mut listener).await?);
+        db.key_epoch.hear(read_key_epoch(listener).await?);
         checked = Instant::now();
     }
 }

@@ -353,3 +353,63 @@ async fn connections_postgres_drops_are_replaced() {
         "served again: {under_load:?}"
     );
 }
+
+/// A stopped server leaves its database as a client should: on SQLite its write-ahead
+/// log folded into the database file and removed (one file to copy), on PostgreSQL no
+/// connection of its own still open, each ended with a Terminate message (the database
+/// counts, and logs, the others as lost).
+#[tokio::test]
+async fn shutdown_closes_every_database_connection() {
+    let mut app = spawn_app().await;
+    let tid = app.create_trace(json!({"name": "kept"})).await["id"].clone();
+    // Reads and writes on every kind of connection: the pools and the leased reads.
+    app.ok(
+        "mutation($t: UUID!) { addSpan(input: {traceId: $t, name: \"s\", spanType: TOOL}) { id } }",
+        json!({"t": tid}),
+    )
+    .await;
+    app.ok(
+        "query($t: UUID!) { trace(id: $t) { spans { id } } traces { items { id } } }",
+        json!({"t": tid}),
+    )
+    .await;
+    app.shut_down().await;
+
+    if on_postgres() {
+        let db = sea_orm::Database::connect(&app.database_url).await.unwrap();
+        let open =
+            "SELECT COUNT(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()";
+        let mut left = i64::MAX;
+        // A backend exits a moment after its Terminate message arrives.
+        for _ in 0..50 {
+            let row = db.query_one_raw(sea_orm::Statement::from_string(db.get_database_backend(), open));
+            left = row.await.unwrap().unwrap().try_get::<i64>("", "n").unwrap();
+            if left == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(left, 0, "connections of the stopped server still open");
+        // A session whose client vanished without a Terminate message counts as abandoned.
+        let abandoned = "SELECT sessions_abandoned AS n FROM pg_stat_database WHERE datname = current_database()";
+        let row = db.query_one_raw(sea_orm::Statement::from_string(db.get_database_backend(), abandoned));
+        let abandoned = row.await.unwrap().unwrap().try_get::<i64>("", "n").unwrap();
+        assert_eq!(abandoned, 0, "sessions ended without a Terminate message");
+        let _ = db.close().await;
+    } else {
+        let path = app
+            .database_url
+            .trim_start_matches("sqlite://")
+            .split('?')
+            .next()
+            .unwrap()
+            .to_owned();
+        let wal = format!("{path}-wal");
+        assert!(!std::path::Path::new(&wal).exists(), "{wal} is left after shutdown");
+        let kept = rusqlite::Connection::open(&path)
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM span", [], |row| row.get::<_, i64>(0))
+            .unwrap();
+        assert_eq!(kept, 1, "the written span is in the database file");
+    }
+}
