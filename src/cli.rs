@@ -94,7 +94,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             app.run().await?;
         }
         Command::Migrate => {
-            db::connect(&config.database_url, 1).await?;
+            db::connect(&config.database_url, 1).await?.close().await;
             eprintln!("database is up to date");
         }
         Command::ExportSchema { out } => {
@@ -108,13 +108,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Keys { action } => {
             let db = db::connect(&config.database_url, 1).await?;
-            keys(&db, action).await?;
+            let done = keys(&db, action).await;
+            db.close().await;
+            done?;
         }
         Command::Import { file, batch_traces } => {
+            let prices = config.load_prices()?;
             let db = db::connect(&config.database_url, config.db_max_connections).await?;
             let limits = Limits::from(&config);
-            let prices = config.load_prices()?;
-            let report = import::import_file(&db, &limits, &prices, &file, batch_traces.max(1)).await?;
+            let report = import::import_file(&db, &limits, &prices, &file, batch_traces.max(1)).await;
+            db.close().await;
+            let report = report?;
             eprintln!("imported {} traces and {} spans", report.traces, report.spans);
         }
     }

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Mutex;
 
-use crate::helpers::{hold_writes_to, on_postgres, spawn_app, start_on};
+use crate::helpers::{generate, hold_writes_to, on_postgres, spawn_app, start_on, test_database};
 
 #[tokio::test]
 async fn a_saturated_pool_answers_overloaded_with_retry_after() {
@@ -354,10 +354,8 @@ async fn connections_postgres_drops_are_replaced() {
     );
 }
 
-/// A stopped server leaves its database as a client should: on SQLite its write-ahead
-/// log folded into the database file and removed (one file to copy), on PostgreSQL no
-/// connection of its own still open, each ended with a Terminate message (the database
-/// counts, and logs, the others as lost).
+/// A stopped server leaves its database as a client should (see `left_cleanly`), with
+/// what it wrote in the database file.
 #[tokio::test]
 async fn shutdown_closes_every_database_connection() {
     let mut app = spawn_app().await;
@@ -374,42 +372,83 @@ async fn shutdown_closes_every_database_connection() {
     )
     .await;
     app.shut_down().await;
-
-    if on_postgres() {
-        let db = sea_orm::Database::connect(&app.database_url).await.unwrap();
-        let open =
-            "SELECT COUNT(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()";
-        let mut left = i64::MAX;
-        // A backend exits a moment after its Terminate message arrives.
-        for _ in 0..50 {
-            let row = db.query_one_raw(sea_orm::Statement::from_string(db.get_database_backend(), open));
-            left = row.await.unwrap().unwrap().try_get::<i64>("", "n").unwrap();
-            if left == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert_eq!(left, 0, "connections of the stopped server still open");
-        // A session whose client vanished without a Terminate message counts as abandoned.
-        let abandoned = "SELECT sessions_abandoned AS n FROM pg_stat_database WHERE datname = current_database()";
-        let row = db.query_one_raw(sea_orm::Statement::from_string(db.get_database_backend(), abandoned));
-        let abandoned = row.await.unwrap().unwrap().try_get::<i64>("", "n").unwrap();
-        assert_eq!(abandoned, 0, "sessions ended without a Terminate message");
-        let _ = db.close().await;
-    } else {
-        let path = app
-            .database_url
-            .trim_start_matches("sqlite://")
-            .split('?')
-            .next()
-            .unwrap()
-            .to_owned();
-        let wal = format!("{path}-wal");
-        assert!(!std::path::Path::new(&wal).exists(), "{wal} is left after shutdown");
-        let kept = rusqlite::Connection::open(&path)
+    assert_left_cleanly(&app.database_url).await;
+    if !on_postgres() {
+        let kept = rusqlite::Connection::open(sqlite_path(&app.database_url))
             .unwrap()
             .query_row("SELECT COUNT(*) FROM span", [], |row| row.get::<_, i64>(0))
             .unwrap();
         assert_eq!(kept, 1, "the written span is in the database file");
     }
+}
+
+/// The CLI's commands that open the database close it the same way.
+#[tokio::test]
+async fn cli_commands_close_their_database_connections() {
+    let (database_url, _database) = test_database().await;
+    let (_dir, data) = generate(3);
+    let commands: [&[&str]; 4] = [
+        &["migrate"],
+        &["import", data.to_str().unwrap()],
+        &["keys", "create", "ops", "--scope", "admin"],
+        &["keys", "list"],
+    ];
+    for args in commands {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tracegraph"))
+            .args(args)
+            .env("TRACEGRAPH_DATABASE_URL", &database_url)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_left_cleanly(&database_url).await;
+}
+
+fn sqlite_path(database_url: &str) -> String {
+    database_url
+        .trim_start_matches("sqlite://")
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// Every connection to the database at `database_url` has ended as a client should end
+/// it: on SQLite the write-ahead log is folded into the database file and removed (one
+/// file to copy); on PostgreSQL none is left open, and each ended with a Terminate
+/// message (the database counts, and logs, the others as lost).
+async fn assert_left_cleanly(database_url: &str) {
+    if !on_postgres() {
+        let wal = format!("{}-wal", sqlite_path(database_url));
+        assert!(!std::path::Path::new(&wal).exists(), "{wal} is left");
+        return;
+    }
+    let db = sea_orm::Database::connect(database_url).await.unwrap();
+    let count = |sql: &'static str| {
+        let db = &db;
+        async move {
+            let row = db.query_one_raw(sea_orm::Statement::from_string(db.get_database_backend(), sql));
+            row.await.unwrap().unwrap().try_get::<i64>("", "n").unwrap()
+        }
+    };
+    let open =
+        "SELECT COUNT(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()";
+    let mut left = i64::MAX;
+    // A backend exits a moment after its Terminate message arrives.
+    for _ in 0..50 {
+        left = count(open).await;
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(left, 0, "connections still open");
+    let abandoned =
+        count("SELECT sessions_abandoned AS n FROM pg_stat_database WHERE datname = current_database()").await;
+    assert_eq!(abandoned, 0, "sessions ended without a Terminate message");
+    let _ = db.close().await;
 }
