@@ -934,6 +934,7 @@ impl RawDb {
             std::path::Path::new(path),
             Duration::from_secs(5),
             tracegraph::config::DEFAULT_DB_MAX_CONNECTIONS as usize,
+            0,
             StatementCounter::default(),
         )
         .unwrap();

@@ -53,6 +53,7 @@ impl App {
         let pool = db::PoolOptions {
             max_connections: config.db_max_connections,
             acquire_timeout: Duration::from_millis(config.db_acquire_timeout_ms.max(1)),
+            sqlite_mmap_bytes: config.sqlite_mmap_mb.saturating_mul(1 << 20),
         };
         let db = db::connect_with(&config.database_url, pool).await?;
         check_exposure(&config, &db).await?;

@@ -71,7 +71,13 @@ impl KeyEpoch {
     /// Reads the counter in the SQLite file at `path`, which must be migrated.
     pub fn sqlite(path: &Path) -> Result<Self, DbErr> {
         // Its reads are counted as checks, not as statements.
-        let reader = SqliteReader::open(path, SQLITE_BUSY_WAIT, SQLITE_CONNECTIONS, StatementCounter::default())?;
+        let reader = SqliteReader::open(
+            path,
+            SQLITE_BUSY_WAIT,
+            SQLITE_CONNECTIONS,
+            0,
+            StatementCounter::default(),
+        )?;
         // Fails here, at start, if the table is missing.
         read_counter(&reader)?;
         Ok(Self {

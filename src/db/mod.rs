@@ -114,6 +114,8 @@ impl Db {
 pub struct PoolOptions {
     pub max_connections: u32,
     pub acquire_timeout: Duration,
+    /// SQLite: how much of the file each in-place read connection maps (`mmap_size`).
+    pub sqlite_mmap_bytes: u64,
 }
 
 impl PoolOptions {
@@ -121,6 +123,7 @@ impl PoolOptions {
         Self {
             max_connections,
             acquire_timeout: Duration::from_millis(crate::config::DEFAULT_DB_ACQUIRE_TIMEOUT_MS),
+            sqlite_mmap_bytes: 0,
         }
     }
 }
@@ -148,6 +151,7 @@ pub async fn connect_with(url: &str, pool: PoolOptions) -> Result<Db, DbErr> {
                 &sqlite_path(url)?,
                 pool.acquire_timeout,
                 readers as usize,
+                pool.sqlite_mmap_bytes,
                 statements.clone(),
             )?;
             Reader::with_direct(pooled, Direct::Sqlite(Arc::new(in_place)))

@@ -41,6 +41,8 @@ pub struct SqliteReader {
     /// so there are never more in use than threads running reads.
     idle: Mutex<Vec<rusqlite::Connection>>,
     max_idle: usize,
+    /// How much of the file each connection maps into memory (`mmap_size`; 0: none).
+    mmap_bytes: u64,
     statements: StatementCounter,
     /// Each entity read's result columns matched to its entity's, by statement: matching
     /// them by name (SQLite's names, then a search of the entity's) cost a read of a few
@@ -54,6 +56,7 @@ impl SqliteReader {
         path: &Path,
         busy_wait: Duration,
         max_idle: usize,
+        mmap_bytes: u64,
         statements: StatementCounter,
     ) -> Result<Self, DbErr> {
         let reader = Self {
@@ -61,6 +64,7 @@ impl SqliteReader {
             busy_wait: busy_wait.min(MAX_BUSY_WAIT),
             idle: Mutex::default(),
             max_idle: max_idle.max(1),
+            mmap_bytes,
             statements,
             columns: Mutex::default(),
         };
@@ -79,6 +83,10 @@ impl SqliteReader {
         conn.busy_timeout(self.busy_wait)?;
         conn.pragma_update(None, "query_only", true)?;
         conn.pragma_update(None, "foreign_keys", true)?;
+        if self.mmap_bytes > 0 {
+            // SQLite caps it at its compiled maximum (2 GB here) by itself.
+            conn.pragma_update(None, "mmap_size", i64::try_from(self.mmap_bytes).unwrap_or(i64::MAX))?;
+        }
         // As on the sqlx connections: a plan that does not depend on bound values, so the
         // statement cache holds (see `db::stable_plans`).
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
@@ -320,5 +328,21 @@ mod tests {
             Some(Value::Double(Some(2.0)))
         );
         assert_eq!(cell_value(Kind::Uuid, ValueRef::Integer(7)), None);
+    }
+
+    #[test]
+    fn connections_map_as_much_of_the_file_as_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mapped.db");
+        rusqlite::Connection::open(&path).unwrap();
+        let mapped = |bytes| {
+            let reader =
+                SqliteReader::open(&path, Duration::from_millis(10), 1, bytes, StatementCounter::default()).unwrap();
+            let conn = reader.take().unwrap();
+            conn.query_row("PRAGMA mmap_size", [], |row| row.get::<_, i64>(0))
+                .unwrap()
+        };
+        assert_eq!(mapped(0), 0);
+        assert_eq!(mapped(8 << 20), 8 << 20);
     }
 }

@@ -209,3 +209,18 @@ async fn columns_in_any_order_read_the_same_models() {
         other => panic!("expected an error naming the missing column, got {other:?}"),
     }
 }
+
+/// Reads through SQLite's memory-mapped file (`--sqlite-mmap-mb`) answer byte for byte
+/// as reads page by page do (on PostgreSQL the option does nothing, and the same holds).
+#[tokio::test]
+async fn reads_through_a_mapped_file_answer_the_same() {
+    let (_dir, path) = generate(20);
+    let app = spawn_app().await;
+    import(&app.database_url, &path);
+    let mapped = app.second_instance_with(|c| c.sqlite_mmap_mb = 64).await;
+    let detail = "{ traces(limit: 20) { totalCount items { id name metadata
+        spans { id parentId name spanType startedAt endedAt inputText outputText error metadata } } } }";
+    let plain = app.gql_text(detail, json!({})).await;
+    assert!(plain.contains("inputText") && !plain.contains("\"errors\""), "{plain}");
+    assert_eq!(mapped.gql_text(detail, json!({})).await, plain);
+}
