@@ -361,16 +361,10 @@ async fn shutdown_closes_every_database_connection() {
     let mut app = spawn_app().await;
     let tid = app.create_trace(json!({"name": "kept"})).await["id"].clone();
     // Reads and writes on every kind of connection: the pools and the leased reads.
-    app.ok(
-        "mutation($t: UUID!) { addSpan(input: {traceId: $t, name: \"s\", spanType: TOOL}) { id } }",
-        json!({"t": tid}),
-    )
-    .await;
-    app.ok(
-        "query($t: UUID!) { trace(id: $t) { spans { id } } traces { items { id } } }",
-        json!({"t": tid}),
-    )
-    .await;
+    app.add_spans(json!([{"traceId": tid, "name": "s", "spanType": "TOOL"}]))
+        .await;
+    let read = "query($t: UUID!) { trace(id: $t) { spans { id } } traces { items { id } } }";
+    app.ok(read, json!({"t": tid})).await;
     app.shut_down().await;
     assert_left_cleanly(&app.database_url).await;
     if !on_postgres() {
