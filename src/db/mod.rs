@@ -189,7 +189,8 @@ fn sqlite_key_epoch(url: &str) -> Result<KeyEpoch, DbErr> {
         .map_err(|e| DbErr::Custom(format!("cannot read the API-key change counter: {e}")))
 }
 
-fn sqlite_path(url: &str) -> Result<std::path::PathBuf, DbErr> {
+/// The file a `sqlite:` URL names.
+pub fn sqlite_path(url: &str) -> Result<std::path::PathBuf, DbErr> {
     let options: SqliteConnectOptions = url.parse().map_err(|e| DbErr::Custom(format!("{url}: {e}")))?;
     Ok(options.get_filename().to_owned())
 }

@@ -100,10 +100,6 @@ impl Relay {
     }
 }
 
-/// Listens for the other instances' events and for key changes. The first LISTEN is
-/// done, and the key counter read, before this returns, so the instance hears every
-/// event committed after it starts; a lost connection is re-established (events
-/// committed while it is down are not replayed).
 /// The relay's task, and the way to end it cleanly.
 pub struct Bridge {
     task: tokio::task::JoinHandle<()>,
@@ -124,6 +120,10 @@ impl Bridge {
 /// How long the relay gets to close its connection at shutdown.
 const STOP_GRACE: Duration = Duration::from_secs(2);
 
+/// Listens for the other instances' events and for key changes. The first LISTEN is
+/// done, and the key counter read, before this returns, so the instance hears every
+/// event committed after it starts; a lost connection is re-established (events
+/// committed while it is down are not replayed).
 pub async fn spawn_bridge(url: String, db: Db, live: LiveSpans) -> Result<Bridge, sea_orm::DbErr> {
     let relay = live.relay.clone().unwrap_or_default();
     let keys = db.key_epoch.clone();

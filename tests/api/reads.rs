@@ -145,29 +145,26 @@ async fn a_stored_value_of_another_type_is_an_error_not_a_wrong_model() {
     let (_dir, path) = generate(1);
     import(&app.database_url, &path);
     let db = tracegraph::db::connect(&app.database_url, 2).await.unwrap();
-    // Every column as stored, except the name: an integer where the model holds text.
-    let mut select = trace::Entity::find().select_only();
-    for column in <trace::Column as sea_orm::Iterable>::iter() {
-        select = match column {
-            trace::Column::Name => select.column_as(Expr::cust("1"), column.as_str()),
-            other => select.column(other),
-        };
-    }
-    match fetch_all(&db.read, select).await {
+    // Every column as stored, except the name, read as `sql`.
+    let name_read_as = |sql: &'static str| {
+        let mut select = trace::Entity::find().select_only();
+        for column in <trace::Column as sea_orm::Iterable>::iter() {
+            select = match column {
+                trace::Column::Name => select.column_as(Expr::cust(sql), column.as_str()),
+                other => select.column(other),
+            };
+        }
+        select
+    };
+    // An integer where the model holds text.
+    match fetch_all(&db.read, name_read_as("1")).await {
         Err(DbErr::Type(message)) => assert!(message.contains("name"), "{message}"),
         other => panic!("expected a type error naming the column, got {other:?}"),
     }
 
     // A null where the model holds a value, in a column whose type matches (text): on
     // PostgreSQL the rows are then read by position, and the error still names it.
-    let mut select = trace::Entity::find().select_only();
-    for column in <trace::Column as sea_orm::Iterable>::iter() {
-        select = match column {
-            trace::Column::Name => select.column_as(Expr::cust("CAST(NULL AS TEXT)"), column.as_str()),
-            other => select.column(other),
-        };
-    }
-    match fetch_all(&db.read, select).await {
+    match fetch_all(&db.read, name_read_as("CAST(NULL AS TEXT)")).await {
         Err(e @ (DbErr::Type(_) | DbErr::AttrNotSet(_))) => assert!(e.to_string().contains("name"), "{e}"),
         other => panic!("expected an error naming the null column, got {other:?}"),
     }

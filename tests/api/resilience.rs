@@ -10,6 +10,8 @@ use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Mutex;
 
+use tracegraph::db::sqlite_path;
+
 use crate::helpers::{generate, hold_writes_to, on_postgres, spawn_app, start_on, test_database};
 
 #[tokio::test]
@@ -368,7 +370,7 @@ async fn shutdown_closes_every_database_connection() {
     app.shut_down().await;
     assert_left_cleanly(&app.database_url).await;
     if !on_postgres() {
-        let kept = rusqlite::Connection::open(sqlite_path(&app.database_url))
+        let kept = rusqlite::Connection::open(sqlite_path(&app.database_url).unwrap())
             .unwrap()
             .query_row("SELECT COUNT(*) FROM span", [], |row| row.get::<_, i64>(0))
             .unwrap();
@@ -402,22 +404,13 @@ async fn cli_commands_close_their_database_connections() {
     assert_left_cleanly(&database_url).await;
 }
 
-fn sqlite_path(database_url: &str) -> String {
-    database_url
-        .trim_start_matches("sqlite://")
-        .split('?')
-        .next()
-        .unwrap()
-        .to_owned()
-}
-
 /// Every connection to the database at `database_url` has ended as a client should end
 /// it: on SQLite the write-ahead log is folded into the database file and removed (one
 /// file to copy); on PostgreSQL none is left open, and each ended with a Terminate
 /// message (the database counts, and logs, the others as lost).
 async fn assert_left_cleanly(database_url: &str) {
     if !on_postgres() {
-        let wal = format!("{}-wal", sqlite_path(database_url));
+        let wal = format!("{}-wal", sqlite_path(database_url).unwrap().display());
         assert!(!std::path::Path::new(&wal).exists(), "{wal} is left");
         return;
     }
