@@ -12,7 +12,8 @@ use std::sync::Arc;
 
 use futures::TryStreamExt;
 use sea_orm::sea_query::Values;
-use sea_orm::sqlx;
+use sea_orm::sqlx::postgres::PgRow;
+use sea_orm::sqlx::{self, Row};
 use sea_orm::{ConnAcquireErr, DbErr, EntityTrait, RuntimeErr, Statement};
 use sea_query_sqlx::SqlxValues;
 
@@ -59,25 +60,77 @@ impl PgReader {
         E: EntityTrait,
         E::Model: ByPosition,
     {
+        let mut models = Models::default();
+        self.each_row(statement, |row| models.push(row)).await?;
+        Ok(models.read)
+    }
+
+    /// Runs `statement`, a UNION whose first column `_part` is 0 on rows of `A` and 1 on
+    /// rows of `B`, and reads each row as a model of its entity: two reads that need the
+    /// same bound values cost one round trip. Columns are found as in `models`, once per
+    /// entity.
+    pub async fn models_of_two<A, B>(&self, statement: Statement) -> Result<(Vec<A::Model>, Vec<B::Model>), DbErr>
+    where
+        A: EntityTrait,
+        A::Model: ByPosition,
+        B: EntityTrait,
+        B::Model: ByPosition,
+    {
+        let (mut first, mut second) = (Models::default(), Models::default());
+        self.each_row(statement, |row| {
+            match row.try_get::<i32, _>(0).map_err(decode_error)? {
+                0 => first.push(row),
+                _ => second.push(row),
+            }
+        })
+        .await?;
+        Ok((first.read, second.read))
+    }
+
+    async fn each_row(
+        &self,
+        statement: Statement,
+        mut read: impl FnMut(&PgRow) -> Result<(), DbErr>,
+    ) -> Result<(), DbErr> {
         self.statements.add_one();
         let (sql, values) = parts(statement);
         let mut lease = self.connections.lease().await?;
-        let mut models = Vec::new();
         {
-            // Each row becomes a model as it arrives, so a request never holds all its
-            // rows twice (as received and as models).
+            // Each row is read as it arrives, so a request never holds all its rows twice
+            // (as received and as models).
             let mut rows =
                 sqlx::query_with(sqlx::AssertSqlSafe(sql.as_str()), SqlxValues(values)).fetch(lease.connection());
-            let mut at: Option<Option<Vec<usize>>> = None;
             while let Some(row) = rows.try_next().await.map_err(query_error)? {
-                let at = at.get_or_insert_with(|| positions::<E::Model>(&row));
-                models.push(E::Model::decode(&row, at.as_deref()).map_err(decode_error)?);
+                read(&row)?;
             }
         }
         // Only now: an early return above leaves the statement unfinished, and the
         // connection is closed rather than lent again.
         lease.finish();
-        Ok(models)
+        Ok(())
+    }
+}
+
+/// Rows of one statement read as models of `M`: where each field is, settled on the first.
+struct Models<M> {
+    at: Option<Option<Vec<usize>>>,
+    read: Vec<M>,
+}
+
+impl<M> Default for Models<M> {
+    fn default() -> Self {
+        Self {
+            at: None,
+            read: Vec::new(),
+        }
+    }
+}
+
+impl<M: ByPosition> Models<M> {
+    fn push(&mut self, row: &PgRow) -> Result<(), DbErr> {
+        let at = self.at.get_or_insert_with(|| positions::<M>(row));
+        self.read.push(M::decode(row, at.as_deref()).map_err(decode_error)?);
+        Ok(())
     }
 }
 

@@ -177,6 +177,31 @@ where
     Ok(fetch_all(conn, select.limit(1)).await?.into_iter().next())
 }
 
+/// Two entity reads that need the same bound values. PostgreSQL's reader runs them as
+/// one statement, `together()` (rows of `A` marked `_part` 0, then rows of `B`: see
+/// `PgReader::models_of_two`), and so waits for one round trip instead of two; elsewhere
+/// `first` runs, then `second`.
+pub async fn fetch_two<A, B>(
+    conn: &impl Fetch,
+    first: Select<A>,
+    second: Select<B>,
+    together: impl FnOnce() -> Statement,
+) -> Result<(Vec<A::Model>, Vec<B::Model>), DbErr>
+where
+    A: EntityTrait,
+    A::Model: Sync + super::pg_decode::ByPosition,
+    A::ActiveModel: TryIntoModel<A::Model>,
+    B: EntityTrait,
+    B::Model: Sync + super::pg_decode::ByPosition,
+    B::ActiveModel: TryIntoModel<B::Model>,
+{
+    match conn.direct() {
+        // Boxed for the reason given in `fetch_all`.
+        Some(Direct::Postgres(reader)) => Box::pin(reader.models_of_two::<A, B>(together())).await,
+        _ => Ok((fetch_all(conn, first).await?, fetch_all(conn, second).await?)),
+    }
+}
+
 /// How many rows `select` (a filtered read of `E`: no grouping, no limit) returns.
 pub async fn fetch_count<E>(conn: &impl Fetch, select: Select<E>) -> Result<u64, DbErr>
 where

@@ -110,6 +110,11 @@ pub struct SpanTree {
 }
 
 impl SpanTree {
+    /// The tree of one trace's spans, given in start order.
+    pub fn of(spans: Vec<span::Model>) -> Self {
+        Self::new(spans.into_iter().map(Arc::new).collect())
+    }
+
     fn new(spans: Vec<Arc<span::Model>>) -> Self {
         let mut tree = Self::default();
         for (i, s) in spans.iter().enumerate() {

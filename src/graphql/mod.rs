@@ -206,6 +206,13 @@ pub(crate) fn tree_field<'a>(trace: async_graphql::Lookahead<'a>) -> Option<asyn
     Some(spans).filter(|spans| spans.exists() && unfiltered)
 }
 
+/// Whether the trees `below` (from `tree_field`) asks for are read with their texts;
+/// `None` when it selects nothing, so that no tree is read.
+pub(crate) fn tree_texts(below: async_graphql::Lookahead<'_>) -> Option<Texts> {
+    let fields = below.selection_fields();
+    (!fields.is_empty()).then(|| texts_for(fields))
+}
+
 /// Loads the trees of many traces in one statement, ahead of their nested fields; `below`
 /// is the field that will ask for them, and decides whether they are read whole.
 pub(crate) async fn prefetch_trees(
@@ -213,11 +220,9 @@ pub(crate) async fn prefetch_trees(
     trace_ids: impl IntoIterator<Item = uuid::Uuid>,
     below: async_graphql::Lookahead<'_>,
 ) -> async_graphql::Result<()> {
-    let fields = below.selection_fields();
-    if fields.is_empty() {
+    let Some(texts) = tree_texts(below) else {
         return Ok(());
-    }
-    let texts = texts_for(fields);
+    };
     let loader = ctx.data::<AppLoader>()?;
     gql(loader
         .load_many(trace_ids.into_iter().map(|trace_id| TreeOf { trace_id, texts }))

@@ -1,13 +1,15 @@
 //! Query root: lists with filters, sorts and pages, and lookups by id.
 
+use std::sync::Arc;
+
 use async_graphql::{Context, Object, Result};
 use futures::FutureExt;
 use uuid::Uuid;
 
-use super::loaders::{SpanId, TraceId};
+use super::loaders::{SpanId, SpanTree, TraceId, TreeOf};
 use super::types::stats::{SpanStats, SpanStatsGroupBy, StatsInterval, TraceStats, UsageGroupBy, UsageSummaryRow};
 use super::types::{AgentUsagePage, Span, SpanList, SpanPage, Trace, TraceList, TracePage};
-use super::{allow, db, gql, load_one, prefetch_trees, texts_for, tree_field};
+use super::{AppLoader, allow, db, gql, load_one, prefetch_trees, texts_for, tree_field, tree_texts};
 use crate::auth::Scope;
 use crate::db::store::spans::Texts;
 use crate::db::store::stats::{SpanGroup, UsageGroup};
@@ -105,16 +107,20 @@ impl Query {
     /// One trace by id; null if there is none.
     async fn trace(&self, ctx: &Context<'_>, id: Uuid) -> Result<Option<Trace>> {
         let access = allow(ctx, Scope::Read)?;
-        // The span tree needs only the id: it is read beside the trace row, so that the
-        // answer waits for one round trip to the database, not two. A trace the key may
-        // not see shows no field, so its prefetched tree is never shown.
-        let spans = async {
-            match tree_field(ctx.look_ahead()) {
-                Some(below) => prefetch_trees(ctx, [id], below).await,
-                None => Ok(()),
+        // The span tree needs only the id: it is read with the trace row (one statement
+        // on PostgreSQL) and handed to the loader, where the nested fields find it. A
+        // trace the key may not see shows no field, so its tree is never shown.
+        let trace = match tree_field(ctx.look_ahead()).and_then(tree_texts) {
+            Some(texts) => {
+                let (trace, spans) = gql(store::detail::trace_with_spans(&db(ctx)?.read, id, texts).await)?;
+                let tree = TreeOf { trace_id: id, texts };
+                ctx.data::<AppLoader>()?
+                    .feed_one(tree, Arc::new(SpanTree::of(spans)))
+                    .await;
+                trace.map(Trace::from)
             }
+            None => load_one::<_, _, Trace>(ctx, TraceId(id)).await?,
         };
-        let (trace, ()) = futures::try_join!(load_one::<_, _, Trace>(ctx, TraceId(id)), spans)?;
         if let Some(t) = &trace {
             gql(access.check_product(t.0.product_id))?;
         }

@@ -2,7 +2,7 @@
 //! PostgreSQL); every model they give must equal SeaORM's own reading of the same rows.
 
 use sea_orm::sea_query::Expr;
-use sea_orm::{Condition, DbErr, EntityTrait, IdenStatic, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, Condition, DbErr, EntityTrait, IdenStatic, QueryOrder, QuerySelect};
 use serde_json::json;
 use tracegraph::db::entities::{agent_usage, agent_usage_total, api_key, span, span_flag, trace};
 use tracegraph::db::store::spans::Texts;
@@ -137,6 +137,50 @@ async fn direct_entity_reads_equal_seaorms_for_every_column() {
         };
         assert_eq!(light, &blanked);
     }
+}
+
+/// A trace with its spans (one statement on PostgreSQL) gives the models its two reads
+/// give apart, through SeaORM: every column of both, with and without the large fields,
+/// for traces with spans, one without, and one that does not exist.
+#[tokio::test]
+async fn a_trace_read_with_its_spans_equals_its_two_reads() {
+    let app = spawn_app().await;
+    let (_dir, path) = generate(5);
+    import(&app.database_url, &path);
+    let empty = app
+        .ok("mutation { createTrace(input: {name: \"empty\"}) { id } }", json!({}))
+        .await;
+    let db = tracegraph::db::connect(&app.database_url, 2).await.unwrap();
+    let mut ids: Vec<uuid::Uuid> = trace::Entity::find()
+        .all(db.read.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(ids.len(), 6);
+    let missing = uuid::Uuid::new_v4();
+    ids.push(missing);
+    let empty: uuid::Uuid = empty["createTrace"]["id"].as_str().unwrap().parse().unwrap();
+
+    let mut spans_read = 0;
+    for id in ids {
+        for texts in [Texts::Read, Texts::Skip] {
+            let (trace, spans) = store::detail::trace_with_spans(&db.read, id, texts).await.unwrap();
+            let apart = store::traces::by_ids(db.read.pool(), [id]).await.unwrap();
+            let tree = Condition::all().add(span::Column::TraceId.is_in([id]));
+            let spans_apart = store::spans::in_start_order(db.read.pool(), tree, texts).await.unwrap();
+            assert_eq!(trace.as_ref(), apart.first(), "trace {id}");
+            assert_eq!(spans, spans_apart, "spans of {id}, {texts:?}");
+            if id == empty || id == missing {
+                assert_eq!((trace.is_some(), spans.len()), (id == empty, 0), "{id}");
+            }
+            if texts == Texts::Read {
+                spans_read += spans.len();
+            }
+        }
+    }
+    assert_eq!(spans_read, 100, "every span, under its own trace");
 }
 
 #[tokio::test]

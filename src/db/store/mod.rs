@@ -2,6 +2,7 @@
 //! validated input (see `ingest`) and return rows or an `AppError`.
 
 pub mod agent_usage;
+pub mod detail;
 pub mod flags;
 mod insert_text;
 pub mod keys;

@@ -362,15 +362,19 @@ pub async fn in_start_order(conn: &impl Fetch, cond: Condition, texts: Texts) ->
     Ok(fetch_all(conn, with_texts(select, texts, conn.get_database_backend())).await?)
 }
 
+/// What stands in for `column` when the large fields are skipped: null for input and
+/// output, `{}` for metadata; `None` for a column read as it is.
+pub fn skipped_text(column: &Column, backend: sea_orm::DbBackend) -> Option<&'static str> {
+    match column {
+        Column::InputText | Column::OutputText => Some("NULL"),
+        Column::Metadata => Some(empty_object(backend)),
+        _ => None,
+    }
+}
+
 /// `select` as it is, or with null and `{}` in place of input, output and metadata.
-fn with_texts(select: Select<span::Entity>, texts: Texts, backend: sea_orm::DbBackend) -> Select<span::Entity> {
-    static LIGHT: LazyLock<ColumnLists> = LazyLock::new(|| {
-        ColumnLists::new::<span::Entity>(|column, backend| match column {
-            Column::InputText | Column::OutputText => Some("NULL"),
-            Column::Metadata => Some(empty_object(backend)),
-            _ => None,
-        })
-    });
+pub fn with_texts(select: Select<span::Entity>, texts: Texts, backend: sea_orm::DbBackend) -> Select<span::Entity> {
+    static LIGHT: LazyLock<ColumnLists> = LazyLock::new(|| ColumnLists::new::<span::Entity>(skipped_text));
     match texts {
         Texts::Read => select,
         Texts::Skip => LIGHT.select(select, backend),

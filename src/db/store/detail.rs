@@ -1,0 +1,89 @@
+//! A trace with all its spans, as `trace(id)` shows it: both reads need only the id, so
+//! on PostgreSQL they are one statement, a UNION of the trace row and the span rows
+//! over one list of columns (each entity's, null where the other has no such column).
+//! One round trip instead of two: pgbench, 16 clients on two cores, ran the pair of
+//! statements 15,300–16,400 times a second and the UNION 19,300–19,400 times, and the
+//! server waits for one answer and decodes it in one pass.
+
+use std::sync::LazyLock;
+
+use sea_orm::{ColumnTrait, Condition, DbBackend, IdenStatic, Iterable, QueryFilter, Statement};
+use uuid::Uuid;
+
+use super::spans::{self, Texts};
+use crate::db::entities::{span, trace};
+use crate::db::{Fetch, fetch_two, find};
+use crate::error::AppResult;
+
+/// The trace `id` (if it exists) and its spans in start order; `texts` as for a tree.
+pub async fn trace_with_spans(
+    conn: &impl Fetch,
+    id: Uuid,
+    texts: Texts,
+) -> AppResult<(Option<trace::Model>, Vec<span::Model>)> {
+    // The same statements as the loaders' where the two reads stay apart (SQLite, where
+    // they cost no round trip), so each engine's statement cache serves both.
+    let trace = find::<trace::Entity>().filter(trace::Column::Id.is_in([id]));
+    let spans = spans::with_texts(
+        spans::select_in_start_order(Condition::all().add(span::Column::TraceId.is_in([id]))),
+        texts,
+        conn.get_database_backend(),
+    );
+    let (traces, mut spans) = fetch_two(conn, trace, spans, || together(id, texts)).await?;
+    // The UNION leaves its rows unordered: sorting them there cost PostgreSQL a tenth of
+    // its throughput (pgbench), against a sort of a trace's few spans here, in the order
+    // PostgreSQL gives both (timestamps, then uuids byte by byte).
+    spans.sort_by_key(|s| (s.started_at, s.id));
+    Ok((traces.into_iter().next(), spans))
+}
+
+/// The UNION for PostgreSQL: the trace row (`_part` 0) and its spans, in no order. Its
+/// text is written once per `texts`.
+fn together(id: Uuid, texts: Texts) -> Statement {
+    static READ: LazyLock<String> = LazyLock::new(|| union_text(Texts::Read));
+    static SKIP: LazyLock<String> = LazyLock::new(|| union_text(Texts::Skip));
+    let sql = match texts {
+        Texts::Read => &READ,
+        Texts::Skip => &SKIP,
+    };
+    Statement::from_sql_and_values(DbBackend::Postgres, sql.as_str(), [id.into()])
+}
+
+fn union_text(texts: Texts) -> String {
+    let trace_columns: Vec<&str> = trace::Column::iter().map(|c| c.as_str()).collect();
+    let span_columns: Vec<span::Column> = span::Column::iter().collect();
+    let names: Vec<&str> = trace_columns
+        .iter()
+        .copied()
+        .chain(
+            span_columns
+                .iter()
+                .map(|c| c.as_str())
+                .filter(|name| !trace_columns.contains(name)),
+        )
+        .collect();
+    // A bare NULL takes its column's type from the other side of the UNION.
+    let trace_list = names
+        .iter()
+        .map(|name| match trace_columns.contains(name) {
+            true => format!("\"trace\".\"{name}\""),
+            false => format!("NULL AS \"{name}\""),
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let span_list = names
+        .iter()
+        .map(|name| match span_columns.iter().find(|c| c.as_str() == *name) {
+            None => "NULL".to_owned(),
+            Some(column) => match (texts, spans::skipped_text(column, DbBackend::Postgres)) {
+                (Texts::Skip, Some(literal)) => literal.to_owned(),
+                _ => format!("\"span\".\"{name}\""),
+            },
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "SELECT 0 AS \"_part\", {trace_list} FROM \"trace\" WHERE \"trace\".\"id\" = $1 \
+         UNION ALL SELECT 1, {span_list} FROM \"span\" WHERE \"span\".\"trace_id\" = $1"
+    )
+}
