@@ -5,6 +5,7 @@ use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DbBackend, QueryTrait, Statement, TransactionTrait};
 use tracegraph::db::entities::span;
 use tracegraph::db::store;
+use tracegraph::db::store::spans::Texts;
 use tracegraph::filters::{AgentUsageFilter, SpanFilter, SpanSort, TraceFilter, TraceSort};
 use tracegraph::model::{SpanType, TraceStatus};
 use uuid::Uuid;
@@ -233,6 +234,14 @@ async fn list_and_loader_statements_use_indexes() {
         assert!(
             uses_index(&plan, backend) && wanted.iter().any(|ix| plan.contains(ix)),
             "{what} is not served by {wanted:?}:\n{plan}"
+        );
+    }
+    if backend == DbBackend::Postgres {
+        // A trace with its spans, one UNION: each side on its own index.
+        let union = plan(&txn, store::detail::union_statement(trace_ids[0], Texts::Read)).await;
+        assert!(
+            uses_index(&union, backend) && union.contains("trace_pkey") && union.contains("ix_span_trace_started"),
+            "a trace with its spans:\n{union}"
         );
     }
     // The check can fail: a filter on an unindexed column is served by no index of its own.

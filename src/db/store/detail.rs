@@ -29,7 +29,7 @@ pub async fn trace_with_spans(
         texts,
         conn.get_database_backend(),
     );
-    let (traces, mut spans) = fetch_two(conn, trace, spans, || together(id, texts)).await?;
+    let (traces, mut spans) = fetch_two(conn, trace, spans, || union_statement(id, texts)).await?;
     // The UNION leaves its rows unordered: sorting them there cost PostgreSQL a tenth of
     // its throughput (pgbench), against a sort of a trace's few spans here, in the order
     // PostgreSQL gives both (timestamps, then uuids byte by byte).
@@ -38,8 +38,8 @@ pub async fn trace_with_spans(
 }
 
 /// The UNION for PostgreSQL: the trace row (`_part` 0) and its spans, in no order. Its
-/// text is written once per `texts`.
-fn together(id: Uuid, texts: Texts) -> Statement {
+/// text is written once per `texts`; public so that its plan can be checked.
+pub fn union_statement(id: Uuid, texts: Texts) -> Statement {
     static READ: LazyLock<String> = LazyLock::new(|| union_text(Texts::Read));
     static SKIP: LazyLock<String> = LazyLock::new(|| union_text(Texts::Skip));
     let sql = match texts {
