@@ -112,7 +112,9 @@ impl Query {
         // trace the key may not see shows no field, so its tree is never shown.
         let trace = match tree_field(ctx.look_ahead()).and_then(tree_texts) {
             Some(texts) => {
-                let (trace, spans) = gql(store::detail::trace_with_spans(&db(ctx)?.read, id, texts).await)?;
+                // Boxed: its two selects and reads would make this future 3 KB.
+                let read = store::detail::trace_with_spans(&db(ctx)?.read, id, texts).boxed();
+                let (trace, spans) = gql(read.await)?;
                 let tree = TreeOf { trace_id: id, texts };
                 ctx.data::<AppLoader>()?
                     .feed_one(tree, Arc::new(SpanTree::of(spans)))
