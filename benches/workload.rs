@@ -24,9 +24,9 @@ use sea_query_sqlx::SqlxValues;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tracegraph::db::StatementCounter;
 use tracegraph::db::pg_connections::ReadConnections;
 use tracegraph::db::sqlite_reader::SqliteReader;
+use tracegraph::db::{Direct, Fetch};
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -154,13 +154,13 @@ async fn reads(
     // server's entity reads lease connections that are not pinged as they come back;
     // the raw reads do the same, so neither side pays a round trip the other does not.
     let max = tracegraph::config::DEFAULT_DB_MAX_CONNECTIONS;
-    let pool = tracegraph::db::connect(database_url, max)
-        .await
-        .unwrap()
-        .read
-        .pool()
-        .clone();
-    let floor = RawDb::in_place(database_url);
+    let server_db = tracegraph::db::connect(database_url, max).await.unwrap();
+    let pool = server_db.read.pool().clone();
+    // On a SQLite file, the server's own in-place reader.
+    let floor = match server_db.read.direct() {
+        Some(Direct::Sqlite(reader)) => Some(RawDb::InPlace(reader.clone())),
+        _ => None,
+    };
     let db = if pool.get_database_backend() == DbBackend::Postgres {
         RawDb::Leases(Arc::new(
             ReadConnections::new(database_url, max, Duration::from_secs(5)).unwrap(),
@@ -921,25 +921,6 @@ enum RawDb {
     SqlitePool(DatabaseConnection),
     InPlace(Arc<SqliteReader>),
     Leases(Arc<ReadConnections>),
-}
-
-impl RawDb {
-    /// On a SQLite file, the server's in-place read path; `None` elsewhere.
-    fn in_place(database_url: &str) -> Option<Self> {
-        let path = database_url
-            .strip_prefix("sqlite://")
-            .map(|rest| rest.split('?').next().unwrap_or(rest))
-            .filter(|path| !path.contains(":memory:"))?;
-        let reader = SqliteReader::open(
-            std::path::Path::new(path),
-            Duration::from_secs(5),
-            tracegraph::config::DEFAULT_DB_MAX_CONNECTIONS as usize,
-            0,
-            StatementCounter::default(),
-        )
-        .unwrap();
-        Some(Self::InPlace(Arc::new(reader)))
-    }
 }
 
 /// Runs a read and returns the first column of each row where it is an id (all a
