@@ -26,6 +26,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tracegraph::db::pg_connections::ReadConnections;
 use tracegraph::db::sqlite_reader::SqliteReader;
+use tracegraph::db::store;
+use tracegraph::db::store::spans::Texts;
 use tracegraph::db::{Direct, Fetch};
 
 #[derive(Parser, Debug)]
@@ -110,6 +112,9 @@ async fn main() {
         "| server peak RSS during W2 | {:.1} MB (resident at its start: {:.1} MB) | | |",
         reads.peak_rss_mb, reads.rss_before_mb
     );
+    if let Some(row) = &reads.w3_union {
+        println!("{row}");
+    }
     for (name, per_sec) in &reads.floors {
         println!("| {name}: raw SQL in place, no round trip (req/s) | | {per_sec:.0} | |");
     }
@@ -129,6 +134,8 @@ struct Reads {
     runs: Vec<(String, Run, Run)>,
     /// W4a′'s page size.
     failed_page: usize,
+    /// On PostgreSQL, W3 against its own statement sent directly (a table row).
+    w3_union: Option<String>,
     /// On SQLite, the same raw reads run in place: (name, requests/s).
     floors: Vec<(String, f64)>,
     statements: f64,
@@ -222,6 +229,23 @@ async fn reads(
         move |i| raw_detail(db.clone(), ids[i * 7919 % ids.len()].clone())
     })
     .await;
+    // On PostgreSQL tracegraph asks for W3 in one statement of its own (`store::detail`);
+    // sent directly, that statement is a second baseline, beside the two plain reads.
+    let w3_union = match &db {
+        RawDb::Leases(_) => {
+            let union = measure(args.clients, args.requests, {
+                let (db, ids) = (db.clone(), ids.clone());
+                move |i| raw_detail_union(db.clone(), ids[i * 7919 % ids.len()].clone())
+            })
+            .await;
+            Some(latency_row(
+                "W3 against raw SQL sending tracegraph's one UNION statement",
+                &w3,
+                &union,
+            ))
+        }
+        _ => None,
+    };
     runs.push(("W3 trace detail".to_owned(), w3, w3_raw));
 
     // W4: the debugging filters. W4a's answer grows with the data (a few failed runs in
@@ -279,6 +303,7 @@ async fn reads(
     };
     Reads {
         runs,
+        w3_union,
         failed_page,
         floors,
         statements,
@@ -992,6 +1017,12 @@ async fn raw_dashboard(db: RawDb) {
         ids,
     )
     .await;
+}
+
+async fn raw_detail_union(db: RawDb, id: String) {
+    let id = uuid::Uuid::parse_str(&id).unwrap();
+    let union = store::detail::union_statement(id, Texts::Read);
+    query(&db, &union.sql, union.values.map(|v| v.0).unwrap_or_default()).await;
 }
 
 async fn raw_detail(db: RawDb, id: String) {
