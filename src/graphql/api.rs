@@ -9,8 +9,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use async_graphql::Positioned;
 use async_graphql::futures_util::stream::BoxStream;
-use async_graphql::parser::types::ExecutableDocument;
+use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, OperationDefinition, Selection};
 use async_graphql::{Request, Response, ServerError};
 use futures::StreamExt;
 
@@ -51,6 +52,21 @@ struct Document {
     validated: bool,
     /// Asks the engine to merge answers (`merged`).
     merges_fields: bool,
+    /// Each operation asks for one root field (`AloneAtRoot`).
+    alone_at_root: bool,
+}
+
+/// In a request's data: its operation asks for one root field, written out. That field's
+/// reads have no sibling to be batched with, so it may read at once instead of through
+/// a loader (whose batch runs as a task of its own).
+pub struct AloneAtRoot;
+
+fn alone_at_root(document: &ExecutableDocument) -> bool {
+    let one_field = |operation: &Positioned<OperationDefinition>| matches!(operation.node.selection_set.node.items.as_slice(), [item] if matches!(item.node, Selection::Field(_)));
+    match &document.operations {
+        DocumentOperations::Single(operation) => one_field(operation),
+        DocumentOperations::Multiple(operations) => operations.values().all(one_field),
+    }
 }
 
 impl Document {
@@ -58,6 +74,9 @@ impl Document {
     fn into_request(self, mut request: Request) -> Request {
         if self.merges_fields {
             request = request.data(ListsByEngine);
+        }
+        if self.alone_at_root {
+            request = request.data(AloneAtRoot);
         }
         request.set_parsed_query(self.parsed);
         request
@@ -149,6 +168,7 @@ impl Api {
         self.limits.check_shape(&parsed)?;
         let document = Document {
             merges_fields: merges_fields(&parsed),
+            alone_at_root: alone_at_root(&parsed),
             parsed,
             validated: false,
         };
@@ -172,5 +192,29 @@ impl Api {
         if let Some(document) = documents.get_mut(query) {
             document.validated = true;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::alone_at_root;
+
+    fn alone(query: &str) -> bool {
+        alone_at_root(&async_graphql::parser::parse_query(query).unwrap())
+    }
+
+    #[test]
+    fn a_lone_root_field_is_told_from_siblings_and_fragments() {
+        assert!(alone("query($id: UUID!) { trace(id: $id) { spans { name } } }"));
+        assert!(alone(
+            "query A { traces { totalCount } } query B { spans { totalCount } }"
+        ));
+        assert!(!alone("{ a: trace(id: \"x\") { name } b: trace(id: \"y\") { name } }"));
+        assert!(!alone(
+            "query A { traces { totalCount } } query B { a: spans { totalCount } b: spans { totalCount } }"
+        ));
+        // A fragment may hold any number of fields.
+        assert!(!alone("{ ...F } fragment F on Query { trace(id: \"x\") { name } }"));
+        assert!(!alone("{ ... on Query { trace(id: \"x\") { name } } }"));
     }
 }

@@ -39,6 +39,13 @@ pub struct TreeOf {
     pub trace_id: Uuid,
     pub texts: Texts,
 }
+/// A trace with its span tree, read together (`store::detail`: one statement on
+/// PostgreSQL for every key of a batch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TraceWithTree {
+    pub trace_id: Uuid,
+    pub texts: Texts,
+}
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RootSpansOf(pub Uuid);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -166,6 +173,40 @@ impl Loader<TreeOf> for Loaders {
                     .into_iter()
                     .map(|(k, spans)| (k, Arc::new(SpanTree::new(spans)))),
             );
+        }
+        Ok(out)
+    }
+}
+
+/// A trace and the tree of its spans.
+#[derive(Debug, Clone)]
+pub struct TraceDetail {
+    pub trace: trace::Model,
+    pub tree: Arc<SpanTree>,
+}
+
+impl Loader<TraceWithTree> for Loaders {
+    type Value = Arc<TraceDetail>;
+    type Error = AppError;
+
+    async fn load(&self, keys: &[TraceWithTree]) -> Result<HashMap<TraceWithTree, Self::Value>, Self::Error> {
+        let mut out = HashMap::with_capacity(keys.len());
+        for texts in [Texts::Skip, Texts::Read] {
+            let ids: Vec<Uuid> = keys.iter().filter(|k| k.texts == texts).map(|k| k.trace_id).collect();
+            if ids.is_empty() {
+                continue;
+            }
+            let (traces, spans) = store::detail::traces_with_spans(&self.db.read, &ids, texts).await?;
+            let mut trees = group(&ids, spans, |s| Some(s.trace_id));
+            for trace in traces {
+                let tree = SpanTree::of(trees.remove(&trace.id).unwrap_or_default());
+                let key = TraceWithTree {
+                    trace_id: trace.id,
+                    texts,
+                };
+                let tree = Arc::new(tree);
+                out.insert(key, Arc::new(TraceDetail { trace, tree }));
+            }
         }
         Ok(out)
     }

@@ -2,11 +2,13 @@
 
 use std::sync::Arc;
 
+use async_graphql::dataloader::Loader;
 use async_graphql::{Context, Object, Result};
 use futures::FutureExt;
 use uuid::Uuid;
 
-use super::loaders::{SpanId, SpanTree, TraceId, TreeOf};
+use super::api::AloneAtRoot;
+use super::loaders::{SpanId, TraceDetail, TraceId, TraceWithTree, TreeOf};
 use super::types::stats::{SpanStats, SpanStatsGroupBy, StatsInterval, TraceStats, UsageGroupBy, UsageSummaryRow};
 use super::types::{AgentUsagePage, Span, SpanList, SpanPage, Trace, TraceList, TracePage};
 use super::{AppLoader, allow, db, gql, load_one, prefetch_trees, texts_for, tree_field, tree_texts};
@@ -107,19 +109,28 @@ impl Query {
     /// One trace by id; null if there is none.
     async fn trace(&self, ctx: &Context<'_>, id: Uuid) -> Result<Option<Trace>> {
         let access = allow(ctx, Scope::Read)?;
-        // The span tree needs only the id: it is read with the trace row (one statement
-        // on PostgreSQL) and handed to the loader, where the nested fields find it. A
-        // trace the key may not see shows no field, so its tree is never shown.
+        // The span tree needs only the id: it is read with the trace row (on PostgreSQL
+        // one statement, for every trace(id) of the request) and handed to the tree
+        // loader, where the nested fields find it. A trace the key may not see shows no
+        // field, so its tree is never shown.
         let trace = match tree_field(ctx.look_ahead()).and_then(tree_texts) {
             Some(texts) => {
-                // Boxed: its two selects and reads would make this future 3 KB.
-                let read = store::detail::trace_with_spans(&db(ctx)?.read, id, texts).boxed();
-                let (trace, spans) = gql(read.await)?;
-                let tree = TreeOf { trace_id: id, texts };
-                ctx.data::<AppLoader>()?
-                    .feed_one(tree, Arc::new(SpanTree::of(spans)))
-                    .await;
-                trace.map(Trace::from)
+                let loader = ctx.data::<AppLoader>()?;
+                let key = TraceWithTree { trace_id: id, texts };
+                let detail = if ctx.data_opt::<AloneAtRoot>().is_some() {
+                    // Nothing to batch with: read at once, without the loader's task.
+                    gql(Loader::load(loader.loader(), &[key]).boxed().await)?.remove(&key)
+                } else {
+                    gql(loader.load_one(key).await)?
+                };
+                match detail {
+                    Some(detail) => {
+                        let TraceDetail { trace, tree } = Arc::unwrap_or_clone(detail);
+                        loader.feed_one(TreeOf { trace_id: id, texts }, tree).await;
+                        Some(Trace::from(trace))
+                    }
+                    None => None,
+                }
             }
             None => load_one::<_, _, Trace>(ctx, TraceId(id)).await?,
         };

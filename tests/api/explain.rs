@@ -237,8 +237,8 @@ async fn list_and_loader_statements_use_indexes() {
         );
     }
     if backend == DbBackend::Postgres {
-        // A trace with its spans, one UNION: each side on its own index.
-        let union = plan(&txn, store::detail::union_statement(trace_ids[0], Texts::Read)).await;
+        // Traces with their spans, one UNION: each side on its own index.
+        let union = plan(&txn, store::detail::union_statement(&trace_ids, Texts::Read)).await;
         assert!(
             uses_index(&union, backend) && union.contains("trace_pkey") && union.contains("ix_span_trace_started"),
             "a trace with its spans:\n{union}"

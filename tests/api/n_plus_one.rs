@@ -108,6 +108,22 @@ async fn a_trace_by_id_reads_its_row_and_its_tree_once_each() {
     let missing = json!(uuid::Uuid::new_v4().to_string());
     let (n, trace) = statements("query($id: UUID!) { trace(id: $id) { spans { name } } }", missing).await;
     assert_eq!((n, trace), (with_tree, Value::Null));
+
+    // Several traces by id in one request: their rows and trees are read together.
+    seed(&app, 1).await;
+    let data = app.ok("{ traces { items { id } } }", json!({})).await;
+    let (a, b) = (&data["traces"]["items"][0]["id"], &data["traces"]["items"][1]["id"]);
+    assert_ne!(a, b);
+    let before = app.statements.get();
+    let both = app
+        .ok(
+            "query($a: UUID!, $b: UUID!) { a: trace(id: $a) { spans { name } } b: trace(id: $b) { spans { name } } }",
+            json!({"a": a, "b": b}),
+        )
+        .await;
+    assert_eq!(app.statements.get() - before, with_tree);
+    assert_eq!(both["a"]["spans"].as_array().map(Vec::len), Some(7));
+    assert_eq!(both["b"]["spans"].as_array().map(Vec::len), Some(7));
 }
 
 /// A page asked only for its counts reads no rows; asked for its rows through a

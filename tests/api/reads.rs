@@ -139,9 +139,10 @@ async fn direct_entity_reads_equal_seaorms_for_every_column() {
     }
 }
 
-/// A trace with its spans (one statement on PostgreSQL) gives the models its two reads
+/// Traces with their spans (one statement on PostgreSQL) give the models their two reads
 /// give apart, through SeaORM: every column of both, with and without the large fields,
-/// for traces with spans, one without, and one that does not exist.
+/// for traces with spans, one without, and one that does not exist, one at a time and
+/// all at once.
 #[tokio::test]
 async fn a_trace_read_with_its_spans_equals_its_two_reads() {
     let app = spawn_app().await;
@@ -163,20 +164,29 @@ async fn a_trace_read_with_its_spans_equals_its_two_reads() {
     ids.push(missing);
     let empty: uuid::Uuid = empty["createTrace"]["id"].as_str().unwrap().parse().unwrap();
 
+    // One trace at a time (as a request with one `trace(id)` asks), then all at once.
     let mut spans_read = 0;
-    for id in ids {
+    let batches = ids.iter().map(std::slice::from_ref).chain([ids.as_slice()]);
+    for batch in batches {
         for texts in [Texts::Read, Texts::Skip] {
-            let (trace, spans) = store::detail::trace_with_spans(&db.read, id, texts).await.unwrap();
-            let apart = store::traces::by_ids(db.read.pool(), [id]).await.unwrap();
-            let tree = Condition::all().add(span::Column::TraceId.is_in([id]));
+            let (mut traces, spans) = store::detail::traces_with_spans(&db.read, batch, texts).await.unwrap();
+            let mut apart = store::traces::by_ids(db.read.pool(), batch.iter().copied())
+                .await
+                .unwrap();
+            let tree = Condition::all().add(span::Column::TraceId.is_in(batch.iter().copied()));
             let spans_apart = store::spans::in_start_order(db.read.pool(), tree, texts).await.unwrap();
-            assert_eq!(trace.as_ref(), apart.first(), "trace {id}");
-            assert_eq!(spans, spans_apart, "spans of {id}, {texts:?}");
-            if id == empty || id == missing {
-                assert_eq!((trace.is_some(), spans.len()), (id == empty, 0), "{id}");
+            traces.sort_by_key(|t| t.id);
+            apart.sort_by_key(|t| t.id);
+            assert_eq!(traces, apart, "traces {batch:?}");
+            assert_eq!(spans, spans_apart, "spans of {batch:?}, {texts:?}");
+            if batch == [empty] || batch == [missing] {
+                assert_eq!((traces.len(), spans.len()), (usize::from(batch == [empty]), 0));
             }
-            if texts == Texts::Read {
+            if texts == Texts::Read && batch.len() == 1 {
                 spans_read += spans.len();
+            }
+            if batch.len() > 1 {
+                assert_eq!((traces.len(), spans.len()), (6, 100), "all of them at once");
             }
         }
     }
