@@ -153,29 +153,28 @@ impl Loader<TreeOf> for Loaders {
 
     async fn load(&self, keys: &[TreeOf]) -> Result<HashMap<TreeOf, Self::Value>, Self::Error> {
         let mut out = HashMap::with_capacity(keys.len());
-        for texts in [Texts::Skip, Texts::Read] {
-            let wanted: Vec<TreeOf> = keys.iter().filter(|k| k.texts == texts).copied().collect();
-            if wanted.is_empty() {
-                continue;
-            }
-            let cond = Condition::all().add(span::Column::TraceId.is_in(wanted.iter().map(|k| k.trace_id)));
+        for (texts, ids) in ids_by_texts(keys, |k| (k.trace_id, k.texts)) {
+            let cond = Condition::all().add(span::Column::TraceId.is_in(ids.iter().copied()));
             let rows = store::spans::in_start_order(&self.db.read, cond, texts).await?;
             // Shared from here on: grouping and the tree move pointers, not rows.
             let rows: Vec<Arc<span::Model>> = rows.into_iter().map(Arc::new).collect();
-            let grouped = group(&wanted, rows, |s| {
-                Some(TreeOf {
-                    trace_id: s.trace_id,
-                    texts,
-                })
-            });
-            out.extend(
-                grouped
-                    .into_iter()
-                    .map(|(k, spans)| (k, Arc::new(SpanTree::new(spans)))),
-            );
+            for (trace_id, spans) in group(&ids, rows, |s| Some(s.trace_id)) {
+                out.insert(TreeOf { trace_id, texts }, Arc::new(SpanTree::new(spans)));
+            }
         }
         Ok(out)
     }
+}
+
+/// The trace ids of `keys` apart by whether their texts are read: one read for each.
+fn ids_by_texts<K>(keys: &[K], key: impl Fn(&K) -> (Uuid, Texts)) -> Vec<(Texts, Vec<Uuid>)> {
+    [Texts::Skip, Texts::Read]
+        .into_iter()
+        .filter_map(|texts| {
+            let ids: Vec<Uuid> = keys.iter().map(&key).filter(|k| k.1 == texts).map(|k| k.0).collect();
+            (!ids.is_empty()).then_some((texts, ids))
+        })
+        .collect()
 }
 
 /// A trace and the tree of its spans.
@@ -191,11 +190,7 @@ impl Loader<TraceWithTree> for Loaders {
 
     async fn load(&self, keys: &[TraceWithTree]) -> Result<HashMap<TraceWithTree, Self::Value>, Self::Error> {
         let mut out = HashMap::with_capacity(keys.len());
-        for texts in [Texts::Skip, Texts::Read] {
-            let ids: Vec<Uuid> = keys.iter().filter(|k| k.texts == texts).map(|k| k.trace_id).collect();
-            if ids.is_empty() {
-                continue;
-            }
+        for (texts, ids) in ids_by_texts(keys, |k| (k.trace_id, k.texts)) {
             let (traces, spans) = store::detail::traces_with_spans(&self.db.read, &ids, texts).await?;
             let mut trees = group(&ids, spans, |s| Some(s.trace_id));
             for trace in traces {
