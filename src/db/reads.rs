@@ -180,11 +180,10 @@ where
 /// Two entity reads that need the same bound values. PostgreSQL's reader runs them as
 /// one statement, `together()` (rows of `A` marked `_part` 0, then rows of `B`: see
 /// `PgReader::models_of_two`), and so waits for one round trip instead of two; elsewhere
-/// `first` runs, then `second`.
+/// the two selects of `apart()` run one after the other. Only the one used is built.
 pub async fn fetch_two<A, B>(
     conn: &impl Fetch,
-    first: Select<A>,
-    second: Select<B>,
+    apart: impl FnOnce() -> (Select<A>, Select<B>),
     together: impl FnOnce() -> Statement,
 ) -> Result<(Vec<A::Model>, Vec<B::Model>), DbErr>
 where
@@ -198,7 +197,10 @@ where
     match conn.direct() {
         // Boxed for the reason given in `fetch_all`.
         Some(Direct::Postgres(reader)) => Box::pin(reader.models_of_two::<A, B>(together())).await,
-        _ => Ok((fetch_all(conn, first).await?, fetch_all(conn, second).await?)),
+        _ => {
+            let (first, second) = apart();
+            Ok((fetch_all(conn, first).await?, fetch_all(conn, second).await?))
+        }
     }
 }
 

@@ -109,29 +109,10 @@ impl Query {
     /// One trace by id; null if there is none.
     async fn trace(&self, ctx: &Context<'_>, id: Uuid) -> Result<Option<Trace>> {
         let access = allow(ctx, Scope::Read)?;
-        // The span tree needs only the id: it is read with the trace row (on PostgreSQL
-        // one statement, for every trace(id) of the request) and handed to the tree
-        // loader, where the nested fields find it. A trace the key may not see shows no
-        // field, so its tree is never shown.
+        // The span tree needs only the id: it is read with the trace row. A trace the key
+        // may not see shows no field, so its tree is never shown.
         let trace = match tree_field(ctx.look_ahead()).and_then(tree_texts) {
-            Some(texts) => {
-                let loader = ctx.data::<AppLoader>()?;
-                let key = TraceWithTree { trace_id: id, texts };
-                let detail = if ctx.data_opt::<AloneAtRoot>().is_some() {
-                    // Nothing to batch with: read at once, without the loader's task.
-                    gql(Loader::load(loader.loader(), &[key]).boxed().await)?.remove(&key)
-                } else {
-                    gql(loader.load_one(key).await)?
-                };
-                match detail {
-                    Some(detail) => {
-                        let TraceDetail { trace, tree } = Arc::unwrap_or_clone(detail);
-                        loader.feed_one(TreeOf { trace_id: id, texts }, tree).await;
-                        Some(Trace::from(trace))
-                    }
-                    None => None,
-                }
-            }
+            Some(texts) => with_tree(ctx, id, texts).await?,
             None => load_one::<_, _, Trace>(ctx, TraceId(id)).await?,
         };
         if let Some(t) = &trace {
@@ -297,6 +278,26 @@ fn page_cost(limit: Option<i64>, child_complexity: usize) -> usize {
         .unwrap_or(crate::filters::DEFAULT_PAGE_LIMIT)
         .clamp(1, crate::config::MAX_PAGE_LIMIT) as usize;
     rows.saturating_mul(child_complexity)
+}
+
+/// The trace `id` read with its span tree (on PostgreSQL one statement, for every
+/// `trace(id)` of the request), the tree handed to the tree loader, where the nested
+/// fields find it.
+async fn with_tree(ctx: &Context<'_>, id: Uuid, texts: Texts) -> Result<Option<Trace>> {
+    let loader = ctx.data::<AppLoader>()?;
+    let key = TraceWithTree { trace_id: id, texts };
+    let detail = if ctx.data_opt::<AloneAtRoot>().is_some() {
+        // Nothing to batch with: read at once, without the loader's task.
+        gql(Loader::load(loader.loader(), &[key]).boxed().await)?.remove(&key)
+    } else {
+        gql(loader.load_one(key).await)?
+    };
+    let Some(detail) = detail else {
+        return Ok(None);
+    };
+    let TraceDetail { trace, tree } = Arc::unwrap_or_clone(detail);
+    loader.feed_one(TreeOf { trace_id: id, texts }, tree).await;
+    Ok(Some(Trace::from(trace)))
 }
 
 #[cfg(test)]

@@ -27,13 +27,16 @@ pub async fn traces_with_spans(
     }
     // The same statements as the loaders' where the two reads stay apart (SQLite, where
     // they cost no round trip), so each engine's statement cache serves both.
-    let trace = find::<trace::Entity>().filter(trace::Column::Id.is_in(ids.iter().copied()));
-    let spans = spans::with_texts(
-        spans::select_in_start_order(Condition::all().add(span::Column::TraceId.is_in(ids.iter().copied()))),
-        texts,
-        conn.get_database_backend(),
-    );
-    let (traces, mut spans) = fetch_two(conn, trace, spans, || union_statement(ids, texts)).await?;
+    let apart = || {
+        let trace = find::<trace::Entity>().filter(trace::Column::Id.is_in(ids.iter().copied()));
+        let spans = spans::with_texts(
+            spans::select_in_start_order(Condition::all().add(span::Column::TraceId.is_in(ids.iter().copied()))),
+            texts,
+            conn.get_database_backend(),
+        );
+        (trace, spans)
+    };
+    let (traces, mut spans) = fetch_two(conn, apart, || union_statement(ids, texts)).await?;
     // The UNION leaves its rows unordered: sorting them there cost PostgreSQL a tenth of
     // its throughput (pgbench), against a sort of a trace's few spans here, in the order
     // PostgreSQL gives both (timestamps, then uuids byte by byte).
@@ -41,8 +44,8 @@ pub async fn traces_with_spans(
     Ok((traces, spans))
 }
 
-/// The UNION for PostgreSQL: the rows of the traces `ids` (`_part` 0) and of their spans,
-/// in no order. The text for one trace, the usual case, is written once per `texts`;
+/// The UNION for PostgreSQL: the rows of the traces `ids` (at least one: `IN ()` is not
+/// SQL) and of their spans (`_part` 0 and 1), in no order. The text for one trace, the usual case, is written once per `texts`;
 /// public so that its plan can be checked.
 pub fn union_statement(ids: &[Uuid], texts: Texts) -> Statement {
     static READ: LazyLock<String> = LazyLock::new(|| union_text(Texts::Read, 1));
