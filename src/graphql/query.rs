@@ -62,7 +62,8 @@ async fn rows_if_shown<T>(ctx: &Context<'_>, rows: impl Future<Output = Result<R
 // The page and statistics resolvers box their work. An object's `resolve_field` future
 // is as large as its largest resolver's, and the engine moves one into a box for every
 // field it resolves: inline, the pages' joined reads (9–11 KB) made every root field of
-// every query, `trace(id)` included, cost a copy of that size.
+// every query, `trace(id)` included, cost a copy of that size. The box is itself one
+// such copy, which is why the reads below return small futures (`db::reads`).
 #[Object]
 impl Query {
     /// A page of traces, newest first unless sorted otherwise.

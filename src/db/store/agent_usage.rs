@@ -216,7 +216,8 @@ impl UsageTotals {
 pub async fn totals(conn: &impl Fetch, f: &AgentUsageFilter) -> AppResult<UsageTotals> {
     let row = match whole_history_of(f) {
         Some(agent) => kept_totals(conn, agent).await?.map(UsageTotals::from),
-        None => totals_select(f).into_model::<UsageTotals>().one(conn).await?,
+        // Boxed: SeaORM's read holds a kilobyte that every future above it would.
+        None => Box::pin(totals_select(f).into_model::<UsageTotals>().one(conn)).await?,
     };
     Ok(row.unwrap_or_default())
 }

@@ -61,17 +61,25 @@ impl<T> Rows<T> {
 }
 
 /// Runs `select` for one page, fetching one row more than asked to learn whether a next
-/// page exists without a second statement.
-pub async fn page<E>(conn: &impl Fetch, select: Select<E>, page: Page) -> AppResult<Rows<E::Model>>
+/// page exists without a second statement. A plain function for the reason `fetch_all`
+/// is one: its future holds the built statement, not the `select`.
+pub fn page<'a, E>(
+    conn: &'a impl Fetch,
+    select: Select<E>,
+    page: Page,
+) -> impl Future<Output = AppResult<Rows<E::Model>>> + 'a
 where
     E: EntityTrait,
     E::Model: Sync + crate::db::pg_decode::ByPosition,
     E::ActiveModel: TryIntoModel<E::Model>,
 {
-    let mut items = fetch_all(conn, select.offset(page.offset).limit(page.limit + 1)).await?;
-    let has_next_page = items.len() as u64 > page.limit;
-    items.truncate(page.limit as usize);
-    Ok(Rows { items, has_next_page })
+    let rows = fetch_all(conn, select.offset(page.offset).limit(page.limit + 1));
+    async move {
+        let mut items = rows.await?;
+        let has_next_page = items.len() as u64 > page.limit;
+        items.truncate(page.limit as usize);
+        Ok(Rows { items, has_next_page })
+    }
 }
 
 /// From this many rows, a PostgreSQL batch insert reuses its statement's generic plan.
