@@ -2,6 +2,10 @@
 //! queries only, `application/graphql-response+json` with 4xx for requests that fail
 //! before execution, CSRF refusal of preflight-free POSTs, and a body size limit.
 
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_graphql::parser::types::{DocumentOperations, OperationType};
@@ -9,6 +13,8 @@ use async_graphql::{Request, Response as GqlResponse, ServerError};
 use axum::body::{Body, to_bytes};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
 use serde::Deserialize;
 
 use crate::error::code;
@@ -81,13 +87,52 @@ impl Refusal {
 }
 
 pub fn respond(status: StatusCode, media: Media, body: &GqlResponse) -> Response {
-    let mut response = (status, crate::graphql::json::response_bytes(body)).into_response();
+    let pieces = crate::graphql::json::response_pieces(body);
+    let mut response = (status, Body::new(Pieces::new(pieces))).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(media.content_type()));
     if status == StatusCode::SERVICE_UNAVAILABLE {
         headers.insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
     }
     response
+}
+
+/// A body sent as the pieces it was written in (`json::response_pieces`), its length
+/// given, so that a trace's prewritten spans go out without another copy.
+struct Pieces {
+    pieces: VecDeque<Bytes>,
+    remaining: u64,
+}
+
+impl Pieces {
+    fn new(pieces: Vec<Bytes>) -> Self {
+        Self {
+            remaining: pieces.iter().map(|piece| piece.len() as u64).sum(),
+            pieces: pieces.into(),
+        }
+    }
+}
+
+impl http_body::Body for Pieces {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        let piece = this.pieces.pop_front().map(|piece| {
+            this.remaining -= piece.len() as u64;
+            Ok(Frame::data(piece))
+        });
+        Poll::Ready(piece)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.pieces.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
 }
 
 /// What an overloaded server asks a client to wait before retrying.

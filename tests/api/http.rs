@@ -278,3 +278,35 @@ async fn one_query_text_answers_for_each_requests_variables() {
         }
     }
 }
+
+/// A trace's answer goes out in pieces (its prewritten span list shared, not copied);
+/// the client still gets one body of the length announced, not a chunked one.
+#[tokio::test]
+async fn an_answer_sent_in_pieces_has_its_exact_length() {
+    let app = spawn_app().await;
+    let trace = app
+        .create_trace(json!({"name": "pieces", "agentId": crate::helpers::id()}))
+        .await;
+    let tid = trace["id"].as_str().unwrap();
+    let spans: Vec<Value> = (0..30)
+        .map(|i| json!({"traceId": tid, "name": format!("step {i}"), "spanType": "LLM", "inputText": "é\"\n".repeat(100)}))
+        .collect();
+    app.add_spans(json!(spans)).await;
+    let query = "query($id: UUID!) { trace(id: $id) { id spans { name inputText } } }";
+    let response = app
+        .http
+        .post(format!("{}/graphql", app.base))
+        .json(&json!({"query": query, "variables": {"id": tid}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().get("transfer-encoding").is_none());
+    let announced: usize = response.headers()["content-length"].to_str().unwrap().parse().unwrap();
+    let body = response.bytes().await.unwrap();
+    assert_eq!(announced, body.len());
+    let answer: Value = serde_json::from_slice(&body).unwrap();
+    let listed = answer["data"]["trace"]["spans"].as_array().unwrap();
+    assert_eq!(listed.len(), 30);
+    assert!(listed.iter().all(|span| span["inputText"] == "é\"\n".repeat(100)));
+}
