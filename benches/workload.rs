@@ -187,6 +187,7 @@ async fn reads(
         .to_owned();
     let mut runs = Vec::new();
 
+    settle(server_db.read.pool()).await;
     // W2: the dashboard. The allocator returns freed pages to the system a second after
     // they are freed: the peak is W2's own, not what W1's batches left for that second.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -311,6 +312,19 @@ async fn reads(
         peak_rss_mb,
         rss_before_mb,
     }
+}
+
+/// Writes out what the loading left to write before anything is measured: at 1M spans
+/// the operating system (and PostgreSQL's checkpointer) would otherwise write a gigabyte
+/// back while tracegraph's side runs, and before the raw side's turn.
+async fn settle(db: &DatabaseConnection) {
+    if db.get_database_backend() == DbBackend::Postgres
+        && let Err(e) = db.execute_unprepared("CHECKPOINT").await
+    {
+        eprintln!("no CHECKPOINT before measuring (it needs a superuser or pg_checkpoint): {e}");
+    }
+    let synced = Command::new("sync").status().expect("sync runs");
+    assert!(synced.success(), "sync failed");
 }
 
 /// The scale run: a larger data set loaded with the importer, then W2–W4 again; each
