@@ -323,7 +323,7 @@ async fn settle(db: &DatabaseConnection) {
     {
         eprintln!("no CHECKPOINT before measuring (it needs a superuser or pg_checkpoint): {e}");
     }
-    let synced = Command::new("sync").status().expect("sync runs");
+    let synced = tokio::process::Command::new("sync").status().await.expect("sync runs");
     assert!(synced.success(), "sync failed");
 }
 

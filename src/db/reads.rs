@@ -240,16 +240,16 @@ where
     let pending = match conn.direct() {
         Some(Direct::Sqlite(reader)) => Pending::InPlace(reader, counting(select).build(DbBackend::Sqlite)),
         Some(Direct::Postgres(reader)) => {
-            Pending::Boxed(Box::pin(reader.integer(counting(select).build(DbBackend::Postgres))))
+            let statement = counting(select).build(DbBackend::Postgres);
+            Pending::Boxed(Box::pin(async move { Ok(reader.integer(statement).await? as u64) }))
         }
-        None => Pending::Boxed(Box::pin(async move { Ok(select.count(conn).await? as i64) })),
+        None => Pending::Boxed(Box::pin(select.count(conn))),
     };
     async move {
-        let count = match pending {
-            Pending::InPlace(reader, statement) => reader.integer(&statement)?,
-            Pending::Boxed(read) => read.await?,
-        };
-        Ok(count as u64)
+        match pending {
+            Pending::InPlace(reader, statement) => Ok(reader.integer(&statement)? as u64),
+            Pending::Boxed(read) => read.await,
+        }
     }
 }
 

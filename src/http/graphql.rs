@@ -88,7 +88,7 @@ impl Refusal {
 
 pub fn respond(status: StatusCode, media: Media, body: &GqlResponse) -> Response {
     let pieces = crate::graphql::json::response_pieces(body);
-    let mut response = (status, Body::new(Pieces::new(pieces))).into_response();
+    let mut response = (status, Body::new(Pieces(pieces.into()))).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(media.content_type()));
     if status == StatusCode::SERVICE_UNAVAILABLE {
@@ -99,39 +99,22 @@ pub fn respond(status: StatusCode, media: Media, body: &GqlResponse) -> Response
 
 /// A body sent as the pieces it was written in (`json::response_pieces`), its length
 /// given, so that a trace's prewritten spans go out without another copy.
-struct Pieces {
-    pieces: VecDeque<Bytes>,
-    remaining: u64,
-}
-
-impl Pieces {
-    fn new(pieces: Vec<Bytes>) -> Self {
-        Self {
-            remaining: pieces.iter().map(|piece| piece.len() as u64).sum(),
-            pieces: pieces.into(),
-        }
-    }
-}
+struct Pieces(VecDeque<Bytes>);
 
 impl http_body::Body for Pieces {
     type Data = Bytes;
     type Error = Infallible;
 
     fn poll_frame(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        let this = self.get_mut();
-        let piece = this.pieces.pop_front().map(|piece| {
-            this.remaining -= piece.len() as u64;
-            Ok(Frame::data(piece))
-        });
-        Poll::Ready(piece)
+        Poll::Ready(self.get_mut().0.pop_front().map(|piece| Ok(Frame::data(piece))))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.pieces.is_empty()
+        self.0.is_empty()
     }
 
     fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.remaining)
+        SizeHint::with_exact(self.0.iter().map(|piece| piece.len() as u64).sum())
     }
 }
 
