@@ -52,9 +52,12 @@ struct Args {
     #[arg(long, default_value_t = 1000)]
     live_spans: usize,
     /// Also run W2–W4 on this many traces (loaded with the importer) and print each p50
-    /// as a ratio to the first run's: the scale run is `--scale-traces 50000`.
+    /// as a ratio to the first data set's: the scale run is `--scale-traces 50000`.
     #[arg(long)]
     scale_traces: Option<u32>,
+    /// Rounds of the scale run: W2–W4 on both sizes in each, one size after the other.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    scale_rounds: u32,
     /// Cargo passes `--bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -95,6 +98,23 @@ async fn main() {
         table.push(latency_row(name, api, raw));
     }
 
+    // Before W5, whose trace (the newest, with 1,000 root spans) would head the small
+    // size's dashboard in the scale run's rounds.
+    let scale_table = match args.scale_traces {
+        Some(traces) => {
+            scale(
+                &args,
+                traces,
+                &dir,
+                &http,
+                (&server, &server_url, &data),
+                reads.failed_page,
+            )
+            .await
+        }
+        None => Vec::new(),
+    };
+
     // W5: live delivery.
     let (p50, p99, lost) = w5(&server, &http, args.subscribers, args.live_spans).await;
 
@@ -123,8 +143,8 @@ async fn main() {
         args.subscribers, args.live_spans
     );
     drop(server);
-    if let Some(traces) = args.scale_traces {
-        scale(&args, traces, &dir, &http, &reads).await;
+    for line in scale_table {
+        println!("{line}");
     }
     cleanup.await;
 }
@@ -327,9 +347,21 @@ async fn settle(db: &DatabaseConnection) {
     assert!(synced.success(), "sync failed");
 }
 
-/// The scale run: a larger data set loaded with the importer, then W2–W4 again; each
-/// p50 is printed as a ratio to the first run's (indexes keep it near 1).
-async fn scale(args: &Args, traces: u32, dir: &tempfile::TempDir, http: &reqwest::Client, base: &Reads) {
+/// The scale run: a larger data set loaded with the importer, then W2–W4 on both sizes in
+/// rounds, the first run's server beside one on the large database. Each round measures
+/// one size right after the other (in turn first), so that both figures of a ratio share
+/// the machine's state of that minute: a ratio against the first run, minutes and a
+/// gigabyte's import earlier, moved more between runs than the table's size moves it.
+/// Returns the table: each p50 ratio's median over the rounds (indexes keep it near 1)
+/// and every round's.
+async fn scale(
+    args: &Args,
+    traces: u32,
+    dir: &tempfile::TempDir,
+    http: &reqwest::Client,
+    (small, small_url, small_data): (&Server, &str, &Data),
+    failed_page: usize,
+) -> Vec<String> {
     let data = generate_traces(traces, dir);
     let url = match &args.postgres {
         None => format!("sqlite://{}?mode=rwc", dir.path().join("scale.db").display()),
@@ -358,34 +390,100 @@ async fn scale(args: &Args, traces: u32, dir: &tempfile::TempDir, http: &reqwest
         "import failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    println!();
-    println!(
-        "scale run: {} traces, {} spans, imported in {:.0} s ({:.0} spans/s)",
+    let mut table = vec![String::new()];
+    table.push(format!(
+        "scale run: {} traces, {} spans, imported in {:.0} s ({:.0} spans/s); {} rounds",
         data.traces.len(),
         data.spans.len(),
         loaded.elapsed().as_secs_f64(),
-        data.spans.len() as f64 / loaded.elapsed().as_secs_f64()
-    );
-    let server = Server::start(&url, dir).await;
-    let big = reads(&server, &url, http, &data, args, Some(base.failed_page)).await;
-    println!("| measurement | p50 first run ms | p50 scale run ms | ratio | raw ratio |");
-    println!("|---|---|---|---|---|");
-    for ((name, api, raw), (_, api_big, raw_big)) in base.runs.iter().zip(&big.runs) {
-        println!(
-            "| {name} | {:.2} | {:.2} | {:.2} | {:.2} |",
-            api.pct(0.5),
-            api_big.pct(0.5),
-            api_big.pct(0.5) / api.pct(0.5),
-            raw_big.pct(0.5) / raw.pct(0.5)
+        data.spans.len() as f64 / loaded.elapsed().as_secs_f64(),
+        args.scale_rounds
+    ));
+    let big = Server::start(&url, dir).await;
+    let sizes = [(small, small_url, small_data), (&big, url.as_str(), &data)];
+    let mut names = Vec::new();
+    // Per round and measurement: (small p50, big p50, small raw p50, big raw p50).
+    let mut rounds: Vec<Vec<[f64; 4]>> = Vec::new();
+    // On SQLite, per round and read: the raw read in place, requests/s (small, big).
+    let mut floors: Vec<Vec<(String, f64, f64)>> = Vec::new();
+    for round in 0..args.scale_rounds {
+        let order = if round.is_multiple_of(2) { [0, 1] } else { [1, 0] };
+        let mut by_size = [None, None];
+        for i in order {
+            let (server, url, data) = sizes[i];
+            by_size[i] = Some(reads(server, url, http, data, args, Some(failed_page)).await);
+        }
+        let [Some(s), Some(b)] = by_size else {
+            unreachable!("both sizes ran")
+        };
+        names = s.runs.iter().map(|(name, ..)| name.clone()).collect();
+        floors.push(
+            s.floors
+                .iter()
+                .zip(&b.floors)
+                .map(|((name, small), (_, big))| (name.clone(), *small, *big))
+                .collect(),
+        );
+        rounds.push(
+            s.runs
+                .iter()
+                .zip(&b.runs)
+                .map(|((_, api, raw), (_, api_big, raw_big))| {
+                    [api.pct(0.5), api_big.pct(0.5), raw.pct(0.5), raw_big.pct(0.5)]
+                })
+                .collect(),
         );
     }
-    drop(server);
+    table.push(format!(
+        "| measurement | p50 {} spans ms | p50 {} spans ms | ratio | ratio per round | raw ratio |",
+        small_data.spans.len(),
+        data.spans.len()
+    ));
+    table.push("|---|---|---|---|---|---|".to_owned());
+    for (m, name) in names.iter().enumerate() {
+        let column = |i: usize| median(rounds.iter().map(|r| r[m][i]).collect());
+        let ratios: Vec<f64> = rounds.iter().map(|r| r[m][1] / r[m][0]).collect();
+        let raw_ratio = median(rounds.iter().map(|r| r[m][3] / r[m][2]).collect());
+        let each: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+        table.push(format!(
+            "| {name} | {:.2} | {:.2} | {:.2} | {} | {raw_ratio:.2} |",
+            column(0),
+            column(1),
+            median(ratios.clone()),
+            each.join(", ")
+        ));
+    }
+    // What the database's own reads cost at each size, without a server's or a pool's
+    // hand-off around them.
+    for (f, (name, ..)) in floors.first().into_iter().flatten().enumerate() {
+        let column = |size: usize| median(floors.iter().map(|r| if size == 0 { r[f].1 } else { r[f].2 }).collect());
+        let ratios: Vec<String> = floors.iter().map(|r| format!("{:.2}", r[f].1 / r[f].2)).collect();
+        table.push(format!(
+            "| {name}: raw SQL in place, time per read (req/s at each size) | {:.0} | {:.0} | {:.2} | {} | |",
+            column(0),
+            column(1),
+            median(floors.iter().map(|r| r[f].1 / r[f].2).collect()),
+            ratios.join(", ")
+        ));
+    }
+    drop(big);
     if let Some(admin) = &args.postgres {
         let name = url.rsplit('/').next().unwrap_or_default().to_owned();
         let admin_db = sea_orm::Database::connect(admin).await.unwrap();
         let _ = admin_db
             .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
             .await;
+    }
+    table
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    if values.len().is_multiple_of(2) {
+        (values[mid - 1] + values[mid]) / 2.0
+    } else {
+        values[mid]
     }
 }
 
@@ -488,7 +586,7 @@ impl Server {
             .local_addr()
             .unwrap()
             .port();
-        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
+        let log = std::fs::File::create(dir.path().join(format!("server-{port}.log"))).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_tracegraph"))
             .args([
                 "serve",
