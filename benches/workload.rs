@@ -401,11 +401,8 @@ async fn scale(
     ));
     let big = Server::start(&url, dir).await;
     let sizes = [(small, small_url, small_data), (&big, url.as_str(), &data)];
-    let mut names = Vec::new();
-    // Per round and measurement: (small p50, big p50, small raw p50, big raw p50).
-    let mut rounds: Vec<Vec<[f64; 4]>> = Vec::new();
-    // On SQLite, per round and read: the raw read in place, requests/s (small, big).
-    let mut floors: Vec<Vec<(String, f64, f64)>> = Vec::new();
+    // Each round's figures at both sizes: [20k, 1M].
+    let mut rounds: Vec<[Reads; 2]> = Vec::new();
     for round in 0..args.scale_rounds {
         let order = if round.is_multiple_of(2) { [0, 1] } else { [1, 0] };
         let mut by_size = [None, None];
@@ -413,26 +410,7 @@ async fn scale(
             let (server, url, data) = sizes[i];
             by_size[i] = Some(reads(server, url, http, data, args, Some(failed_page)).await);
         }
-        let [Some(s), Some(b)] = by_size else {
-            unreachable!("both sizes ran")
-        };
-        names = s.runs.iter().map(|(name, ..)| name.clone()).collect();
-        floors.push(
-            s.floors
-                .iter()
-                .zip(&b.floors)
-                .map(|((name, small), (_, big))| (name.clone(), *small, *big))
-                .collect(),
-        );
-        rounds.push(
-            s.runs
-                .iter()
-                .zip(&b.runs)
-                .map(|((_, api, raw), (_, api_big, raw_big))| {
-                    [api.pct(0.5), api_big.pct(0.5), raw.pct(0.5), raw_big.pct(0.5)]
-                })
-                .collect(),
-        );
+        rounds.push(by_size.map(|reads| reads.expect("both sizes ran")));
     }
     table.push(format!(
         "| measurement | p50 {} spans ms | p50 {} spans ms | ratio | ratio per round | raw ratio |",
@@ -440,30 +418,30 @@ async fn scale(
         data.spans.len()
     ));
     table.push("|---|---|---|---|---|---|".to_owned());
-    for (m, name) in names.iter().enumerate() {
-        let column = |i: usize| median(rounds.iter().map(|r| r[m][i]).collect());
-        let ratios: Vec<f64> = rounds.iter().map(|r| r[m][1] / r[m][0]).collect();
-        let raw_ratio = median(rounds.iter().map(|r| r[m][3] / r[m][2]).collect());
-        let each: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
-        table.push(format!(
-            "| {name} | {:.2} | {:.2} | {:.2} | {} | {raw_ratio:.2} |",
-            column(0),
-            column(1),
-            median(ratios.clone()),
-            each.join(", ")
-        ));
+    let p50s = |m: usize, raw: bool| -> Vec<[f64; 2]> {
+        rounds
+            .iter()
+            .map(|sizes| {
+                sizes
+                    .each_ref()
+                    .map(|r| if raw { &r.runs[m].2 } else { &r.runs[m].1 }.pct(0.5))
+            })
+            .collect()
+    };
+    for (m, (name, ..)) in rounds[0][0].runs.iter().enumerate() {
+        let raw_ratio = median(p50s(m, true).iter().map(|[small, big]| big / small).collect());
+        table.push(format!("| {name} | {} {raw_ratio:.2} |", growth_cells(&p50s(m, false))));
     }
     // What the database's own reads cost at each size, without a server's or a pool's
     // hand-off around them.
-    for (f, (name, ..)) in floors.first().into_iter().flatten().enumerate() {
-        let column = |size: usize| median(floors.iter().map(|r| if size == 0 { r[f].1 } else { r[f].2 }).collect());
-        let ratios: Vec<String> = floors.iter().map(|r| format!("{:.2}", r[f].1 / r[f].2)).collect();
+    for (f, (name, _)) in rounds[0][0].floors.iter().enumerate() {
+        let ms_per_read: Vec<[f64; 2]> = rounds
+            .iter()
+            .map(|sizes| sizes.each_ref().map(|r| 1000.0 / r.floors[f].1))
+            .collect();
         table.push(format!(
-            "| {name}: raw SQL in place, time per read (req/s at each size) | {:.0} | {:.0} | {:.2} | {} | |",
-            column(0),
-            column(1),
-            median(floors.iter().map(|r| r[f].1 / r[f].2).collect()),
-            ratios.join(", ")
+            "| {name}: raw SQL in place, ms per read | {} |",
+            growth_cells(&ms_per_read)
         ));
     }
     drop(big);
@@ -475,6 +453,20 @@ async fn scale(
             .await;
     }
     table
+}
+
+/// Medians of the figures at each size over the rounds, the median of their ratios, and
+/// every round's ratio: the cells of a scale table's row up to its last column.
+fn growth_cells(per_round: &[[f64; 2]]) -> String {
+    let ratios: Vec<f64> = per_round.iter().map(|[small, big]| big / small).collect();
+    let each: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+    format!(
+        "{:.3} | {:.3} | {:.2} | {} |",
+        median(per_round.iter().map(|r| r[0]).collect()),
+        median(per_round.iter().map(|r| r[1]).collect()),
+        median(ratios),
+        each.join(", ")
+    )
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
