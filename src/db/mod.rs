@@ -19,7 +19,9 @@ use key_epoch::KeyEpoch;
 use migration::{Migrator, MigratorTrait};
 use pg_connections::ReadConnections;
 use pg_reader::PgReader;
-pub use reads::{ColumnLists, Direct, Fetch, Reader, empty_object, fetch_all, fetch_count, fetch_one, fetch_two, find};
+pub use reads::{
+    ColumnLists, Direct, Fetch, Reader, empty_object, fetch_all, fetch_count, fetch_one, fetch_two, find, find_where,
+};
 use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,

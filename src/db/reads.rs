@@ -11,8 +11,9 @@ use std::sync::{Arc, LazyLock, RwLock};
 use futures::future::BoxFuture;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait, ExecResult, IdenStatic,
-    Iterable, PaginatorTrait, QueryResult, QuerySelect, QueryTrait, Select, Statement, TryIntoModel,
+    Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait, ExecResult,
+    IdenStatic, Iterable, PaginatorTrait, QueryFilter, QueryResult, QuerySelect, QueryTrait, Select, Statement,
+    TryIntoModel,
 };
 
 use super::pg_connections::ReadConnections;
@@ -78,6 +79,19 @@ impl Fetch for DatabaseTransaction {}
 impl Fetch for Reader {
     fn direct(&self) -> Option<&Direct> {
         self.direct.as_ref()
+    }
+}
+
+/// `find::<E>()` narrowed by `condition`, with no `WHERE` at all when it is empty: sea_query
+/// writes an empty condition as `WHERE TRUE`, and SQLite then counts a table by stepping
+/// through an index's every entry instead of from its b-tree pages (the dashboard's
+/// `totalCount` over 50,000 traces: 0.7 ms against 0.1 ms).
+pub fn find_where<E: EntityTrait>(condition: Condition) -> Select<E> {
+    let select = find::<E>();
+    if condition.is_empty() {
+        select
+    } else {
+        select.filter(condition)
     }
 }
 
@@ -295,6 +309,37 @@ impl ConnectionTrait for Reader {
 mod tests {
     use super::*;
     use crate::db::entities::trace;
+
+    /// Unfiltered, a list's count is `COUNT(*)` of the table alone: an empty condition
+    /// written as `WHERE TRUE` made SQLite step through a whole index to count it.
+    #[test]
+    fn unfiltered_reads_carry_no_where() {
+        use crate::db::entities::{agent_usage, span};
+        use crate::db::store;
+        use crate::filters::{AgentUsageFilter, SpanFilter, TraceFilter};
+        let unfiltered = [
+            store::traces::condition(&TraceFilter::default()),
+            store::spans::condition(&SpanFilter::default()),
+            store::agent_usage::condition(&AgentUsageFilter::default()),
+        ];
+        for backend in [DbBackend::Sqlite, DbBackend::Postgres] {
+            let [traces, spans, usage] = unfiltered.clone();
+            let counts = [
+                counting(find_where::<trace::Entity>(traces)).build(backend).sql,
+                counting(find_where::<span::Entity>(spans)).build(backend).sql,
+                counting(find_where::<agent_usage::Entity>(usage)).build(backend).sql,
+            ];
+            for sql in counts {
+                assert!(sql.starts_with("SELECT COUNT(*) FROM") && !sql.contains("WHERE"), "{sql}");
+            }
+            let of_agent = TraceFilter {
+                agent: Some(uuid::Uuid::nil()),
+                ..Default::default()
+            };
+            let filtered = counting(find_where::<trace::Entity>(store::traces::condition(&of_agent))).build(backend);
+            assert!(filtered.sql.contains(r#"WHERE "trace"."agent_id" = "#), "{}", filtered.sql);
+        }
+    }
 
     /// Every read's future holds these, and the futures of the resolvers above them are
     /// copied whole into a box at every request: a list page's grew to 11 KB when each

@@ -13,7 +13,7 @@ use super::traces::Totals;
 use super::{Rows, insert_new, order, page};
 use crate::db::entities::agent_usage::{self, Column};
 use crate::db::entities::{agent_usage_total, trace};
-use crate::db::{Fetch, fetch_all, fetch_count, fetch_one, find};
+use crate::db::{Fetch, fetch_all, fetch_count, fetch_one, find, find_where};
 use crate::error::AppResult;
 use crate::filters::{AgentUsageFilter, Page};
 use crate::ingest;
@@ -150,7 +150,7 @@ pub fn condition(f: &AgentUsageFilter) -> Condition {
 
 /// Newest first.
 pub async fn list(conn: &impl Fetch, f: &AgentUsageFilter, window: Page) -> AppResult<Rows<agent_usage::Model>> {
-    let select = find::<agent_usage::Entity>().filter(condition(f));
+    let select = find_where::<agent_usage::Entity>(condition(f));
     page(conn, order(select, Column::CreatedAt, false, Column::Id, true), window).await
 }
 
@@ -159,7 +159,7 @@ pub async fn count(conn: &impl Fetch, f: &AgentUsageFilter) -> AppResult<u64> {
         let kept = kept_totals(conn, agent).await?;
         return Ok(kept.map_or(0, |t| UsageTotals::from(t).record_count()));
     }
-    Ok(fetch_count(conn, find::<agent_usage::Entity>().filter(condition(f))).await?)
+    Ok(fetch_count(conn, find_where::<agent_usage::Entity>(condition(f))).await?)
 }
 
 /// The agent's totals as kept by the writes: one row, however long its history.

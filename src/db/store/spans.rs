@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::{Changed, Rows, agent_usage, in_agent_order, insert_new, order, page, traces};
 use crate::db::entities::span::{self, Column};
-use crate::db::{ColumnLists, Fetch, empty_object, fetch_all, fetch_count, fetch_one, find};
+use crate::db::{ColumnLists, Fetch, empty_object, fetch_all, fetch_count, fetch_one, find, find_where};
 use crate::error::{AppError, AppResult};
 use crate::filters::{Page, SpanFilter, SpanSort};
 use crate::ingest::{self, NewSpan};
@@ -340,7 +340,7 @@ pub async fn list(
 
 /// The statement behind [`list`], apart so that its plan can be checked.
 pub fn select(f: &SpanFilter, sort: SpanSort) -> Select<span::Entity> {
-    let select = find::<span::Entity>().filter(condition(f));
+    let select = find_where::<span::Entity>(condition(f));
     let (column, nullable, desc) = match sort {
         SpanSort::StartedAtAsc => (Column::StartedAt, false, false),
         SpanSort::StartedAtDesc => (Column::StartedAt, false, true),
@@ -353,7 +353,7 @@ pub fn select(f: &SpanFilter, sort: SpanSort) -> Select<span::Entity> {
 }
 
 pub async fn count(conn: &impl Fetch, f: &SpanFilter) -> AppResult<u64> {
-    Ok(fetch_count(conn, find::<span::Entity>().filter(condition(f))).await?)
+    Ok(fetch_count(conn, find_where::<span::Entity>(condition(f))).await?)
 }
 
 /// Spans matching `cond`, in start order: the shape of every tree loader.

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::spans::Texts;
 use super::{Changed, Rows, agent_usage, insert_new, order, page};
 use crate::db::entities::trace::{self, Column};
-use crate::db::{ColumnLists, Fetch, empty_object, fetch_all, fetch_count, fetch_one, find};
+use crate::db::{ColumnLists, Fetch, empty_object, fetch_all, fetch_count, fetch_one, find, find_where};
 use crate::error::{AppError, AppResult};
 use crate::filters::{Page, TraceFilter, TraceSort};
 use crate::ingest::{self, NewTrace, TraceEnd};
@@ -321,7 +321,7 @@ pub async fn list(
 
 /// The statement behind [`list`], apart so that its plan can be checked.
 pub fn select(f: &TraceFilter, sort: TraceSort) -> Select<trace::Entity> {
-    let select = find::<trace::Entity>().filter(condition(f));
+    let select = find_where::<trace::Entity>(condition(f));
     let (column, nullable, desc) = match sort {
         TraceSort::StartedAtAsc => (Column::StartedAt, false, false),
         TraceSort::StartedAtDesc => (Column::StartedAt, false, true),
@@ -336,5 +336,5 @@ pub fn select(f: &TraceFilter, sort: TraceSort) -> Select<trace::Entity> {
 }
 
 pub async fn count(conn: &impl Fetch, f: &TraceFilter) -> AppResult<u64> {
-    Ok(fetch_count(conn, find::<trace::Entity>().filter(condition(f))).await?)
+    Ok(fetch_count(conn, find_where::<trace::Entity>(condition(f))).await?)
 }
