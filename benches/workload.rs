@@ -56,7 +56,7 @@ struct Args {
     #[arg(long)]
     scale_traces: Option<u32>,
     /// Rounds of the scale run: W2–W4 on both sizes in each, one size after the other.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..))]
     scale_rounds: u32,
     /// Cargo passes `--bench`; ignored.
     #[arg(long, hide = true)]
@@ -93,7 +93,7 @@ async fn main() {
     let raw = w1_raw(&raw_db, &data, args.writers).await;
     table.push(row("W1 ingest (spans/s)", api, raw));
 
-    let reads = reads(&server, &server_url, &http, &data, &args, None).await;
+    let reads = reads(&server, &server_url, &http, &data, Pace::full(&args), None).await;
     for (name, api, raw) in &reads.runs {
         table.push(latency_row(name, api, raw));
     }
@@ -173,7 +173,7 @@ async fn reads(
     database_url: &str,
     http: &reqwest::Client,
     data: &Data,
-    args: &Args,
+    pace: Pace,
     failed_page: Option<usize>,
 ) -> Reads {
     // The server's own connection setup and pool size. Each raw read is a request to
@@ -208,8 +208,7 @@ async fn reads(
     let mut runs = Vec::new();
 
     settle(server_db.read.pool()).await;
-    let warm = || read_into_cache(server_db.read.pool(), database_url);
-    warm().await;
+    read_into_cache(server_db.read.pool(), database_url).await;
     // W2: the dashboard. The allocator returns freed pages to the system a second after
     // they are freed: the peak is W2's own, not what W1's batches left for that second.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -217,7 +216,7 @@ async fn reads(
     server.reset_peak_rss();
     let statements_before = server.statements(http).await;
     let client = Arc::new(Lean::new(&server.url));
-    let w2 = measure(args.clients, args.requests, {
+    let w2 = measure(pace, {
         let client = client.clone();
         move |_| {
             let client = client.clone();
@@ -230,7 +229,7 @@ async fn reads(
     let statements = per_request(statements_after.0 - statements_before.0);
     let key_checks = per_request(statements_after.1 - statements_before.1);
     let peak_rss_mb = server.status_kb("VmHWM:") as f64 / 1024.0;
-    let w2_raw = measure(args.clients, args.requests, {
+    let w2_raw = measure(pace, {
         let db = db.clone();
         move |_| raw_dashboard(db.clone())
     })
@@ -238,9 +237,8 @@ async fn reads(
     runs.push(("W2 dashboard".to_owned(), w2, w2_raw));
 
     // W3: one trace with everything.
-    warm().await;
     let ids = Arc::new(ids);
-    let w3 = measure(args.clients, args.requests, {
+    let w3 = measure(pace, {
         let (client, ids) = (client.clone(), ids.clone());
         move |i| {
             let (client, id) = (client.clone(), ids[i * 7919 % ids.len()].clone());
@@ -248,7 +246,7 @@ async fn reads(
         }
     })
     .await;
-    let w3_raw = measure(args.clients, args.requests, {
+    let w3_raw = measure(pace, {
         let (db, ids) = (db.clone(), ids.clone());
         move |i| raw_detail(db.clone(), ids[i * 7919 % ids.len()].clone())
     })
@@ -257,7 +255,7 @@ async fn reads(
     // sent directly, that statement is a second baseline, beside the two plain reads.
     let w3_union = match &db {
         RawDb::Leases(_) => {
-            let union = measure(args.clients, args.requests, {
+            let union = measure(pace, {
                 let (db, ids) = (db.clone(), ids.clone());
                 move |i| raw_detail_union(db.clone(), ids[i * 7919 % ids.len()].clone())
             })
@@ -306,8 +304,7 @@ async fn reads(
         ),
     ];
     for (name, query, vars, filter) in filters {
-        warm().await;
-        let api = measure(args.clients, args.requests / 2, {
+        let api = measure(pace.halved(), {
             let client = client.clone();
             move |_| {
                 let (client, vars) = (client.clone(), vars.clone());
@@ -315,16 +312,15 @@ async fn reads(
             }
         })
         .await;
-        let raw = measure(args.clients, args.requests / 2, {
+        let raw = measure(pace.halved(), {
             let (db, agent, t_mid) = (db.clone(), agent.clone(), t_mid.clone());
             move |_| raw_filter(db.clone(), filter, agent.clone(), t_mid.clone())
         })
         .await;
         runs.push((name, api, raw));
     }
-    warm().await;
     let floors = match floor {
-        Some(floor) => in_place_floors(floor, &ids, &agent, &t_mid, args).await,
+        Some(floor) => in_place_floors(floor, &ids, &agent, &t_mid, pace).await,
         None => Vec::new(),
     };
     Reads {
@@ -358,8 +354,9 @@ async fn settle(db: &DatabaseConnection) {
 /// and the next, most of a 1.6 GB file went back to the disk, its reads then waited on
 /// it, and the scale ratio measured the host's reclaim rather than the indexes (under
 /// wrk, W3 on SQLite had a p50 of 2.5–5.2 ms at 1M spans with the file mostly out of the
-/// cache, 1.3 ms read back in, 1.3 ms at 20k). Each group of reads is preceded by this, at
-/// both sizes, on both sides of the comparison alike.
+/// cache, 1.3 ms read back in, 1.3 ms at 20k). Each size's reads start with this, in every
+/// round, on both sides of the comparison alike; a scale round's reads last well under
+/// that minute.
 async fn read_into_cache(db: &DatabaseConnection, database_url: &str) {
     if db.get_database_backend() == DbBackend::Postgres {
         // `read`: into the operating system's cache, as the file reads below; PostgreSQL's
@@ -394,10 +391,11 @@ async fn read_into_cache(db: &DatabaseConnection, database_url: &str) {
 }
 
 /// The scale run: a larger data set loaded with the importer, then W2–W4 on both sizes in
-/// rounds, the first run's server beside one on the large database. Each round measures
-/// one size right after the other (in turn first), so that both figures of a ratio share
-/// the machine's state of that minute: a ratio against the first run, minutes and a
-/// gigabyte's import earlier, moved more between runs than the table's size moves it.
+/// short rounds, the first run's server beside one on the large database. Each round
+/// measures one size right after the other (in turn first), so that both figures of a
+/// ratio share the machine's state of those seconds: a ratio against the first run,
+/// minutes and a gigabyte's import earlier, moved more between runs than the table's
+/// size moves it.
 /// Returns the table: each p50 ratio's median over the rounds (indexes keep it near 1)
 /// and every round's.
 async fn scale(
@@ -454,7 +452,7 @@ async fn scale(
         let mut by_size = [None, None];
         for i in order {
             let (server, url, data) = sizes[i];
-            by_size[i] = Some(reads(server, url, http, data, args, Some(failed_page)).await);
+            by_size[i] = Some(reads(server, url, http, data, Pace::round(args), Some(failed_page)).await);
         }
         rounds.push(by_size.map(|reads| reads.expect("both sizes ran")));
     }
@@ -821,15 +819,57 @@ const WARM_UP_CALLS_PER_CLIENT: usize = 8;
 /// A measurement lasts at least this long, however fast its calls: a few hundred
 /// sub-millisecond calls are over before the machine's noise averages out.
 const MIN_MEASURED: Duration = Duration::from_secs(2);
+/// A scale round's measurements are shorter, and there are more rounds: the two sizes'
+/// figures of a ratio are then taken seconds apart, not a minute, and the machine's
+/// drift over minutes (W3's ratio moved 0.85–1.53 between one-minute rounds of one run)
+/// falls out of the median.
+const ROUND_MIN_MEASURED: Duration = Duration::from_millis(500);
 
-async fn measure<F, Fut>(clients: usize, requests: usize, call: F) -> Run
+/// How long each measurement runs, and with how many clients.
+#[derive(Clone, Copy)]
+struct Pace {
+    clients: usize,
+    /// At least this many calls (W4's queries make half as many each)...
+    requests: usize,
+    /// ...and calls for at least this long.
+    min_time: Duration,
+}
+
+impl Pace {
+    /// The first run's measurements.
+    fn full(args: &Args) -> Self {
+        Self {
+            clients: args.clients,
+            requests: args.requests,
+            min_time: MIN_MEASURED,
+        }
+    }
+
+    /// A scale round's.
+    fn round(args: &Args) -> Self {
+        Self {
+            clients: args.clients,
+            requests: args.requests / 4,
+            min_time: ROUND_MIN_MEASURED,
+        }
+    }
+
+    fn halved(self) -> Self {
+        Self {
+            requests: self.requests / 2,
+            ..self
+        }
+    }
+}
+
+async fn measure<F, Fut>(pace: Pace, call: F) -> Run
 where
     F: Fn(usize) -> Fut + Send + Sync + 'static + Clone,
     Fut: std::future::Future<Output = ()> + Send,
 {
-    let warm_up = clients * WARM_UP_CALLS_PER_CLIENT;
-    calls(clients, warm_up, Duration::ZERO, call.clone()).await;
-    let mut run = calls(clients, requests, MIN_MEASURED, call).await;
+    let warm_up = pace.clients * WARM_UP_CALLS_PER_CLIENT;
+    calls(pace.clients, warm_up, Duration::ZERO, call.clone()).await;
+    let mut run = calls(pace.clients, pace.requests, pace.min_time, call).await;
     run.warm_up_calls = warm_up;
     run
 }
@@ -1056,16 +1096,16 @@ async fn in_place_floors(
     ids: &Arc<Vec<String>>,
     agent: &str,
     t_mid: &str,
-    args: &Args,
+    pace: Pace,
 ) -> Vec<(String, f64)> {
     let mut floors = Vec::new();
-    let w2 = measure(args.clients, args.requests, {
+    let w2 = measure(pace, {
         let db = floor.clone();
         move |_| raw_dashboard(db.clone())
     })
     .await;
     floors.push(("W2 dashboard".to_owned(), w2.per_sec()));
-    let w3 = measure(args.clients, args.requests, {
+    let w3 = measure(pace, {
         let (db, ids) = (floor.clone(), ids.clone());
         move |i| raw_detail(db.clone(), ids[i * 7919 % ids.len()].clone())
     })
@@ -1077,7 +1117,7 @@ async fn in_place_floors(
         ("W4c", Filter::Totals),
     ];
     for (name, filter) in filters {
-        let run = measure(args.clients, args.requests / 2, {
+        let run = measure(pace.halved(), {
             let (db, agent, t_mid) = (floor.clone(), agent.to_owned(), t_mid.to_owned());
             move |_| raw_filter(db.clone(), filter, agent.clone(), t_mid.clone())
         })

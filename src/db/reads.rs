@@ -330,14 +330,21 @@ mod tests {
                 counting(find_where::<agent_usage::Entity>(usage)).build(backend).sql,
             ];
             for sql in counts {
-                assert!(sql.starts_with("SELECT COUNT(*) FROM") && !sql.contains("WHERE"), "{sql}");
+                assert!(
+                    sql.starts_with("SELECT COUNT(*) FROM") && !sql.contains("WHERE"),
+                    "{sql}"
+                );
             }
             let of_agent = TraceFilter {
                 agent: Some(uuid::Uuid::nil()),
                 ..Default::default()
             };
             let filtered = counting(find_where::<trace::Entity>(store::traces::condition(&of_agent))).build(backend);
-            assert!(filtered.sql.contains(r#"WHERE "trace"."agent_id" = "#), "{}", filtered.sql);
+            assert!(
+                filtered.sql.contains(r#"WHERE "trace"."agent_id" = "#),
+                "{}",
+                filtered.sql
+            );
         }
     }
 
