@@ -364,23 +364,21 @@ async fn read_into_cache(db: &DatabaseConnection, database_url: &str) {
         let prewarm = "SELECT count(pg_prewarm(c.oid, 'read')) FROM pg_class c \
              JOIN pg_namespace n ON n.oid = c.relnamespace \
              WHERE c.relkind IN ('r', 'i', 't') AND n.nspname IN ('public', 'pg_toast')";
-        let warmed = match db.execute_unprepared("CREATE EXTENSION IF NOT EXISTS pg_prewarm").await {
-            Ok(_) => db.execute_unprepared(prewarm).await.map(|_| ()),
-            Err(e) => Err(e),
+        let warmed = async {
+            db.execute_unprepared("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
+                .await?;
+            db.execute_unprepared(prewarm).await
         };
-        if let Err(e) = warmed {
+        if let Err(e) = warmed.await {
             eprintln!("the database's files were not read into the cache (pg_prewarm): {e}");
         }
         return;
     }
-    let path = database_url
-        .trim_start_matches("sqlite://")
-        .split('?')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
+    let path = tracegraph::db::sqlite_path(database_url).expect("a SQLite URL");
     tokio::task::spawn_blocking(move || {
-        for file in [path.clone(), format!("{path}-wal")] {
+        let mut wal = path.clone().into_os_string();
+        wal.push("-wal");
+        for file in [path, wal.into()] {
             if let Ok(mut f) = std::fs::File::open(&file) {
                 std::io::copy(&mut f, &mut std::io::sink()).expect("the database file reads");
             }
