@@ -150,8 +150,13 @@ pub fn condition(f: &AgentUsageFilter) -> Condition {
 
 /// Newest first.
 pub async fn list(conn: &impl Fetch, f: &AgentUsageFilter, window: Page) -> AppResult<Rows<agent_usage::Model>> {
-    let select = find_where::<agent_usage::Entity>(condition(f));
+    let select = matching(f);
     page(conn, order(select, Column::CreatedAt, false, Column::Id, true), window).await
+}
+
+/// What a page of them and its count read, before any order.
+pub fn matching(f: &AgentUsageFilter) -> Select<agent_usage::Entity> {
+    find_where::<agent_usage::Entity>(condition(f))
 }
 
 pub async fn count(conn: &impl Fetch, f: &AgentUsageFilter) -> AppResult<u64> {
@@ -159,7 +164,7 @@ pub async fn count(conn: &impl Fetch, f: &AgentUsageFilter) -> AppResult<u64> {
         let kept = kept_totals(conn, agent).await?;
         return Ok(kept.map_or(0, |t| UsageTotals::from(t).record_count()));
     }
-    Ok(fetch_count(conn, find_where::<agent_usage::Entity>(condition(f))).await?)
+    Ok(fetch_count(conn, matching(f)).await?)
 }
 
 /// The agent's totals as kept by the writes: one row, however long its history.

@@ -340,7 +340,7 @@ pub async fn list(
 
 /// The statement behind [`list`], apart so that its plan can be checked.
 pub fn select(f: &SpanFilter, sort: SpanSort) -> Select<span::Entity> {
-    let select = find_where::<span::Entity>(condition(f));
+    let select = matching(f);
     let (column, nullable, desc) = match sort {
         SpanSort::StartedAtAsc => (Column::StartedAt, false, false),
         SpanSort::StartedAtDesc => (Column::StartedAt, false, true),
@@ -352,8 +352,13 @@ pub fn select(f: &SpanFilter, sort: SpanSort) -> Select<span::Entity> {
     order(select, column, nullable, Column::Id, desc)
 }
 
+/// What a page of them and its count read, before any order.
+pub fn matching(f: &SpanFilter) -> Select<span::Entity> {
+    find_where::<span::Entity>(condition(f))
+}
+
 pub async fn count(conn: &impl Fetch, f: &SpanFilter) -> AppResult<u64> {
-    Ok(fetch_count(conn, find_where::<span::Entity>(condition(f))).await?)
+    Ok(fetch_count(conn, matching(f)).await?)
 }
 
 /// Spans matching `cond`, in start order: the shape of every tree loader.

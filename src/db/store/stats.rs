@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::{spans, traces};
 use crate::db::entities::{span, trace};
+use crate::db::narrow;
 use crate::error::{AppError, AppResult};
 use crate::filters::{SpanFilter, TraceFilter};
 
@@ -175,7 +176,11 @@ pub async fn trace_stats(
     filter: &TraceFilter,
     by: Option<Interval>,
 ) -> AppResult<Vec<Stats>> {
-    let backend = conn.get_database_backend();
+    stats(conn, trace_rows(conn.get_database_backend(), filter, by)).await
+}
+
+/// The rows [`trace_stats`] aggregates, apart so that their statement can be checked.
+pub fn trace_rows(backend: DbBackend, filter: &TraceFilter, by: Option<Interval>) -> SelectStatement {
     let key = match by {
         Some(i) => bucket_sql(backend, r#""trace"."started_at""#, i),
         None => "CAST('' AS TEXT)".to_owned(),
@@ -186,9 +191,9 @@ pub async fn trace_stats(
         .expr_as(Expr::cust(key), Alias::new("g"))
         .expr_as(Expr::cust(r#""trace"."has_error""#), Alias::new("e"))
         .expr_as(Expr::cust(r#""trace"."cost_usd""#), Alias::new("c"))
-        .expr_as(Expr::cust(r#""trace"."duration_us""#), Alias::new("x"))
-        .cond_where(traces::condition(filter));
-    stats(conn, inner).await
+        .expr_as(Expr::cust(r#""trace"."duration_us""#), Alias::new("x"));
+    narrow(&mut inner, traces::condition(filter));
+    inner
 }
 
 /// What span statistics can be grouped by.
@@ -205,6 +210,11 @@ pub async fn span_stats(
     filter: &SpanFilter,
     groups: &[SpanGroup],
 ) -> AppResult<Vec<Stats>> {
+    stats(conn, span_rows(conn.get_database_backend(), filter, groups)).await
+}
+
+/// The rows [`span_stats`] aggregates, apart so that their statement can be checked.
+pub fn span_rows(backend: DbBackend, filter: &SpanFilter, groups: &[SpanGroup]) -> SelectStatement {
     let parts: Vec<&str> = [
         (SpanGroup::SpanType, r#""span"."span_type""#),
         (SpanGroup::Name, r#""span"."name""#),
@@ -218,7 +228,7 @@ pub async fn span_stats(
         [one] => (*one).to_owned(),
         many => many.join(" || CHR(9) || "),
     };
-    let key = if conn.get_database_backend() == DbBackend::Sqlite {
+    let key = if backend == DbBackend::Sqlite {
         key.replace("CHR(9)", "char(9)")
     } else {
         key
@@ -229,9 +239,9 @@ pub async fn span_stats(
         .expr_as(Expr::cust(key), Alias::new("g"))
         .expr_as(Expr::cust(r#""span"."error" IS NOT NULL"#), Alias::new("e"))
         .expr_as(Expr::cust(r#"COALESCE("span"."cost_usd", 0.0)"#), Alias::new("c"))
-        .expr_as(Expr::cust(r#""span"."duration_us""#), Alias::new("x"))
-        .cond_where(spans::condition(filter));
-    stats(conn, inner).await
+        .expr_as(Expr::cust(r#""span"."duration_us""#), Alias::new("x"));
+    narrow(&mut inner, spans::condition(filter));
+    inner
 }
 
 /// Runs the shared statistics query over `inner`, which yields g (group), e (error),

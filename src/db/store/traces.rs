@@ -321,7 +321,7 @@ pub async fn list(
 
 /// The statement behind [`list`], apart so that its plan can be checked.
 pub fn select(f: &TraceFilter, sort: TraceSort) -> Select<trace::Entity> {
-    let select = find_where::<trace::Entity>(condition(f));
+    let select = matching(f);
     let (column, nullable, desc) = match sort {
         TraceSort::StartedAtAsc => (Column::StartedAt, false, false),
         TraceSort::StartedAtDesc => (Column::StartedAt, false, true),
@@ -335,6 +335,11 @@ pub fn select(f: &TraceFilter, sort: TraceSort) -> Select<trace::Entity> {
     order(select, column, nullable, Column::Id, desc)
 }
 
+/// What a page of them and its count read, before any order.
+pub fn matching(f: &TraceFilter) -> Select<trace::Entity> {
+    find_where::<trace::Entity>(condition(f))
+}
+
 pub async fn count(conn: &impl Fetch, f: &TraceFilter) -> AppResult<u64> {
-    Ok(fetch_count(conn, find_where::<trace::Entity>(condition(f))).await?)
+    Ok(fetch_count(conn, matching(f)).await?)
 }
