@@ -343,6 +343,9 @@ mod tests {
             let aggregated = [
                 StatementBuilder::build(&stats::trace_rows(backend, &TraceFilter::default(), None), &backend).sql,
                 StatementBuilder::build(&stats::span_rows(backend, &SpanFilter::default(), &[]), &backend).sql,
+                store::agent_usage::totals_select(&AgentUsageFilter::default())
+                    .build(backend)
+                    .sql,
             ];
             for sql in aggregated {
                 assert!(sql.starts_with("SELECT") && !sql.contains("WHERE"), "{sql}");

@@ -232,7 +232,7 @@ pub async fn totals(conn: &impl Fetch, f: &AgentUsageFilter) -> AppResult<UsageT
 pub fn totals_select(f: &AgentUsageFilter) -> Select<agent_usage::Entity> {
     // SUM of integers is numeric on PostgreSQL: cast back so both engines return i64.
     let sum = |c: Column| Expr::col(c).sum().cast_as("BIGINT");
-    find::<agent_usage::Entity>()
+    matching(f)
         .select_only()
         // COUNT(*), not of a column the totals index lacks, keeps the scan in the index.
         .expr_as(Expr::cust("COUNT(*)"), "records")
@@ -241,5 +241,4 @@ pub fn totals_select(f: &AgentUsageFilter) -> Select<agent_usage::Entity> {
         .expr_as(sum(Column::OutputTokens), "output_tokens")
         .expr_as(sum(Column::TotalTokens), "total_tokens")
         .expr_as(Expr::col(Column::CostUsd).sum(), "cost_usd")
-        .filter(condition(f))
 }
