@@ -135,6 +135,9 @@ async fn main() {
     if let Some(row) = &reads.w3_union {
         println!("{row}");
     }
+    for (name, api, raw) in &reads.alone {
+        println!("{}", latency_row(&format!("{name}, one client"), api, raw));
+    }
     for (name, per_sec) in &reads.floors {
         println!("| {name}: raw SQL in place, no round trip (req/s) | | {per_sec:.0} | |");
     }
@@ -152,6 +155,9 @@ async fn main() {
 /// W2–W4 figures of one server: (name, tracegraph run, raw run) each.
 struct Reads {
     runs: Vec<(String, Run, Run)>,
+    /// The same reads from one client at a time (the first run only): each request's own
+    /// latency, with no queue in front of it on either side.
+    alone: Vec<(String, Run, Run)>,
     /// W4a′'s page size.
     failed_page: usize,
     /// On PostgreSQL, W3 against its own statement sent directly (a table row).
@@ -216,49 +222,53 @@ async fn reads(
     server.reset_peak_rss();
     let statements_before = server.statements(http).await;
     let client = Arc::new(Lean::new(&server.url));
-    let w2 = measure(pace, {
+    let w2_api = call({
         let client = client.clone();
         move |_| {
             let client = client.clone();
             async move { client.gql(DASHBOARD, json!({})).await }
         }
-    })
-    .await;
+    });
+    let w2_raw = call({
+        let db = db.clone();
+        move |_| raw_dashboard(db.clone())
+    });
+    let w2 = measure(pace, w2_api.clone()).await;
     let statements_after = server.statements(http).await;
     let per_request = |n: u64| n as f64 / w2.all_calls() as f64;
     let statements = per_request(statements_after.0 - statements_before.0);
     let key_checks = per_request(statements_after.1 - statements_before.1);
     let peak_rss_mb = server.status_kb("VmHWM:") as f64 / 1024.0;
-    let w2_raw = measure(pace, {
-        let db = db.clone();
-        move |_| raw_dashboard(db.clone())
-    })
-    .await;
-    runs.push(("W2 dashboard".to_owned(), w2, w2_raw));
+    runs.push(("W2 dashboard".to_owned(), w2, measure(pace, w2_raw.clone()).await));
+    let mut both_sides = vec![("W2 dashboard".to_owned(), w2_api, w2_raw)];
 
     // W3: one trace with everything.
     let ids = Arc::new(ids);
-    let w3 = measure(pace, {
+    let w3_api = call({
         let (client, ids) = (client.clone(), ids.clone());
         move |i| {
             let (client, id) = (client.clone(), ids[i * 7919 % ids.len()].clone());
             async move { client.gql(DETAIL, json!({"id": id})).await }
         }
-    })
-    .await;
-    let w3_raw = measure(pace, {
+    });
+    let w3_raw = call({
         let (db, ids) = (db.clone(), ids.clone());
         move |i| raw_detail(db.clone(), ids[i * 7919 % ids.len()].clone())
-    })
-    .await;
+    });
+    let w3 = measure(pace, w3_api.clone()).await;
+    let w3_raw_run = measure(pace, w3_raw.clone()).await;
+    both_sides.push(("W3 trace detail".to_owned(), w3_api, w3_raw));
     // On PostgreSQL tracegraph asks for W3 in one statement of its own (`store::detail`);
     // sent directly, that statement is a second baseline, beside the two plain reads.
     let w3_union = match &db {
         RawDb::Leases(_) => {
-            let union = measure(pace, {
-                let (db, ids) = (db.clone(), ids.clone());
-                move |i| raw_detail_union(db.clone(), ids[i * 7919 % ids.len()].clone())
-            })
+            let union = measure(
+                pace,
+                call({
+                    let (db, ids) = (db.clone(), ids.clone());
+                    move |i| raw_detail_union(db.clone(), ids[i * 7919 % ids.len()].clone())
+                }),
+            )
             .await;
             Some(latency_row(
                 "W3 against raw SQL sending tracegraph's one UNION statement",
@@ -268,7 +278,7 @@ async fn reads(
         }
         _ => None,
     };
-    runs.push(("W3 trace detail".to_owned(), w3, w3_raw));
+    runs.push(("W3 trace detail".to_owned(), w3, w3_raw_run));
 
     // W4: the debugging filters. W4a's answer grows with the data (a few failed runs in
     // the first run, a full page at scale); W4a′ asks for as many as the first run found
@@ -304,20 +314,30 @@ async fn reads(
         ),
     ];
     for (name, query, vars, filter) in filters {
-        let api = measure(pace.halved(), {
+        let api = call({
             let client = client.clone();
             move |_| {
                 let (client, vars) = (client.clone(), vars.clone());
                 async move { client.gql(query, vars).await }
             }
-        })
-        .await;
-        let raw = measure(pace.halved(), {
+        });
+        let raw = call({
             let (db, agent, t_mid) = (db.clone(), agent.clone(), t_mid.clone());
             move |_| raw_filter(db.clone(), filter, agent.clone(), t_mid.clone())
-        })
-        .await;
-        runs.push((name, api, raw));
+        });
+        runs.push((
+            name.clone(),
+            measure(pace.halved(), api.clone()).await,
+            measure(pace.halved(), raw.clone()).await,
+        ));
+        both_sides.push((name, api, raw));
+    }
+    let mut alone = Vec::new();
+    if let Some(alone_pace) = pace.alone() {
+        for (name, api, raw) in both_sides {
+            let api = measure(alone_pace, api).await;
+            alone.push((name, api, measure(alone_pace, raw).await));
+        }
     }
     let floors = match floor {
         Some(floor) => in_place_floors(floor, &ids, &agent, &t_mid, pace).await,
@@ -325,6 +345,7 @@ async fn reads(
     };
     Reads {
         runs,
+        alone,
         w3_union,
         failed_page,
         floors,
@@ -831,6 +852,8 @@ struct Pace {
     requests: usize,
     /// ...and calls for at least this long.
     min_time: Duration,
+    /// Whether each read is then also measured from one client.
+    then_alone: bool,
 }
 
 impl Pace {
@@ -840,7 +863,20 @@ impl Pace {
             clients: args.clients,
             requests: args.requests,
             min_time: MIN_MEASURED,
+            then_alone: true,
         }
+    }
+
+    /// One client at a time, after the first run's measurements: at 16 clients on two
+    /// cores each latency is mostly the queue in front of the request, and on PostgreSQL
+    /// the raw side's p50 is the share of reads that found a database process ready.
+    fn alone(self) -> Option<Self> {
+        self.then_alone.then_some(Self {
+            clients: 1,
+            requests: self.requests / 4,
+            min_time: MIN_MEASURED / 2,
+            then_alone: false,
+        })
     }
 
     /// A scale round's.
@@ -849,6 +885,7 @@ impl Pace {
             clients: args.clients,
             requests: args.requests / 4,
             min_time: ROUND_MIN_MEASURED,
+            then_alone: false,
         }
     }
 
@@ -860,11 +897,18 @@ impl Pace {
     }
 }
 
-async fn measure<F, Fut>(pace: Pace, call: F) -> Run
+/// One read of W2–W4 on one side, the same whatever the clients: the `i`th call.
+type Call = Arc<dyn Fn(usize) -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
+
+fn call<F, Fut>(read: F) -> Call
 where
-    F: Fn(usize) -> Fut + Send + Sync + 'static + Clone,
-    Fut: std::future::Future<Output = ()> + Send,
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
 {
+    Arc::new(move |i| Box::pin(read(i)))
+}
+
+async fn measure(pace: Pace, call: Call) -> Run {
     let warm_up = pace.clients * WARM_UP_CALLS_PER_CLIENT;
     calls(pace.clients, warm_up, Duration::ZERO, call.clone()).await;
     let mut run = calls(pace.clients, pace.requests, pace.min_time, call).await;
@@ -874,11 +918,7 @@ where
 
 /// At least `requests` calls, and calls for at least `min_time`, from `clients` concurrent
 /// clients.
-async fn calls<F, Fut>(clients: usize, requests: usize, min_time: Duration, call: F) -> Run
-where
-    F: Fn(usize) -> Fut + Send + Sync + 'static + Clone,
-    Fut: std::future::Future<Output = ()> + Send,
-{
+async fn calls(clients: usize, requests: usize, min_time: Duration, call: Call) -> Run {
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let started = Instant::now();
     let tasks: Vec<_> = (0..clients)
@@ -1097,16 +1137,22 @@ async fn in_place_floors(
     pace: Pace,
 ) -> Vec<(String, f64)> {
     let mut floors = Vec::new();
-    let w2 = measure(pace, {
-        let db = floor.clone();
-        move |_| raw_dashboard(db.clone())
-    })
+    let w2 = measure(
+        pace,
+        call({
+            let db = floor.clone();
+            move |_| raw_dashboard(db.clone())
+        }),
+    )
     .await;
     floors.push(("W2 dashboard".to_owned(), w2.per_sec()));
-    let w3 = measure(pace, {
-        let (db, ids) = (floor.clone(), ids.clone());
-        move |i| raw_detail(db.clone(), ids[i * 7919 % ids.len()].clone())
-    })
+    let w3 = measure(
+        pace,
+        call({
+            let (db, ids) = (floor.clone(), ids.clone());
+            move |i| raw_detail(db.clone(), ids[i * 7919 % ids.len()].clone())
+        }),
+    )
     .await;
     floors.push(("W3 trace detail".to_owned(), w3.per_sec()));
     let filters = [
@@ -1115,10 +1161,13 @@ async fn in_place_floors(
         ("W4c", Filter::Totals),
     ];
     for (name, filter) in filters {
-        let run = measure(pace.halved(), {
-            let (db, agent, t_mid) = (floor.clone(), agent.to_owned(), t_mid.to_owned());
-            move |_| raw_filter(db.clone(), filter, agent.clone(), t_mid.clone())
-        })
+        let run = measure(
+            pace.halved(),
+            call({
+                let (db, agent, t_mid) = (floor.clone(), agent.to_owned(), t_mid.to_owned());
+                move |_| raw_filter(db.clone(), filter, agent.clone(), t_mid.clone())
+            }),
+        )
         .await;
         floors.push((name.to_owned(), run.per_sec()));
     }
