@@ -40,6 +40,27 @@ async fn malformed_scalars_are_bad_user_input() {
 }
 
 #[tokio::test]
+async fn a_malformed_time_is_answered_with_the_form_expected() {
+    let app = spawn_app().await;
+    for bad in ["yesterday", "2026-13-45T99:99:99Z", "2026-11-24", "2026-11-24T09:30:00"] {
+        let body = app.gql(CREATE, json!({"i": {"name": "t", "startedAt": bad}})).await;
+        let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("RFC 3339"), "{bad}: {message}");
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{bad}");
+    }
+    // The same hint where a time is an argument, not a field of an input.
+    let body = app
+        .gql(
+            "{ spans(filter: {startedAfter: \"2026-02-30T00:00:00Z\"}) { totalCount } }",
+            json!({}),
+        )
+        .await;
+    let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("RFC 3339"), "{message}");
+    assert_eq!(app.counts().await, (0, 0));
+}
+
+#[tokio::test]
 async fn invalid_values_are_rejected_with_their_field() {
     let app = spawn_app().await;
     let tid = app
