@@ -9,6 +9,7 @@ use uuid::Uuid;
 use crate::config::{Limits, MAX_NAME_BYTES};
 use crate::db::entities::{span, trace};
 use crate::error::{AppError, AppResult};
+use crate::given::{self, Given};
 use crate::model::{CostSource, SpanType};
 use crate::prices::Prices;
 use crate::usage;
@@ -24,9 +25,9 @@ pub struct TraceDraft {
     pub agent_id: Option<Uuid>,
     pub product_id: Option<Uuid>,
     /// Defaults to now.
-    pub started_at: Option<DateTime<Utc>>,
+    pub started_at: Option<Given<DateTime<Utc>>>,
     /// Set to write a trace that has already ended; its usage record is written at once.
-    pub ended_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<Given<DateTime<Utc>>>,
     /// The run's error, if it failed.
     pub error: Option<String>,
     /// A JSON object.
@@ -47,9 +48,9 @@ pub struct SpanDraft {
     pub name: String,
     pub span_type: SpanType,
     /// Defaults to now.
-    pub started_at: Option<DateTime<Utc>>,
+    pub started_at: Option<Given<DateTime<Utc>>>,
     /// Not before `startedAt`.
-    pub ended_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<Given<DateTime<Utc>>>,
     pub input_text: Option<String>,
     pub output_text: Option<String>,
     /// Error message if the operation failed.
@@ -66,7 +67,7 @@ pub struct SpanDraft {
 pub struct EndTraceDraft {
     pub id: Uuid,
     /// Defaults to now.
-    pub ended_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<Given<DateTime<Utc>>>,
     /// The run's error, if it failed.
     pub error: Option<String>,
 }
@@ -83,7 +84,7 @@ pub fn validate_end(draft: EndTraceDraft, limits: &Limits) -> AppResult<TraceEnd
     check_opt_text("error", &draft.error, limits.max_text_bytes)?;
     Ok(TraceEnd {
         id: draft.id,
-        ended_at: draft.ended_at.map(|t| normalize_time("endedAt", t)).transpose()?,
+        ended_at: given_time("endedAt", draft.ended_at)?,
         error: draft.error,
     })
 }
@@ -111,6 +112,14 @@ fn time_bounds() -> (DateTime<Utc>, DateTime<Utc>) {
         .single()
         .expect("valid date");
     (lo, hi)
+}
+
+/// An optional time as a write input gave it: refused naming `field` if it did not parse
+/// or is out of bounds, else truncated as `normalize_time` does.
+fn given_time(field: &str, time: Option<Given<DateTime<Utc>>>) -> AppResult<Option<DateTime<Utc>>> {
+    given::check_opt(time, field, given::DATETIME_FORM)?
+        .map(|t| normalize_time(field, t))
+        .transpose()
 }
 
 /// Times are kept with microsecond precision on both engines; truncating here makes a
@@ -206,13 +215,11 @@ struct Times {
 }
 
 impl Times {
-    fn check(started_at: Option<DateTime<Utc>>, ended_at: Option<DateTime<Utc>>) -> AppResult<Self> {
+    fn check(started_at: Option<Given<DateTime<Utc>>>, ended_at: Option<Given<DateTime<Utc>>>) -> AppResult<Self> {
+        let started_at = given_time("startedAt", started_at)?;
         let started_at_given = started_at.is_some();
-        let started_at = match started_at {
-            Some(t) => normalize_time("startedAt", t)?,
-            None => now(),
-        };
-        let ended_at = ended_at.map(|t| normalize_time("endedAt", t)).transpose()?;
+        let started_at = started_at.unwrap_or_else(now);
+        let ended_at = given_time("endedAt", ended_at)?;
         let duration_us = ended_at.map(|end| duration_us(started_at, end)).transpose()?;
         Ok(Self {
             started_at,
@@ -446,12 +453,12 @@ mod tests {
                 ..span_draft()
             },
             SpanDraft {
-                started_at: Some(t0),
-                ended_at: Some(t0 - chrono::Duration::seconds(1)),
+                started_at: Some(t0.into()),
+                ended_at: Some((t0 - chrono::Duration::seconds(1)).into()),
                 ..span_draft()
             },
             SpanDraft {
-                started_at: Some(Utc.with_ymd_and_hms(1969, 1, 1, 0, 0, 0).unwrap()),
+                started_at: Some(Utc.with_ymd_and_hms(1969, 1, 1, 0, 0, 0).unwrap().into()),
                 ..span_draft()
             },
         ];

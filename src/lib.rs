@@ -14,6 +14,8 @@ pub mod db;
 pub mod error;
 /// Filter and sort inputs shared by the API, the store and the loaders.
 pub mod filters;
+/// Write inputs' scalars kept as given when they do not parse, for validation to name.
+pub mod given;
 /// The GraphQL schema.
 pub mod graphql;
 /// HTTP routes.

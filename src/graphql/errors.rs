@@ -6,6 +6,7 @@
 use async_graphql::{ErrorExtensions, Response, ServerError};
 
 use crate::error::{AppError, code};
+use crate::given::DATETIME_FORM;
 
 pub fn add_codes(response: &mut Response) {
     for error in &mut response.errors {
@@ -35,7 +36,7 @@ fn add_code(error: &mut ServerError) {
         None => ext.set("code", code::BAD_USER_INPUT),
     }
     if error.message.contains(DATETIME_PARSE_FAILED) {
-        error.message.push_str(DATETIME_FORM);
+        error.message = format!("{} ({DATETIME_FORM})", error.message);
     }
 }
 
@@ -43,8 +44,6 @@ fn add_code(error: &mut ServerError) {
 /// chrono's ("input is out of range", "premature end of input"), which names neither
 /// the value's part at fault nor the form expected.
 const DATETIME_PARSE_FAILED: &str = r#"Failed to parse "DateTime""#;
-const DATETIME_FORM: &str = " (a DateTime is RFC 3339: a valid date, a time of day and an \
-     offset, e.g. 2026-11-24T09:30:00Z or 2026-11-24T10:30:00.123456+01:00)";
 
 /// async-graphql's own limit errors, known by their messages (it gives them no code).
 fn engine_limit(message: &str) -> Option<&'static str> {
