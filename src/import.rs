@@ -170,10 +170,10 @@ fn add(batch: &mut Batch, record: Record, limits: &Limits, prices: &Prices) -> R
             metadata,
         } => {
             let draft = TraceDraft {
-                id: Some(id),
+                id: Some(id.into()),
                 name,
-                agent_id: agent,
-                product_id,
+                agent_id: agent.map(Into::into),
+                product_id: product_id.map(Into::into),
                 started_at: Some(started_at.into()),
                 ended_at: None,
                 error: None,
@@ -201,9 +201,9 @@ fn add(batch: &mut Batch, record: Record, limits: &Limits, prices: &Prices) -> R
             let span_type = SpanType::parse(&span_type)
                 .ok_or_else(|| AppError::bad_input("span_type", format!("unknown span type {span_type:?}")))?;
             let draft = SpanDraft {
-                id: Some(id),
-                trace_id,
-                parent_id: parent,
+                id: Some(id.into()),
+                trace_id: trace_id.into(),
+                parent_id: parent.map(Into::into),
                 name,
                 span_type,
                 started_at: Some(started_at.into()),

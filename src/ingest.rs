@@ -19,11 +19,11 @@ use crate::usage;
 #[graphql(name = "CreateTraceInput")]
 pub struct TraceDraft {
     /// Client-chosen id; repeating a create with the same id and content returns the same trace.
-    pub id: Option<Uuid>,
+    pub id: Option<Given<Uuid>>,
     /// What the run is, e.g. `support-chat`.
     pub name: String,
-    pub agent_id: Option<Uuid>,
-    pub product_id: Option<Uuid>,
+    pub agent_id: Option<Given<Uuid>>,
+    pub product_id: Option<Given<Uuid>>,
     /// Defaults to now.
     pub started_at: Option<Given<DateTime<Utc>>>,
     /// Set to write a trace that has already ended; its usage record is written at once.
@@ -39,11 +39,11 @@ pub struct TraceDraft {
 #[graphql(name = "AddSpanInput")]
 pub struct SpanDraft {
     /// Client-chosen id; repeating a write with the same id and content returns the same span.
-    pub id: Option<Uuid>,
+    pub id: Option<Given<Uuid>>,
     /// The trace the span belongs to; it must exist.
-    pub trace_id: Uuid,
+    pub trace_id: Given<Uuid>,
     /// The enclosing span: stored already, or earlier or later in the same batch, and in the same trace.
-    pub parent_id: Option<Uuid>,
+    pub parent_id: Option<Given<Uuid>>,
     /// Operation name.
     pub name: String,
     pub span_type: SpanType,
@@ -65,7 +65,7 @@ pub struct SpanDraft {
 #[derive(InputObject, Debug, Clone)]
 #[graphql(name = "EndTraceInput")]
 pub struct EndTraceDraft {
-    pub id: Uuid,
+    pub id: Given<Uuid>,
     /// Defaults to now.
     pub ended_at: Option<Given<DateTime<Utc>>>,
     /// The run's error, if it failed.
@@ -83,7 +83,7 @@ pub struct TraceEnd {
 pub fn validate_end(draft: EndTraceDraft, limits: &Limits) -> AppResult<TraceEnd> {
     check_opt_text("error", &draft.error, limits.max_text_bytes)?;
     Ok(TraceEnd {
-        id: draft.id,
+        id: draft.id.check("id")?,
         ended_at: given_time("endedAt", draft.ended_at)?,
         error: draft.error,
     })
@@ -114,10 +114,14 @@ fn time_bounds() -> (DateTime<Utc>, DateTime<Utc>) {
     (lo, hi)
 }
 
+fn given_id(field: &str, id: Option<Given<Uuid>>) -> AppResult<Option<Uuid>> {
+    given::check_opt(id, field)
+}
+
 /// An optional time as a write input gave it: refused naming `field` if it did not parse
 /// or is out of bounds, else truncated as `normalize_time` does.
 fn given_time(field: &str, time: Option<Given<DateTime<Utc>>>) -> AppResult<Option<DateTime<Utc>>> {
-    given::check_opt(time, field, given::DATETIME_FORM)?
+    given::check_opt(time, field)?
         .map(|t| normalize_time(field, t))
         .transpose()
 }
@@ -242,10 +246,10 @@ pub fn validate_trace(draft: TraceDraft, limits: &Limits) -> AppResult<NewTrace>
     } = Times::check(draft.started_at, draft.ended_at)?;
     Ok(NewTrace {
         row: trace::Model {
-            id: draft.id.unwrap_or_else(Uuid::now_v7),
+            id: given_id("id", draft.id)?.unwrap_or_else(Uuid::now_v7),
             name: draft.name,
-            agent_id: draft.agent_id,
-            product_id: draft.product_id,
+            agent_id: given_id("agentId", draft.agent_id)?,
+            product_id: given_id("productId", draft.product_id)?,
             started_at,
             ended_at,
             duration_us,
@@ -270,8 +274,10 @@ pub fn validate_span(draft: SpanDraft, limits: &Limits, prices: &Prices) -> AppR
     check_opt_text("outputText", &draft.output_text, limits.max_text_bytes)?;
     check_opt_text("error", &draft.error, limits.max_text_bytes)?;
     let metadata = check_metadata(draft.metadata, limits.max_text_bytes)?;
-    let id = draft.id.unwrap_or_else(Uuid::now_v7);
-    if draft.parent_id == Some(id) {
+    let id = given_id("id", draft.id)?.unwrap_or_else(Uuid::now_v7);
+    let trace_id = draft.trace_id.check("traceId")?;
+    let parent_id = given_id("parentId", draft.parent_id)?;
+    if parent_id == Some(id) {
         return Err(AppError::bad_input("parentId", "a span cannot be its own parent"));
     }
     // Only LLM spans count as LLM usage: a tool span echoing token counts must not double them.
@@ -290,8 +296,8 @@ pub fn validate_span(draft: SpanDraft, limits: &Limits, prices: &Prices) -> AppR
     Ok(NewSpan {
         row: span::Model {
             id,
-            trace_id: draft.trace_id,
-            parent_id: draft.parent_id,
+            trace_id,
+            parent_id,
             agent_id: None,
             product_id: None,
             name: draft.name,
@@ -375,7 +381,7 @@ mod tests {
     fn span_draft() -> SpanDraft {
         SpanDraft {
             id: None,
-            trace_id: Uuid::nil(),
+            trace_id: Uuid::nil().into(),
             parent_id: None,
             name: "call".into(),
             span_type: SpanType::Llm,
@@ -474,8 +480,8 @@ mod tests {
     fn self_parent_is_rejected() {
         let id = Uuid::now_v7();
         let draft = SpanDraft {
-            id: Some(id),
-            parent_id: Some(id),
+            id: Some(id.into()),
+            parent_id: Some(id.into()),
             ..span_draft()
         };
         assert_eq!(

@@ -23,8 +23,8 @@ impl Mutation {
     /// Starts a trace. With a client `id`, repeating the call returns the same trace.
     async fn create_trace(&self, ctx: &Context<'_>, input: TraceDraft) -> Result<Trace> {
         let (s, access) = write_state(ctx, Scope::Ingest)?;
-        gql(access.check_product(input.product_id))?;
         let new = gql(ingest::validate_trace(input, &s.limits))?;
+        gql(access.check_product(new.row.product_id))?;
         let mut rows = gql(write::create_traces(&s.db, vec![new]).await)?;
         Ok(Trace(rows.remove(0)))
     }
@@ -36,10 +36,9 @@ impl Mutation {
         gql(check_batch(inputs.len(), s.limits.max_batch_spans))?;
         let mut news = Vec::with_capacity(inputs.len());
         for (i, input) in inputs.into_iter().enumerate() {
-            gql(access.check_product(input.product_id))?;
-            news.push(gql(
-                ingest::validate_trace(input, &s.limits).map_err(|e| e.at(&format!("inputs[{i}]")))
-            )?);
+            let new = gql(ingest::validate_trace(input, &s.limits).map_err(|e| e.at(&format!("inputs[{i}]"))))?;
+            gql(access.check_product(new.row.product_id))?;
+            news.push(new);
         }
         let rows = gql(write::create_traces(&s.db, news).await)?;
         Ok(rows.into_iter().map(Trace).collect())
@@ -49,13 +48,14 @@ impl Mutation {
     async fn end_traces(&self, ctx: &Context<'_>, inputs: Vec<EndTraceDraft>) -> Result<Vec<Trace>> {
         let (s, access) = write_state(ctx, Scope::Ingest)?;
         gql(check_batch(inputs.len(), s.limits.max_batch_spans))?;
-        check_trace_products(access, &s.db, inputs.iter().map(|e| e.id)).await?;
         let ends: AppResult<Vec<_>> = inputs
             .into_iter()
             .enumerate()
             .map(|(i, input)| ingest::validate_end(input, &s.limits).map_err(|e| e.at(&format!("inputs[{i}]"))))
             .collect();
-        let rows = gql(write::end_traces(&s.db, &s.live, gql(ends)?).await)?;
+        let ends = gql(ends)?;
+        check_trace_products(access, &s.db, ends.iter().map(|e| e.id)).await?;
+        let rows = gql(write::end_traces(&s.db, &s.live, ends).await)?;
         Ok(rows.into_iter().map(Trace).collect())
     }
 

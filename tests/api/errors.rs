@@ -1,6 +1,6 @@
 //! Every rejected input gets its code and writes nothing.
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::helpers::{error_code, id, spawn_app, spawn_app_with};
 
@@ -85,6 +85,52 @@ async fn a_malformed_time_is_refused_naming_its_field_its_value_and_the_form_exp
     let message = body["errors"][0]["message"].as_str().unwrap_or_default();
     assert!(message.contains("RFC 3339"), "{message}");
     assert_eq!(error_code(&body), "BAD_USER_INPUT");
+}
+
+#[tokio::test]
+async fn a_malformed_id_in_a_write_is_refused_naming_its_field_and_item() {
+    let app = spawn_app().await;
+    let tid = app.create_trace(json!({"name": "t"})).await["id"].clone();
+    let span = |parent: Value| json!({"traceId": tid, "parentId": parent, "name": "s", "spanType": "TOOL"});
+    let batch = "mutation($s: [AddSpanInput!]!) { addSpans(inputs: $s) { id } }";
+    let traces = "mutation($t: [CreateTraceInput!]!) { createTraces(inputs: $t) { id } }";
+    let ends = "mutation($e: [EndTraceInput!]!) { endTraces(inputs: $e) { id } }";
+    let cases = [
+        (
+            CREATE,
+            json!({"i": {"name": "t", "agentId": "123"}}),
+            "agentId",
+            "\"123\"",
+        ),
+        (
+            batch,
+            json!({"s": [span(Value::Null), span(Value::Null), span(json!("not-a-uuid"))]}),
+            "inputs[2].parentId",
+            "\"not-a-uuid\"",
+        ),
+        (
+            batch,
+            json!({"s": [{"traceId": 42, "name": "s", "spanType": "TOOL"}]}),
+            "inputs[0].traceId",
+            "42",
+        ),
+        (
+            traces,
+            json!({"t": [{"name": "a"}, {"name": "b", "productId": "p-1"}]}),
+            "inputs[1].productId",
+            "\"p-1\"",
+        ),
+        (ends, json!({"e": [{"id": tid}, {"id": "x"}]}), "inputs[1].id", "\"x\""),
+    ];
+    for (query, vars, field, quoted) in cases {
+        let body = app.gql(query, vars).await;
+        let error = &body["errors"][0];
+        let message = error["message"].as_str().unwrap_or_default();
+        assert_eq!(error["extensions"]["field"], field, "{body}");
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+        assert!(message.contains(quoted) && message.contains("a UUID is"), "{message}");
+    }
+    assert_eq!(app.counts().await, (1, 0));
 }
 
 #[tokio::test]
