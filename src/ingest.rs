@@ -120,7 +120,7 @@ fn given_id(field: &str, id: Option<Given<Uuid>>) -> AppResult<Option<Uuid>> {
 
 /// An optional time as a write input gave it: refused naming `field` if it did not parse
 /// or is out of bounds, else truncated as `normalize_time` does.
-fn given_time(field: &str, time: Option<Given<DateTime<Utc>>>) -> AppResult<Option<DateTime<Utc>>> {
+pub fn given_time(field: &str, time: Option<Given<DateTime<Utc>>>) -> AppResult<Option<DateTime<Utc>>> {
     given::check_opt(time, field)?
         .map(|t| normalize_time(field, t))
         .transpose()

@@ -13,6 +13,7 @@ use crate::auth::{Access, Scope};
 use crate::db::entities::span;
 use crate::db::store;
 use crate::error::{AppError, AppResult};
+use crate::given::Given;
 use crate::ingest::{self, EndTraceDraft, NewSpan, SpanDraft, TraceDraft, TraceEnd};
 use crate::write;
 
@@ -87,13 +88,13 @@ impl Mutation {
         &self,
         ctx: &Context<'_>,
         id: Uuid,
-        #[graphql(desc = "Defaults to now.")] ended_at: Option<DateTime<Utc>>,
+        #[graphql(desc = "Defaults to now.")] ended_at: Option<Given<DateTime<Utc>>>,
         output_text: Option<String>,
         error: Option<String>,
     ) -> Result<Span> {
         let (s, access) = write_state(ctx, Scope::Ingest)?;
+        let ended_at = gql(ingest::given_time("endedAt", ended_at))?;
         check_span_product(access, &s.db, id).await?;
-        let ended_at = gql(ended_at.map(|t| ingest::normalize_time("endedAt", t)).transpose())?;
         for (field, text) in [("outputText", &output_text), ("error", &error)] {
             if let Some(text) = text {
                 gql(ingest::check_text(field, text, s.limits.max_text_bytes))?;
@@ -111,12 +112,12 @@ impl Mutation {
         &self,
         ctx: &Context<'_>,
         id: Uuid,
-        #[graphql(desc = "Defaults to now.")] ended_at: Option<DateTime<Utc>>,
+        #[graphql(desc = "Defaults to now.")] ended_at: Option<Given<DateTime<Utc>>>,
         error: Option<String>,
     ) -> Result<Trace> {
         let (s, access) = write_state(ctx, Scope::Ingest)?;
+        let ended_at = gql(ingest::given_time("endedAt", ended_at))?;
         check_trace_products(access, &s.db, [id]).await?;
-        let ended_at = gql(ended_at.map(|t| ingest::normalize_time("endedAt", t)).transpose())?;
         if let Some(text) = &error {
             gql(ingest::check_text("error", text, s.limits.max_text_bytes))?;
         }

@@ -67,6 +67,12 @@ async fn a_malformed_time_is_refused_naming_its_field_its_value_and_the_form_exp
     let ends = "mutation($e: [EndTraceInput!]!) { endTraces(inputs: $e) { id } }";
     let body = app.gql(ends, json!({"e": [{"id": tid, "endedAt": "soon"}]})).await;
     assert_eq!(body["errors"][0]["extensions"]["field"], "inputs[0].endedAt", "{body}");
+    let end = "mutation($t: UUID!, $e: DateTime) { endTrace(id: $t, endedAt: $e) { id } }";
+    let body = app.gql(end, json!({"t": tid, "e": "2026-11-24T25:00:00Z"})).await;
+    assert_eq!(body["errors"][0]["extensions"]["field"], "endedAt", "{body}");
+    let end_span = "mutation($s: UUID!) { endSpan(id: $s, endedAt: \"noon\") { id } }";
+    let body = app.gql(end_span, json!({"s": id()})).await;
+    assert_eq!(body["errors"][0]["extensions"]["field"], "endedAt", "{body}");
     assert_eq!(app.counts().await, (1, 0));
 
     // A long refused value is quoted only in part.
