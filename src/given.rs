@@ -22,7 +22,7 @@ pub const DATETIME_FORM: &str = "a DateTime is RFC 3339: a valid date, a time of
 /// The longest part of a refused value quoted back in its error.
 const QUOTED_CHARS: usize = 64;
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum Given<T> {
     Parsed(T),
     Refused { given: Value, reason: String },
@@ -55,7 +55,7 @@ impl<T: FromText> Given<T> {
 }
 
 /// `check` of an optional field.
-pub fn check_opt<T: FromText>(value: Option<Given<T>>, field: &str) -> AppResult<Option<T>> {
+pub fn check_opt<T: FromText>(field: &str, value: Option<Given<T>>) -> AppResult<Option<T>> {
     value.map(|value| value.check(field)).transpose()
 }
 

@@ -114,14 +114,10 @@ fn time_bounds() -> (DateTime<Utc>, DateTime<Utc>) {
     (lo, hi)
 }
 
-fn given_id(field: &str, id: Option<Given<Uuid>>) -> AppResult<Option<Uuid>> {
-    given::check_opt(id, field)
-}
-
 /// An optional time as a write input gave it: refused naming `field` if it did not parse
 /// or is out of bounds, else truncated as `normalize_time` does.
 pub fn given_time(field: &str, time: Option<Given<DateTime<Utc>>>) -> AppResult<Option<DateTime<Utc>>> {
-    given::check_opt(time, field)?
+    given::check_opt(field, time)?
         .map(|t| normalize_time(field, t))
         .transpose()
 }
@@ -246,10 +242,10 @@ pub fn validate_trace(draft: TraceDraft, limits: &Limits) -> AppResult<NewTrace>
     } = Times::check(draft.started_at, draft.ended_at)?;
     Ok(NewTrace {
         row: trace::Model {
-            id: given_id("id", draft.id)?.unwrap_or_else(Uuid::now_v7),
+            id: given::check_opt("id", draft.id)?.unwrap_or_else(Uuid::now_v7),
             name: draft.name,
-            agent_id: given_id("agentId", draft.agent_id)?,
-            product_id: given_id("productId", draft.product_id)?,
+            agent_id: given::check_opt("agentId", draft.agent_id)?,
+            product_id: given::check_opt("productId", draft.product_id)?,
             started_at,
             ended_at,
             duration_us,
@@ -274,9 +270,9 @@ pub fn validate_span(draft: SpanDraft, limits: &Limits, prices: &Prices) -> AppR
     check_opt_text("outputText", &draft.output_text, limits.max_text_bytes)?;
     check_opt_text("error", &draft.error, limits.max_text_bytes)?;
     let metadata = check_metadata(draft.metadata, limits.max_text_bytes)?;
-    let id = given_id("id", draft.id)?.unwrap_or_else(Uuid::now_v7);
+    let id = given::check_opt("id", draft.id)?.unwrap_or_else(Uuid::now_v7);
     let trace_id = draft.trace_id.check("traceId")?;
-    let parent_id = given_id("parentId", draft.parent_id)?;
+    let parent_id = given::check_opt("parentId", draft.parent_id)?;
     if parent_id == Some(id) {
         return Err(AppError::bad_input("parentId", "a span cannot be its own parent"));
     }
