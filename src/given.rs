@@ -15,10 +15,6 @@ use uuid::Uuid;
 
 use crate::error::{AppError, AppResult};
 
-/// How a time is written: also told where the engine refuses one itself (a filter).
-pub const DATETIME_FORM: &str = "a DateTime is RFC 3339: a valid date, a time of day and an offset, \
-     e.g. 2026-11-24T09:30:00Z or 2026-11-24T10:30:00.123456+01:00";
-
 /// The longest part of a refused value quoted back in its error.
 const QUOTED_CHARS: usize = 64;
 
@@ -61,7 +57,8 @@ pub fn check_opt<T: FromText>(field: &str, value: Option<Given<T>>) -> AppResult
 
 /// A scalar read from text as the engine's own scalar reads it.
 pub trait FromText: InputType {
-    /// How the scalar is written, told with every refused one.
+    /// How the scalar is written, told with every refused one (also where the engine
+    /// refuses it itself: `graphql::errors`).
     const FORM: &'static str;
 
     fn from_text(text: &str) -> Result<Self, String>;
@@ -77,7 +74,8 @@ impl FromText for Uuid {
 }
 
 impl FromText for DateTime<Utc> {
-    const FORM: &'static str = DATETIME_FORM;
+    const FORM: &'static str = "a DateTime is RFC 3339: a valid date, a time of day and an offset, \
+         e.g. 2026-11-24T09:30:00Z or 2026-11-24T10:30:00.123456+01:00";
 
     fn from_text(text: &str) -> Result<Self, String> {
         text.parse().map_err(|e: chrono::ParseError| e.to_string())

@@ -5,8 +5,11 @@
 
 use async_graphql::{ErrorExtensions, Response, ServerError};
 
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
 use crate::error::{AppError, code};
-use crate::given::DATETIME_FORM;
+use crate::given::FromText;
 
 pub fn add_codes(response: &mut Response) {
     for error in &mut response.errors {
@@ -35,15 +38,23 @@ fn add_code(error: &mut ServerError) {
         }
         None => ext.set("code", code::BAD_USER_INPUT),
     }
-    if error.message.contains(DATETIME_PARSE_FAILED) {
-        error.message = format!("{} ({DATETIME_FORM})", error.message);
+    let refused = ENGINE_REFUSALS.iter().find(|(said, _)| error.message.contains(said));
+    if let Some((_, form)) = refused {
+        error.message = format!("{} ({form})", error.message);
     }
 }
 
-/// How async-graphql reports a `DateTime` it could not parse; the reason after it is
-/// chrono's ("input is out of range", "premature end of input"), which names neither
-/// the value's part at fault nor the form expected.
-const DATETIME_PARSE_FAILED: &str = r#"Failed to parse "DateTime""#;
+/// How async-graphql reports a scalar it read itself and could not take (text that does
+/// not parse, or a value that is not text) in an argument or a filter (write inputs
+/// read theirs through `given`), and the form to tell with it:
+/// the reason it gives is chrono's or uuid's ("input is out of range", "invalid
+/// character: found `n` at 0"), which says neither the form expected nor an example.
+const ENGINE_REFUSALS: [(&str, &str); 4] = [
+    (r#"Failed to parse "DateTime""#, <DateTime<Utc> as FromText>::FORM),
+    (r#"Expected input type "DateTime""#, <DateTime<Utc> as FromText>::FORM),
+    (r#"Failed to parse "UUID""#, <Uuid as FromText>::FORM),
+    (r#"Expected input type "UUID""#, <Uuid as FromText>::FORM),
+];
 
 /// async-graphql's own limit errors, known by their messages (it gives them no code).
 fn engine_limit(message: &str) -> Option<&'static str> {

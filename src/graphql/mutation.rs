@@ -35,11 +35,14 @@ impl Mutation {
     async fn create_traces(&self, ctx: &Context<'_>, inputs: Vec<TraceDraft>) -> Result<Vec<Trace>> {
         let (s, access) = write_state(ctx, Scope::Ingest)?;
         gql(check_batch(inputs.len(), s.limits.max_batch_spans))?;
-        let mut news = Vec::with_capacity(inputs.len());
-        for (i, input) in inputs.into_iter().enumerate() {
-            let new = gql(ingest::validate_trace(input, &s.limits).map_err(|e| e.at(&format!("inputs[{i}]"))))?;
+        let news: AppResult<Vec<_>> = inputs
+            .into_iter()
+            .enumerate()
+            .map(|(i, input)| ingest::validate_trace(input, &s.limits).map_err(|e| e.at(&format!("inputs[{i}]"))))
+            .collect();
+        let news = gql(news)?;
+        for new in &news {
             gql(access.check_product(new.row.product_id))?;
-            news.push(new);
         }
         let rows = gql(write::create_traces(&s.db, news).await)?;
         Ok(rows.into_iter().map(Trace).collect())

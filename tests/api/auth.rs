@@ -179,6 +179,42 @@ async fn a_product_scoped_key_sees_and_writes_only_its_product() {
 }
 
 #[tokio::test]
+async fn a_batch_both_malformed_and_forbidden_is_refused_for_its_form_first() {
+    let app = spawn_app().await;
+    let admin = app.create_key("admin", &["admin"], &[]).await;
+    let (a, b, _, trace_b, _) = two_products(&app, &admin).await;
+    let key = app.create_key("team-a", &["read", "ingest"], &[&a]).await;
+    let traces = "mutation($t: [CreateTraceInput!]!) { createTraces(inputs: $t) { id } }";
+    let ends = "mutation($e: [EndTraceInput!]!) { endTraces(inputs: $e) { id } }";
+    let foreign = json!({"name": "x", "productId": b});
+    let cases = [
+        (
+            traces,
+            json!({"t": [foreign, {"name": "y", "productId": a, "startedAt": "soon"}]}),
+            json!({"t": [foreign, {"name": "y", "productId": a}]}),
+            "inputs[1].startedAt",
+        ),
+        (
+            ends,
+            json!({"e": [{"id": trace_b}, {"id": "x"}]}),
+            json!({"e": [{"id": trace_b}]}),
+            "inputs[1].id",
+        ),
+    ];
+    // Validation reads nothing, so the form is told before any product is looked up;
+    // mended, the same batch is refused for its product.
+    for (query, malformed, mended, field) in cases {
+        let (_, body) = app.gql_as(&key, query, malformed).await;
+        assert_eq!(code(&body), "BAD_USER_INPUT", "{query}: {body}");
+        assert_eq!(body["errors"][0]["extensions"]["field"], field, "{body}");
+        let (_, body) = app.gql_as(&key, query, mended).await;
+        assert_eq!(code(&body), "FORBIDDEN", "{query}: {body}");
+    }
+    let (_, body) = app.gql_as(&admin, "{ traces { totalCount } }", json!({})).await;
+    assert_eq!(body["data"]["traces"]["totalCount"], 2, "nothing written: {body}");
+}
+
+#[tokio::test]
 async fn product_scoped_subscriptions_get_only_their_product() {
     let app = spawn_app().await;
     let admin = app.create_key("admin", &["admin"], &[]).await;

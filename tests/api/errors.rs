@@ -81,16 +81,15 @@ async fn a_malformed_time_is_refused_naming_its_field_its_value_and_the_form_exp
     let message = body["errors"][0]["message"].as_str().unwrap_or_default();
     assert!(message.len() < 400, "{message}");
 
-    // Where a time is read by the engine itself (a filter), its error gives the form too.
-    let body = app
-        .gql(
-            "{ spans(filter: {startedAfter: \"2026-02-30T00:00:00Z\"}) { totalCount } }",
-            json!({}),
-        )
-        .await;
-    let message = body["errors"][0]["message"].as_str().unwrap_or_default();
-    assert!(message.contains("RFC 3339"), "{message}");
-    assert_eq!(error_code(&body), "BAD_USER_INPUT");
+    // Where a time is read by the engine itself (a filter), its error gives the form too,
+    // whether the text does not parse or the value is not text.
+    for given in ["\"2026-02-30T00:00:00Z\"", "20261124"] {
+        let query = format!("{{ spans(filter: {{startedAfter: {given}}}) {{ totalCount }} }}");
+        let body = app.gql(&query, json!({})).await;
+        let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("RFC 3339"), "{given}: {message}");
+        assert_eq!(error_code(&body), "BAD_USER_INPUT");
+    }
 }
 
 #[tokio::test]
@@ -137,6 +136,29 @@ async fn a_malformed_id_in_a_write_is_refused_naming_its_field_and_item() {
         assert!(message.contains(quoted) && message.contains("a UUID is"), "{message}");
     }
     assert_eq!(app.counts().await, (1, 0));
+}
+
+#[tokio::test]
+async fn a_malformed_id_the_engine_reads_itself_is_refused_with_the_form_expected() {
+    let app = spawn_app().await;
+    let cases = [
+        ("{ trace(id: \"nope\") { name } }", json!({})),
+        ("query($i: UUID!) { span(id: $i) { name } }", json!({"i": "12345"})),
+        ("mutation { endTrace(id: \"zz\") { id } }", json!({})),
+        ("mutation($i: UUID!) { unflagSpan(id: $i) { id } }", json!({"i": 7})),
+        ("{ traces(filter: {agent: \"a-1\"}) { totalCount } }", json!({})),
+        (
+            "query($p: UUID) { spans(filter: {productId: $p}) { totalCount } }",
+            json!({"p": "{not}"}),
+        ),
+    ];
+    for (query, vars) in cases {
+        let body = app.gql(query, vars).await;
+        let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("a UUID is 32 hexadecimal digits"), "{query}: {body}");
+        assert!(body["errors"][0]["locations"].is_array(), "{query}: {body}");
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{query}");
+    }
 }
 
 #[tokio::test]
