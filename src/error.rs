@@ -3,6 +3,8 @@
 use std::sync::Arc;
 
 use async_graphql::ErrorExtensions;
+use sea_orm::sqlx::error::DatabaseError;
+use sea_orm::sqlx::sqlite::SqliteError;
 use sea_orm::{DbErr, RuntimeErr, SqlErr};
 use uuid::Uuid;
 
@@ -133,7 +135,7 @@ fn is_pool_timeout(err: &DbErr) -> bool {
         | DbErr::Exec(RuntimeErr::SqlxError(e))
         | DbErr::Query(RuntimeErr::SqlxError(e)) => match e.as_ref() {
             Sqlx::PoolTimedOut | Sqlx::PoolClosed | Sqlx::Io(_) | Sqlx::WorkerCrashed => true,
-            Sqlx::Database(db) => db.code().is_some_and(|c| is_unavailable_code(&c)),
+            Sqlx::Database(db) => is_unavailable(db.as_ref()),
             _ => false,
         },
         _ => false,
@@ -143,10 +145,16 @@ fn is_pool_timeout(err: &DbErr) -> bool {
 /// SQLite's "busy"/"locked" (another process holds the file past the wait),
 /// PostgreSQL's connection-exception and shutdown classes, and its deadlock and
 /// serialization failures (the transaction was rolled back whole; a retry succeeds).
-fn is_unavailable_code(code: &str) -> bool {
-    let sqlite_busy = code.parse::<u32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6));
-    let rolled_back = matches!(code, "40P01" | "40001");
-    sqlite_busy || rolled_back || code.starts_with("08") || code.starts_with("57P")
+/// Each engine's codes are read as its own: a PostgreSQL SQLSTATE may be all digits, and
+/// read as a SQLite code 22021 (text that is not UTF-8) would be "busy" (22021 & 0xff = 5).
+fn is_unavailable(err: &dyn DatabaseError) -> bool {
+    let Some(code) = err.code() else {
+        return false;
+    };
+    if err.try_downcast_ref::<SqliteError>().is_some() {
+        return code.parse::<u32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6));
+    }
+    matches!(code.as_ref(), "40P01" | "40001") || code.starts_with("08") || code.starts_with("57P")
 }
 
 impl ErrorExtensions for AppError {

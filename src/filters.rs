@@ -1,10 +1,11 @@
 //! Filter and sort inputs of the list queries. The store turns them into SQL; the
 //! DataLoaders use them as keys, hence `Hash`.
 
-use async_graphql::{Enum, InputObject};
+use async_graphql::{CustomValidator, Enum, InputObject, InputValueError};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use crate::ingest::NUL_REFUSED;
 use crate::model::{SpanType, TraceStatus};
 
 /// A filter that a product-restricted API key narrows to its products.
@@ -25,6 +26,19 @@ macro_rules! product_scoped {
 
 product_scoped!(TraceFilter, SpanFilter, AgentUsageFilter);
 
+/// Refuses filter text holding NUL, named by its field: nothing stored holds one (writes
+/// refuse it), and PostgreSQL refuses the statement that binds one.
+pub struct NoNul(pub &'static str);
+
+impl CustomValidator<String> for NoNul {
+    fn check(&self, value: &String) -> Result<(), InputValueError<String>> {
+        if value.contains('\0') {
+            return Err(InputValueError::custom(format!("{} {NUL_REFUSED}", self.0)));
+        }
+        Ok(())
+    }
+}
+
 /// Narrows a trace list; all given fields must match.
 #[derive(InputObject, Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct TraceFilter {
@@ -33,6 +47,7 @@ pub struct TraceFilter {
     /// Only traces of this product.
     pub product_id: Option<Uuid>,
     /// Only traces with exactly this name.
+    #[graphql(validator(custom = "NoNul(\"name\")"))]
     pub name: Option<String>,
     /// Only traces that started at or after this time.
     pub started_after: Option<DateTime<Utc>>,
@@ -61,8 +76,10 @@ pub struct SpanFilter {
     /// Only spans of this type.
     pub span_type: Option<SpanType>,
     /// Only spans with exactly this name.
+    #[graphql(validator(custom = "NoNul(\"name\")"))]
     pub name: Option<String>,
     /// Only LLM spans of this model.
+    #[graphql(validator(custom = "NoNul(\"model\")"))]
     pub model: Option<String>,
     /// `true`: only spans with an error; `false`: only spans without.
     pub has_error: Option<bool>,

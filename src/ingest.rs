@@ -145,11 +145,14 @@ pub fn duration_us(started: DateTime<Utc>, ended: DateTime<Utc>) -> AppResult<i6
     Ok(micros)
 }
 
+/// PostgreSQL cannot store or compare NUL in text; text holding one is refused on every
+/// engine, so that they stay alike (filters refuse it too: `filters::NoNul`).
+pub const NUL_REFUSED: &str = "must not contain NUL characters";
+
 pub fn check_text(field: &str, value: &str, max: usize) -> AppResult<()> {
     AppError::within(field, "text size in bytes", value.len(), max)?;
-    // PostgreSQL cannot store NUL in text; refusing it on every engine keeps them alike.
     if value.contains('\0') {
-        return Err(AppError::bad_input(field, "must not contain NUL characters"));
+        return Err(AppError::bad_input(field, NUL_REFUSED));
     }
     Ok(())
 }
@@ -183,7 +186,7 @@ pub fn check_metadata(value: Option<Json<Value>>, max: usize) -> AppResult<Map<S
     let depth = 1 + map.values().map(depth).max().unwrap_or(0);
     AppError::within("metadata", "nesting depth", depth, MAX_METADATA_DEPTH)?;
     if map.iter().any(|(k, v)| k.contains('\0') || contains_nul(v)) {
-        return Err(AppError::bad_input("metadata", "must not contain NUL characters"));
+        return Err(AppError::bad_input("metadata", NUL_REFUSED));
     }
     Ok(map)
 }

@@ -99,6 +99,11 @@ struct PriceEntry {
     output: f64,
 }
 
+/// The highest price a file may set, in USD per million tokens: a call of the most tokens a
+/// span may report (`usage::MAX_TOKENS` each way) then costs at most 2 × 10^8 USD, within
+/// `usage::MAX_COST_USD`.
+const MAX_PRICE_PER_MILLION: f64 = 100_000.0;
+
 impl Prices {
     /// The built-in table with a user file's entries over it (TOML, or JSON by extension).
     pub fn with_file(path: &Path) -> Result<Self, PriceFileError> {
@@ -123,11 +128,14 @@ impl Prices {
         };
         let mut prices = Self::default();
         for entry in file.models {
-            let valid = |p: f64| p.is_finite() && p >= 0.0;
+            let valid = |p: f64| (0.0..=MAX_PRICE_PER_MILLION).contains(&p);
             if entry.model.trim().is_empty() || !valid(entry.input) || !valid(entry.output) {
                 return Err(PriceFileError::Invalid {
                     path: shown,
-                    reason: format!("entry {:?} needs a name and non-negative prices", entry.model),
+                    reason: format!(
+                        "entry {:?} needs a name and prices from 0 to {MAX_PRICE_PER_MILLION} USD per million tokens",
+                        entry.model
+                    ),
                 });
             }
             prices.entries.retain(|p| p.pattern != entry.model);

@@ -16,6 +16,15 @@ pub struct ExtractedUsage {
     pub cost_usd: Option<f64>,
 }
 
+/// The most tokens one span may report in a count: a thousand times the largest context
+/// any model takes. Traces and agents keep running sums of these in 64-bit integers;
+/// bounded so, a sum could overflow only after some nine billion spans, and no one
+/// span's number can break a trace's or an agent's totals.
+pub const MAX_TOKENS: i64 = 1_000_000_000;
+
+/// The most USD one span may report (or be priced at), for the same reason.
+pub const MAX_COST_USD: f64 = 1_000_000_000.0;
+
 const INPUT_KEYS: [&str; 2] = ["input_tokens", "prompt_tokens"];
 const OUTPUT_KEYS: [&str; 2] = ["output_tokens", "completion_tokens"];
 const COST_KEYS: [&str; 2] = ["cost_usd", "cost"];
@@ -53,9 +62,12 @@ fn text(metadata: &Map<String, Value>, key: &str) -> Result<Option<String>, AppE
 fn first_count(metadata: &Map<String, Value>, keys: &[&str]) -> Result<Option<i64>, AppError> {
     for key in keys {
         if let Some(value) = metadata.get(*key).filter(|v| !v.is_null()) {
-            return count(value)
-                .map(Some)
-                .ok_or_else(|| AppError::bad_input(format!("metadata.{key}"), "must be a non-negative whole number"));
+            return count(value).map(Some).ok_or_else(|| {
+                AppError::bad_input(
+                    format!("metadata.{key}"),
+                    format!("must be a whole number from 0 to {MAX_TOKENS}"),
+                )
+            });
         }
     }
     Ok(None)
@@ -64,9 +76,12 @@ fn first_count(metadata: &Map<String, Value>, keys: &[&str]) -> Result<Option<i6
 fn first_cost(metadata: &Map<String, Value>) -> Result<Option<f64>, AppError> {
     for key in COST_KEYS {
         if let Some(value) = metadata.get(key).filter(|v| !v.is_null()) {
-            return cost(value)
-                .map(Some)
-                .ok_or_else(|| AppError::bad_input(format!("metadata.{key}"), "must be a non-negative finite number"));
+            return cost(value).map(Some).ok_or_else(|| {
+                AppError::bad_input(
+                    format!("metadata.{key}"),
+                    format!("must be a number from 0 to {MAX_COST_USD}"),
+                )
+            });
         }
     }
     Ok(None)
@@ -83,15 +98,14 @@ fn number(value: &Value) -> Option<f64> {
 
 fn count(value: &Value) -> Option<i64> {
     if let Some(n) = value.as_i64() {
-        return (n >= 0).then_some(n);
+        return (0..=MAX_TOKENS).contains(&n).then_some(n);
     }
     let n = number(value)?;
-    // 2^53: past it a float no longer holds every whole number.
-    (n.is_finite() && n >= 0.0 && n.fract() == 0.0 && n <= 9_007_199_254_740_992.0).then_some(n as i64)
+    (n >= 0.0 && n.fract() == 0.0 && n <= MAX_TOKENS as f64).then_some(n as i64)
 }
 
 fn cost(value: &Value) -> Option<f64> {
-    number(value).filter(|n| n.is_finite() && *n >= 0.0)
+    number(value).filter(|n| (0.0..=MAX_COST_USD).contains(n))
 }
 
 #[cfg(test)]
@@ -142,9 +156,26 @@ mod tests {
             json!({"cost": [1]}),
             json!({"model": 3}),
             json!({"total_tokens": 1e300}),
+            json!({"input_tokens": MAX_TOKENS + 1}),
+            json!({"output_tokens": i64::MAX}),
+            json!({"prompt_tokens": u64::MAX}),
+            json!({"total_tokens": "1000000001"}),
+            json!({"cost_usd": 1e308}),
+            json!({"cost": "1000000000.01"}),
         ] {
             let err = extract_json(bad.clone()).unwrap_err();
             assert_eq!(err.code(), crate::error::code::BAD_USER_INPUT, "{bad}");
         }
+    }
+
+    #[test]
+    fn takes_counts_and_costs_up_to_their_bounds() {
+        let usage = extract_json(json!({"input_tokens": MAX_TOKENS, "output_tokens": "1000000000",
+            "cost_usd": MAX_COST_USD}))
+        .unwrap();
+        assert_eq!(usage.input_tokens, Some(MAX_TOKENS));
+        assert_eq!(usage.output_tokens, Some(MAX_TOKENS));
+        assert_eq!(usage.total_tokens, Some(2 * MAX_TOKENS));
+        assert_eq!(usage.cost_usd, Some(MAX_COST_USD));
     }
 }

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use tracegraph::app::App;
 use tracegraph::config::Config;
 
-use crate::helpers::{TestApp, id, spawn_app, spawn_app_with, test_database};
+use crate::helpers::{TestApp, error_code, id, spawn_app, spawn_app_with, test_database};
 
 const ADD: &str =
     "mutation($t: UUID!, $m: JSON) { addSpan(input: {traceId: $t, name: \"call\", spanType: LLM, metadata: $m}) {
@@ -82,6 +82,52 @@ async fn cost_is_reported_computed_or_unknown_never_silently_zero() {
     assert_eq!(trace_usage["trace"]["usage"]["llmCalls"], 6);
 }
 
+#[tokio::test]
+async fn usage_numbers_are_bounded_so_totals_always_add_up() {
+    let app = spawn_app().await;
+    let trace = app.create_trace(json!({"name": "t"})).await["id"].clone();
+    let add = "mutation($s: [AddSpanInput!]!) { addSpans(inputs: $s) { id } }";
+    let span = |metadata: Value| json!({"traceId": trace, "name": "call", "spanType": "LLM", "metadata": metadata});
+    for (metadata, field) in [
+        (json!({"input_tokens": i64::MAX}), "inputs[0].metadata.input_tokens"),
+        (
+            json!({"completion_tokens": "1000000001"}),
+            "inputs[0].metadata.completion_tokens",
+        ),
+        (json!({"cost_usd": 1e308}), "inputs[0].metadata.cost_usd"),
+    ] {
+        let body = app
+            .gql(add, json!({"s": [span(metadata.clone()), span(metadata)]}))
+            .await;
+        assert_eq!(body["errors"][0]["extensions"]["field"], field, "{body}");
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+    }
+    assert_eq!(app.counts().await, (1, 0), "nothing written");
+
+    // The largest numbers a span may report, many times over, add up exactly.
+    let largest = json!({"input_tokens": 1_000_000_000, "cost_usd": 1e9});
+    for _ in 0..2 {
+        let spans: Vec<Value> = (0..3).map(|_| span(largest.clone())).collect();
+        let body = app.gql(add, json!({"s": spans})).await;
+        assert!(body.get("errors").is_none(), "{body}");
+    }
+    let end = "mutation($t: UUID!) { endTrace(id: $t) { usage { inputTokens costUsd } } }";
+    let ended = app.ok(end, json!({"t": trace})).await;
+    assert_eq!(ended["endTrace"]["usage"]["inputTokens"], 6_000_000_000_i64, "{ended}");
+    assert!(close(&ended["endTrace"]["usage"]["costUsd"], 6e9), "{ended}");
+    let totals = app
+        .ok(
+            "{ agentUsage { totals { inputTokens costUsd } } usageSummary { inputTokens } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        totals["agentUsage"]["totals"]["inputTokens"], 6_000_000_000_i64,
+        "{totals}"
+    );
+    assert_eq!(totals["usageSummary"][0]["inputTokens"], 6_000_000_000_i64, "{totals}");
+}
+
 fn price_file(dir: &tempfile::TempDir, name: &str, text: &str) -> std::path::PathBuf {
     let path = dir.path().join(name);
     std::fs::write(&path, text).unwrap();
@@ -136,6 +182,7 @@ async fn a_bad_price_file_stops_the_server_with_a_reason() {
     for (name, text) in [
         ("bad.toml", "models = 3"),
         ("neg.toml", "[[models]]\nmodel = \"x\"\ninput = -1.0\noutput = 1.0\n"),
+        ("huge.toml", "[[models]]\nmodel = \"x\"\ninput = 1.0\noutput = 1e300\n"),
         ("bad.json", "{"),
         ("missing.toml", ""),
     ] {

@@ -162,6 +162,44 @@ async fn a_malformed_id_the_engine_reads_itself_is_refused_with_the_form_expecte
 }
 
 #[tokio::test]
+async fn a_filter_text_holding_nul_is_refused_on_every_engine() {
+    let app = spawn_app().await;
+    let tid = app.create_trace(json!({"name": "t"})).await["id"].clone();
+    let cases = [
+        (
+            "query($n: String) { traces(filter: {name: $n}) { totalCount } }",
+            "name",
+        ),
+        (
+            "query($n: String) { spans(filter: {model: $n}) { items { id } } }",
+            "model",
+        ),
+        ("query($n: String) { traceStats(filter: {name: $n}) { count } }", "name"),
+        (
+            "query($n: String) { usageSummary(filter: {model: $n}) { llmCalls } }",
+            "model",
+        ),
+        (
+            "query($n: String, $t: UUID!) { trace(id: $t) { spans(filter: {name: $n}) { id } } }",
+            "name",
+        ),
+    ];
+    for (query, field) in cases {
+        // Asked once well, the document is vouched for and skips validation after: the
+        // refusal must not depend on it.
+        let fine = app.gql(query, json!({"n": "a", "t": tid})).await;
+        assert!(fine.get("errors").is_none(), "{query}: {fine}");
+        let body = app.gql(query, json!({"n": "a\u{0}b", "t": tid})).await;
+        let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(&format!("{field} must not contain NUL")),
+            "{query}: {body}"
+        );
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{query}: {body}");
+    }
+}
+
+#[tokio::test]
 async fn invalid_values_are_rejected_with_their_field() {
     let app = spawn_app().await;
     let tid = app

@@ -11,6 +11,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Mutex;
 
 use tracegraph::db::sqlite_path;
+use tracegraph::error::AppError;
 
 use crate::helpers::{generate, hold_writes_to, on_postgres, spawn_app, start_on, test_database};
 
@@ -438,4 +439,32 @@ async fn assert_left_cleanly(database_url: &str) {
         count("SELECT sessions_abandoned AS n FROM pg_stat_database WHERE datname = current_database()").await;
     assert_eq!(abandoned, 0, "sessions ended without a Terminate message");
     let _ = db.close().await;
+}
+
+/// Each engine's error codes are read as its own. PostgreSQL's SQLSTATE 22021 (text that
+/// is not UTF-8) is all digits, and read as a SQLite code it would be "busy" (22021 &
+/// 0xff = 5): a fault of the statement would have been told as a retryable OVERLOADED.
+#[tokio::test]
+async fn a_database_error_is_read_by_its_own_engine() {
+    let (url, _database) = test_database().await;
+    let mut options = sea_orm::ConnectOptions::new(url.clone());
+    options.max_connections(1);
+    let conn = sea_orm::Database::connect(options.clone()).await.unwrap();
+    if on_postgres() {
+        let err = conn
+            .execute_unprepared("SELECT convert_from('\\x00'::bytea, 'UTF8')")
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("0x00"), "{err}");
+        assert_eq!(AppError::from(err).code(), "INTERNAL");
+        return;
+    }
+    // SQLite's own busy stays retryable: another connection holds the write lock.
+    let holder = sea_orm::Database::connect(options).await.unwrap();
+    let held = holder.begin().await.unwrap();
+    held.execute_unprepared("CREATE TABLE held (x)").await.unwrap();
+    conn.execute_unprepared("PRAGMA busy_timeout = 0").await.unwrap();
+    let err = conn.execute_unprepared("CREATE TABLE waiting (x)").await.unwrap_err();
+    assert_eq!(AppError::from(err).code(), "OVERLOADED");
+    held.rollback().await.unwrap();
 }
