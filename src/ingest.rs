@@ -107,10 +107,12 @@ pub struct NewSpan {
 /// PostgreSQL and SQLite would disagree about how to store it.
 fn time_bounds() -> (DateTime<Utc>, DateTime<Utc>) {
     let lo = Utc.with_ymd_and_hms(1970, 1, 1, 0, 0, 0).single().expect("valid date");
+    // The whole last day, to its last nanosecond: the refusal says "9999-12-31".
     let hi = Utc
         .with_ymd_and_hms(9999, 12, 31, 23, 59, 59)
         .single()
-        .expect("valid date");
+        .expect("valid date")
+        + chrono::Duration::nanoseconds(999_999_999);
     (lo, hi)
 }
 

@@ -255,6 +255,47 @@ async fn invalid_values_are_rejected_with_their_field() {
     assert_eq!(app.counts().await, (1, 0));
 }
 
+#[tokio::test]
+async fn times_at_both_bounds_are_taken_whole_and_read_back() {
+    let app = spawn_app().await;
+    let (first, last) = ("1970-01-01T00:00:00Z", "9999-12-31T23:59:59.999999Z");
+    let created = app
+        .ok(
+            "mutation($i: CreateTraceInput!) { createTrace(input: $i) { id startedAt endedAt } }",
+            json!({"i": {"name": "t", "startedAt": first, "endedAt": "9999-12-31T23:59:59.9999999Z"}}),
+        )
+        .await;
+    let trace = &created["createTrace"];
+    assert_eq!(trace["startedAt"], "1970-01-01T00:00:00+00:00", "{created}");
+    assert_eq!(
+        trace["endedAt"], "9999-12-31T23:59:59.999999+00:00",
+        "truncated to microseconds"
+    );
+    let span = json!({"traceId": trace["id"], "name": "s", "spanType": "TOOL", "startedAt": first, "endedAt": last});
+    assert!(app.gql(ADD, json!({"i": span})).await.get("errors").is_none());
+    let read = app
+        .ok(
+            "{ traces(sort: DURATION_DESC) { items { endedAt } } spans(filter: {startedBefore: \"1970-01-01T00:00:01Z\"}) { items { endedAt } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        read["traces"]["items"][0]["endedAt"], "9999-12-31T23:59:59.999999+00:00",
+        "{read}"
+    );
+    assert_eq!(
+        read["spans"]["items"][0]["endedAt"], "9999-12-31T23:59:59.999999+00:00",
+        "{read}"
+    );
+    let body = app
+        .gql(
+            CREATE,
+            json!({"i": {"name": "t", "startedAt": "1969-12-31T23:59:59.999999Z"}}),
+        )
+        .await;
+    assert_eq!(body["errors"][0]["extensions"]["field"], "startedAt", "{body}");
+}
+
 /// Metadata nested deeper than JSON readers go (written as a GraphQL literal, which no
 /// JSON parser limits) is refused, not stored where every read of its span would fail.
 #[tokio::test]
