@@ -34,13 +34,9 @@ impl Mutation {
     /// client id, which makes the call safe to retry.
     async fn create_traces(&self, ctx: &Context<'_>, inputs: Vec<TraceDraft>) -> Result<Vec<Trace>> {
         let (s, access) = write_state(ctx, Scope::Ingest)?;
-        gql(check_batch(inputs.len(), s.limits.max_batch_spans))?;
-        let news: AppResult<Vec<_>> = inputs
-            .into_iter()
-            .enumerate()
-            .map(|(i, input)| ingest::validate_trace(input, &s.limits).map_err(|e| e.at(&format!("inputs[{i}]"))))
-            .collect();
-        let news = gql(news)?;
+        let news = gql(validate_batch(inputs, s.limits.max_batch_spans, |input| {
+            ingest::validate_trace(input, &s.limits)
+        }))?;
         for new in &news {
             gql(access.check_product(new.row.product_id))?;
         }
@@ -51,13 +47,9 @@ impl Mutation {
     /// Ends many traces in one transaction (all, or none), writing each usage record once.
     async fn end_traces(&self, ctx: &Context<'_>, inputs: Vec<EndTraceDraft>) -> Result<Vec<Trace>> {
         let (s, access) = write_state(ctx, Scope::Ingest)?;
-        gql(check_batch(inputs.len(), s.limits.max_batch_spans))?;
-        let ends: AppResult<Vec<_>> = inputs
-            .into_iter()
-            .enumerate()
-            .map(|(i, input)| ingest::validate_end(input, &s.limits).map_err(|e| e.at(&format!("inputs[{i}]"))))
-            .collect();
-        let ends = gql(ends)?;
+        let ends = gql(validate_batch(inputs, s.limits.max_batch_spans, |input| {
+            ingest::validate_end(input, &s.limits)
+        }))?;
         check_trace_products(access, &s.db, ends.iter().map(|e| e.id)).await?;
         let rows = gql(write::end_traces(&s.db, &s.live, ends).await)?;
         Ok(rows.into_iter().map(Trace).collect())
@@ -74,15 +66,10 @@ impl Mutation {
     /// Adds a batch of spans in one transaction: all are stored, or none.
     async fn add_spans(&self, ctx: &Context<'_>, inputs: Vec<SpanDraft>) -> Result<Vec<Span>> {
         let (s, access) = write_state(ctx, Scope::Ingest)?;
-        gql(check_batch(inputs.len(), s.limits.max_batch_spans))?;
-        let news: AppResult<Vec<NewSpan>> = inputs
-            .into_iter()
-            .enumerate()
-            .map(|(i, input)| {
-                ingest::validate_span(input, &s.limits, &s.prices).map_err(|e| e.at(&format!("inputs[{i}]")))
-            })
-            .collect();
-        let rows = store_spans(s, access, gql(news)?).await?;
+        let news = gql(validate_batch(inputs, s.limits.max_batch_spans, |input| {
+            ingest::validate_span(input, &s.limits, &s.prices)
+        }))?;
+        let rows = store_spans(s, access, news).await?;
         Ok(rows.into_iter().map(Span).collect())
     }
 
@@ -177,6 +164,13 @@ async fn store_spans(s: &State, access: &Access, news: Vec<NewSpan>) -> Result<V
     gql(write::add_spans(&s.db, &s.live, news).await)
 }
 
-fn check_batch(len: usize, max: usize) -> AppResult<()> {
-    AppError::within("inputs", "items per batch", len, max)
+/// A batch of at most `max` items, each validated (no I/O), the first refused named by
+/// its place: `inputs[3].parentId`.
+fn validate_batch<I, T>(inputs: Vec<I>, max: usize, validate: impl Fn(I) -> AppResult<T>) -> AppResult<Vec<T>> {
+    AppError::within("inputs", "items per batch", inputs.len(), max)?;
+    inputs
+        .into_iter()
+        .enumerate()
+        .map(|(i, input)| validate(input).map_err(|e| e.at(&format!("inputs[{i}]"))))
+        .collect()
 }
