@@ -37,6 +37,16 @@ pub fn default_concurrent_requests() -> usize {
 pub const MAX_PAGE_LIMIT: i64 = 500;
 pub const MAX_NAME_BYTES: usize = 1024;
 
+/// A limit, size or period where 0 would refuse every request (or spin): refused when
+/// the server starts, naming its flag, rather than serving nothing.
+fn at_least_one<T: TryFrom<u64>>(text: &str) -> Result<T, String> {
+    let n: u64 = text.trim().parse().map_err(|e| format!("not a whole number ({e})"))?;
+    if n == 0 {
+        return Err("must be at least 1".into());
+    }
+    T::try_from(n).map_err(|_| "is too large".into())
+}
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct Config {
     /// Address to listen on.
@@ -54,19 +64,19 @@ pub struct Config {
     pub prices: Option<std::path::PathBuf>,
 
     /// Largest accepted text field (input, output, error, metadata), in bytes.
-    #[arg(long, env = "TRACEGRAPH_MAX_TEXT_BYTES", default_value_t = DEFAULT_MAX_TEXT_BYTES, global = true)]
+    #[arg(long, env = "TRACEGRAPH_MAX_TEXT_BYTES", value_parser = at_least_one::<usize>, default_value_t = DEFAULT_MAX_TEXT_BYTES, global = true)]
     pub max_text_bytes: usize,
 
     /// Most items in one batch: spans in `addSpans`, traces in `createTraces` and `endTraces`.
-    #[arg(long, env = "TRACEGRAPH_MAX_BATCH_SPANS", default_value_t = DEFAULT_MAX_BATCH_SPANS, global = true)]
+    #[arg(long, env = "TRACEGRAPH_MAX_BATCH_SPANS", value_parser = at_least_one::<usize>, default_value_t = DEFAULT_MAX_BATCH_SPANS, global = true)]
     pub max_batch_spans: usize,
 
     /// Largest accepted HTTP request body, in bytes.
-    #[arg(long, env = "TRACEGRAPH_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES, global = true)]
+    #[arg(long, env = "TRACEGRAPH_MAX_BODY_BYTES", value_parser = at_least_one::<usize>, default_value_t = DEFAULT_MAX_BODY_BYTES, global = true)]
     pub max_body_bytes: usize,
 
     /// Size of the database connection pool (SQLite writes always use one connection).
-    #[arg(long, env = "TRACEGRAPH_DB_MAX_CONNECTIONS", default_value_t = DEFAULT_DB_MAX_CONNECTIONS, global = true)]
+    #[arg(long, env = "TRACEGRAPH_DB_MAX_CONNECTIONS", value_parser = at_least_one::<u32>, default_value_t = DEFAULT_DB_MAX_CONNECTIONS, global = true)]
     pub db_max_connections: u32,
 
     /// SQLite: bytes of the database file, in MiB, that each read connection maps into
@@ -78,19 +88,19 @@ pub struct Config {
 
     /// How long a request waits for a free database connection, in milliseconds, before
     /// it gets `OVERLOADED` (HTTP 503 with `Retry-After`).
-    #[arg(long, env = "TRACEGRAPH_DB_ACQUIRE_TIMEOUT_MS", default_value_t = DEFAULT_DB_ACQUIRE_TIMEOUT_MS, global = true)]
+    #[arg(long, env = "TRACEGRAPH_DB_ACQUIRE_TIMEOUT_MS", value_parser = at_least_one::<u64>, default_value_t = DEFAULT_DB_ACQUIRE_TIMEOUT_MS, global = true)]
     pub db_acquire_timeout_ms: u64,
 
     /// Deepest accepted query nesting.
-    #[arg(long, env = "TRACEGRAPH_MAX_QUERY_DEPTH", default_value_t = DEFAULT_QUERY_DEPTH, global = true)]
+    #[arg(long, env = "TRACEGRAPH_MAX_QUERY_DEPTH", value_parser = at_least_one::<usize>, default_value_t = DEFAULT_QUERY_DEPTH, global = true)]
     pub max_query_depth: usize,
 
     /// Highest accepted query complexity.
-    #[arg(long, env = "TRACEGRAPH_MAX_QUERY_COMPLEXITY", default_value_t = DEFAULT_QUERY_COMPLEXITY, global = true)]
+    #[arg(long, env = "TRACEGRAPH_MAX_QUERY_COMPLEXITY", value_parser = at_least_one::<usize>, default_value_t = DEFAULT_QUERY_COMPLEXITY, global = true)]
     pub max_query_complexity: usize,
 
     /// Most lexical tokens in one query document.
-    #[arg(long, env = "TRACEGRAPH_MAX_QUERY_TOKENS", default_value_t = DEFAULT_QUERY_TOKENS, global = true)]
+    #[arg(long, env = "TRACEGRAPH_MAX_QUERY_TOKENS", value_parser = at_least_one::<usize>, default_value_t = DEFAULT_QUERY_TOKENS, global = true)]
     pub max_query_tokens: usize,
 
     /// Most aliases in one query document.
@@ -98,7 +108,7 @@ pub struct Config {
     pub max_query_aliases: usize,
 
     /// Most fields at the top of one operation.
-    #[arg(long, env = "TRACEGRAPH_MAX_QUERY_ROOT_FIELDS", default_value_t = DEFAULT_QUERY_ROOT_FIELDS, global = true)]
+    #[arg(long, env = "TRACEGRAPH_MAX_QUERY_ROOT_FIELDS", value_parser = at_least_one::<usize>, default_value_t = DEFAULT_QUERY_ROOT_FIELDS, global = true)]
     pub max_query_root_fields: usize,
 
     /// Most directives in one query document.
@@ -106,15 +116,15 @@ pub struct Config {
     pub max_query_directives: usize,
 
     /// Live events a subscriber may fall behind by before its subscription ends with an error.
-    #[arg(long, env = "TRACEGRAPH_LIVE_BUFFER", default_value_t = DEFAULT_LIVE_BUFFER, global = true)]
+    #[arg(long, env = "TRACEGRAPH_LIVE_BUFFER", value_parser = at_least_one::<usize>, default_value_t = DEFAULT_LIVE_BUFFER, global = true)]
     pub live_buffer: usize,
 
     /// How long a WebSocket client has to send `connection_init`, in milliseconds.
-    #[arg(long, env = "TRACEGRAPH_WS_INIT_TIMEOUT_MS", default_value_t = DEFAULT_WS_INIT_TIMEOUT_MS, global = true)]
+    #[arg(long, env = "TRACEGRAPH_WS_INIT_TIMEOUT_MS", value_parser = at_least_one::<u64>, default_value_t = DEFAULT_WS_INIT_TIMEOUT_MS, global = true)]
     pub ws_init_timeout_ms: u64,
 
     /// Seconds between keep-alive pings on an idle WebSocket.
-    #[arg(long, env = "TRACEGRAPH_WS_KEEPALIVE_SECS", default_value_t = DEFAULT_WS_KEEPALIVE_SECS, global = true)]
+    #[arg(long, env = "TRACEGRAPH_WS_KEEPALIVE_SECS", value_parser = at_least_one::<u64>, default_value_t = DEFAULT_WS_KEEPALIVE_SECS, global = true)]
     pub ws_keepalive_secs: u64,
 
     /// Most subscriptions open at once on one WebSocket connection.
@@ -122,7 +132,7 @@ pub struct Config {
     pub ws_max_subscriptions: usize,
 
     /// Largest WebSocket message accepted, in bytes.
-    #[arg(long, env = "TRACEGRAPH_WS_MAX_MESSAGE_BYTES", default_value_t = DEFAULT_WS_MAX_MESSAGE_BYTES, global = true)]
+    #[arg(long, env = "TRACEGRAPH_WS_MAX_MESSAGE_BYTES", value_parser = at_least_one::<usize>, default_value_t = DEFAULT_WS_MAX_MESSAGE_BYTES, global = true)]
     pub ws_max_message_bytes: usize,
 
     /// Most WebSocket connections open at once with one API key.
@@ -135,12 +145,12 @@ pub struct Config {
 
     /// Longest a GraphQL request may run, in milliseconds; past it the request is
     /// refused with `LIMIT_EXCEEDED` and its writes are rolled back.
-    #[arg(long, env = "TRACEGRAPH_REQUEST_TIMEOUT_MS", default_value_t = DEFAULT_REQUEST_TIMEOUT_MS, global = true)]
+    #[arg(long, env = "TRACEGRAPH_REQUEST_TIMEOUT_MS", value_parser = at_least_one::<u64>, default_value_t = DEFAULT_REQUEST_TIMEOUT_MS, global = true)]
     pub request_timeout_ms: u64,
 
     /// Most GraphQL requests executing at once; more wait their turn (within the request
     /// timeout). Subscriptions are not counted.
-    #[arg(long, env = "TRACEGRAPH_MAX_CONCURRENT_REQUESTS", default_value_t = default_concurrent_requests(), global = true)]
+    #[arg(long, env = "TRACEGRAPH_MAX_CONCURRENT_REQUESTS", value_parser = at_least_one::<usize>, default_value_t = default_concurrent_requests(), global = true)]
     pub max_concurrent_requests: usize,
 
     /// Do not serve GraphiQL (production deployments).

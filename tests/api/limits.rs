@@ -78,3 +78,39 @@ async fn fragment_cycles_and_deep_nesting_are_refused_cleanly() {
     assert!(code == "BAD_USER_INPUT" || code == "LIMIT_EXCEEDED", "{code}");
     assert_eq!(app.counts().await, (0, 0));
 }
+
+/// A limit of 0 would make a server that refuses everything (or, for the keep-alive
+/// period, pings without pause): the server does not start, and says which setting.
+#[tokio::test]
+async fn a_limit_of_zero_stops_the_server_naming_its_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = format!("sqlite://{}?mode=rwc", dir.path().join("zero.db").display());
+    // Each given as a flag, or as its environment variable.
+    let cases = [
+        ("--max-body-bytes", false),
+        ("--max-query-depth", false),
+        ("--ws-keepalive-secs", true),
+        ("--db-acquire-timeout-ms", false),
+    ];
+    for (named, by_env) in cases {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_tracegraph"));
+        command.args(["serve", "--listen", "127.0.0.1:0", "--database-url", &database_url]);
+        if by_env {
+            let variable = format!(
+                "TRACEGRAPH_{}",
+                named.trim_start_matches("--").replace('-', "_").to_uppercase()
+            );
+            command.env(variable, "0");
+        } else {
+            command.args([named, "0"]);
+        }
+        let run = command.kill_on_drop(true).output();
+        let out = tokio::time::timeout(std::time::Duration::from_secs(20), run)
+            .await
+            .unwrap_or_else(|_| panic!("{named}: the server started"))
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{named}: {said}");
+        assert!(said.contains(named) && said.contains("at least 1"), "{named}: {said}");
+    }
+}
