@@ -50,12 +50,7 @@ pub struct App {
 impl App {
     pub async fn build(config: Config) -> Result<Self, StartError> {
         let prices = std::sync::Arc::new(config.load_prices()?);
-        let pool = db::PoolOptions {
-            max_connections: config.db_max_connections,
-            acquire_timeout: Duration::from_millis(config.db_acquire_timeout_ms.max(1)),
-            sqlite_mmap_bytes: config.sqlite_mmap_mb.saturating_mul(1 << 20),
-        };
-        let db = db::connect_with(&config.database_url, pool).await?;
+        let db = db::connect_with(&config.database_url, config.pool(config.db_max_connections)).await?;
         check_exposure(&config, &db).await?;
         let mut live = LiveSpans::with_buffer(config.live_buffer);
         let bridge = if db.backend() == DbBackend::Postgres {

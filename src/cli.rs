@@ -43,7 +43,7 @@ pub enum Command {
         /// The NDJSON file, or `-` for standard input.
         file: PathBuf,
         /// Traces written per transaction.
-        #[arg(long, default_value_t = import::DEFAULT_BATCH_TRACES)]
+        #[arg(long, default_value_t = import::DEFAULT_BATCH_TRACES, value_parser = crate::config::at_least_one::<usize>)]
         batch_traces: usize,
     },
 }
@@ -80,10 +80,25 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", said_once(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and each cause it does not already say. Most errors here, and SeaORM's,
+/// put their source in their own message: the chain printed as is said the same reason
+/// two or three times over.
+fn said_once(error: &anyhow::Error) -> String {
+    let mut said = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !said.contains(&cause) {
+            said.push_str(": ");
+            said.push_str(&cause);
+        }
+    }
+    said
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -94,7 +109,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             app.run().await?;
         }
         Command::Migrate => {
-            db::connect(&config.database_url, 1).await?.close().await;
+            db::connect_with(&config.database_url, config.pool(1))
+                .await?
+                .close()
+                .await;
             eprintln!("database is up to date");
         }
         Command::ExportSchema { out } => {
@@ -107,16 +125,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Keys { action } => {
-            let db = db::connect(&config.database_url, 1).await?;
+            let db = db::connect_with(&config.database_url, config.pool(1)).await?;
             let done = keys(&db, action).await;
             db.close().await;
             done?;
         }
         Command::Import { file, batch_traces } => {
             let prices = config.load_prices()?;
-            let db = db::connect(&config.database_url, config.db_max_connections).await?;
+            let db = db::connect_with(&config.database_url, config.pool(config.db_max_connections)).await?;
             let limits = Limits::from(&config);
-            let report = import::import_file(&db, &limits, &prices, &file, batch_traces.max(1)).await;
+            let report = import::import_file(&db, &limits, &prices, &file, batch_traces).await;
             db.close().await;
             let report = report?;
             eprintln!("imported {} traces and {} spans", report.traces, report.spans);

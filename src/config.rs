@@ -39,7 +39,7 @@ pub const MAX_NAME_BYTES: usize = 1024;
 
 /// A limit, size or period where 0 would refuse every request (or spin): refused when
 /// the server starts, naming its flag, rather than serving nothing.
-fn at_least_one<T: TryFrom<u64>>(text: &str) -> Result<T, String> {
+pub fn at_least_one<T: TryFrom<u64>>(text: &str) -> Result<T, String> {
     let n: u64 = text.trim().parse().map_err(|e| format!("not a whole number ({e})"))?;
     if n == 0 {
         return Err("must be at least 1".into());
@@ -201,6 +201,16 @@ impl Config {
         match &self.prices {
             Some(path) => crate::prices::Prices::with_file(path),
             None => Ok(crate::prices::Prices::default()),
+        }
+    }
+
+    /// The database pool these settings ask for, of `max_connections` (a command of the
+    /// CLI needs one; the server, `db_max_connections`).
+    pub fn pool(&self, max_connections: u32) -> crate::db::PoolOptions {
+        crate::db::PoolOptions {
+            max_connections,
+            acquire_timeout: std::time::Duration::from_millis(self.db_acquire_timeout_ms.max(1)),
+            sqlite_mmap_bytes: self.sqlite_mmap_mb.saturating_mul(1 << 20),
         }
     }
 

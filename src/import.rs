@@ -127,8 +127,10 @@ pub async fn import_lines(
     }
     let mut report = Report::default();
     let mut batch = Batch::default();
+    let mut last_line = 0;
     for (index, line) in BufReader::new(reader).lines().enumerate() {
         let number = index + 1;
+        last_line = number;
         let line = line.map_err(|e| ImportError::Line {
             line: number,
             reason: e.to_string(),
@@ -149,7 +151,7 @@ pub async fn import_lines(
             reason: e.to_string(),
         })?;
     }
-    flush(db, &live, batch, usize::MAX, &mut report).await?;
+    flush(db, &live, batch, last_line, &mut report).await?;
     if let Err(e) = db.analyze().await {
         tracing::warn!(error = %e, "could not refresh planner statistics after the import");
     }

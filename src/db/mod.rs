@@ -166,7 +166,10 @@ pub async fn connect_with(url: &str, pool: PoolOptions) -> Result<Db, DbErr> {
             key_epoch: KeyEpoch::default(),
         }
     } else {
-        let conn = open(url, max_connections.max(1), pool.acquire_timeout, &statements).await?;
+        let conn = match open(url, max_connections.max(1), pool.acquire_timeout, &statements).await {
+            Ok(conn) => conn,
+            Err(e) => return Err(why_unreachable(url, pool.acquire_timeout, e).await),
+        };
         let entity_reads = ReadConnections::new(url, max_connections, pool.acquire_timeout)?;
         Db {
             read: Reader::with_direct(
@@ -184,6 +187,27 @@ pub async fn connect_with(url: &str, pool: PoolOptions) -> Result<Db, DbErr> {
         db.key_epoch = sqlite_key_epoch(url)?;
     }
     Ok(db)
+}
+
+/// A pool that could not open its first connection says only that it waited in vain;
+/// one connection attempt of its own says why (refused, no such host or database,
+/// authentication).
+async fn why_unreachable(url: &str, wait: Duration, err: DbErr) -> DbErr {
+    use sea_orm::sqlx::Connection;
+    let timed_out = matches!(&err, DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e)) if matches!(**e, sea_orm::sqlx::Error::PoolTimedOut));
+    if !timed_out {
+        return err;
+    }
+    match tokio::time::timeout(wait, sea_orm::sqlx::PgConnection::connect(url)).await {
+        Ok(Err(cause)) => DbErr::Conn(sea_orm::RuntimeErr::SqlxError(Arc::new(cause))),
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+            err
+        }
+        Err(_) => DbErr::Conn(sea_orm::RuntimeErr::Internal(format!(
+            "no answer from the database within {wait:?}"
+        ))),
+    }
 }
 
 /// Opened after migrating: the counter's table must exist.

@@ -7,7 +7,7 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{generate, import, spawn_app};
+use crate::helpers::{generate, id, import, spawn_app};
 
 #[derive(Default, Debug)]
 struct Expected {
@@ -106,5 +106,46 @@ async fn import_reports_the_bad_line() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("line 1"), "{stderr}");
+    assert_eq!(app.counts().await, (0, 0));
+}
+
+/// Runs `tracegraph import FILE` (plus `args`) on `database_url`: (succeeded, stderr).
+fn import_cli(database_url: &str, file: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tracegraph"))
+        .arg("import")
+        .arg(file)
+        .args(args)
+        .env("TRACEGRAPH_DATABASE_URL", database_url)
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[tokio::test]
+async fn import_errors_name_the_line_and_say_their_reason_once() {
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+
+    // A span of a trace that is nowhere, in the last batch: refused when that batch is
+    // written, naming the file's last line.
+    let path = dir.path().join("orphan.ndjson");
+    let orphan = json!({"kind": "span", "trace_id": id(), "id": id(), "name": "s",
+        "span_type": "tool", "started_at": "2026-11-03T12:02:03Z"});
+    std::fs::write(&path, format!("\n{orphan}\n\n")).unwrap();
+    let (ok, stderr) = import_cli(&app.database_url, &path, &[]);
+    assert!(!ok, "{stderr}");
+    assert!(stderr.contains("batch ending at line 3:"), "{stderr}");
+    assert_eq!(stderr.matches("not found").count(), 1, "{stderr}");
+
+    let (ok, stderr) = import_cli(&app.database_url, &dir.path().join("missing.ndjson"), &[]);
+    assert!(!ok);
+    assert_eq!(stderr.matches("No such file").count(), 1, "{stderr}");
+
+    let (ok, stderr) = import_cli(&app.database_url, &path, &["--batch-traces", "0"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("--batch-traces") && stderr.contains("at least 1"),
+        "{stderr}"
+    );
     assert_eq!(app.counts().await, (0, 0));
 }

@@ -468,3 +468,31 @@ async fn a_database_error_is_read_by_its_own_engine() {
     assert_eq!(AppError::from(err).code(), "OVERLOADED");
     held.rollback().await.unwrap();
 }
+
+/// A database that refuses connections is named as such when the server or a command
+/// starts, not as a pool that waited in vain.
+#[tokio::test]
+async fn an_unreachable_database_is_told_with_its_reason() {
+    let nothing_listens = "postgres://postgres@127.0.0.1:1/tracegraph";
+    for command in ["migrate", "serve"] {
+        let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_tracegraph"))
+            .args([
+                command,
+                "--database-url",
+                nothing_listens,
+                "--db-acquire-timeout-ms",
+                "300",
+            ])
+            .args(["--listen", "127.0.0.1:0"])
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(Duration::from_secs(20), run)
+            .await
+            .unwrap_or_else(|_| panic!("{command} kept running"))
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{command}: {said}");
+        assert!(said.contains("Connection refused"), "{command}: {said}");
+        assert!(!said.contains("pool timed out"), "{command}: {said}");
+    }
+}
