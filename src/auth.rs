@@ -114,6 +114,24 @@ pub fn hash(key: &str) -> String {
         .collect()
 }
 
+/// The longest name a key may have, in characters: a name is read in listings.
+pub const MAX_KEY_NAME_CHARS: usize = 64;
+
+/// A key's name as given to `keys create`: some visible text, one line, that a listing
+/// can show whole.
+pub fn key_name(text: &str) -> Result<String, String> {
+    if text.trim().is_empty() {
+        return Err("a key needs a name".into());
+    }
+    if text.chars().count() > MAX_KEY_NAME_CHARS {
+        return Err(format!("at most {MAX_KEY_NAME_CHARS} characters"));
+    }
+    if text.chars().any(char::is_control) {
+        return Err("no control characters (line breaks, tabs)".into());
+    }
+    Ok(text.to_owned())
+}
+
 /// A new key row and the key itself, which is never stored.
 pub fn generate(name: &str, scopes: &[Scope], products: Option<Vec<Uuid>>) -> (api_key::Model, String) {
     let key = format!("{KEY_PREFIX}{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());

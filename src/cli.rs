@@ -53,6 +53,7 @@ pub enum KeysCommand {
     /// Create a key and print it; it is shown this once and stored only as a hash.
     Create {
         /// A unique name, shown in listings and on the flags the key makes.
+        #[arg(value_parser = auth::key_name)]
         name: String,
         /// What the key may do; repeat for several.
         #[arg(long = "scope", value_enum, required = true)]

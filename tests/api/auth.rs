@@ -391,6 +391,22 @@ async fn websocket_init_needs_a_valid_key_and_respects_the_per_key_cap() {
 }
 
 #[tokio::test]
+async fn a_key_needs_a_name_a_listing_can_show() {
+    let app = spawn_app().await;
+    let too_long = "k".repeat(65);
+    for name in ["", "   ", too_long.as_str(), "two\nlines", "tab\there"] {
+        let out = app.cli(&["keys", "create", name, "--scope", "read"]);
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name:?} was taken: {said}");
+        assert!(said.contains("<NAME>"), "{name:?}: {said}");
+    }
+    let out = app.cli(&["keys", "create", &"k".repeat(64), "--scope", "read"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listed = String::from_utf8_lossy(&app.cli(&["keys", "list"]).stdout).into_owned();
+    assert_eq!(listed.lines().count(), 2, "a header and the one key: {listed}");
+}
+
+#[tokio::test]
 async fn keys_are_stored_only_as_hashes_and_listed_without_secrets() {
     use sea_orm::{ConnectionTrait, Statement};
     let app = spawn_app().await;
