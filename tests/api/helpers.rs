@@ -475,3 +475,18 @@ pub async fn hold_writes_to(database_url: &str, trace_id: &Value) -> sea_orm::Da
     blocker.execute_unprepared(&lock).await.unwrap();
     blocker
 }
+
+/// Runs `tracegraph` with `args` and `envs`, expecting it to stop on its own (a refused
+/// start): (succeeded, stderr). A run that goes on serving fails the test.
+pub async fn run_to_its_end(args: &[&str], envs: &[(String, &str)]) -> (bool, String) {
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_tracegraph"))
+        .args(args)
+        .envs(envs.iter().map(|(name, value)| (name, value)))
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(20), run)
+        .await
+        .unwrap_or_else(|_| panic!("tracegraph {args:?} did not stop"))
+        .expect("tracegraph runs");
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}

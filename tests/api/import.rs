@@ -98,13 +98,8 @@ async fn import_reports_the_bad_line() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.ndjson");
     std::fs::write(&path, "{\"kind\":\"trace\",\"id\":\"nope\"}\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_tracegraph"))
-        .args(["import", path.to_str().unwrap()])
-        .env("TRACEGRAPH_DATABASE_URL", &app.database_url)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (ok, stderr) = import_cli(&app.database_url, &path, &[]);
+    assert!(!ok);
     assert!(stderr.contains("line 1"), "{stderr}");
     assert_eq!(app.counts().await, (0, 0));
 }

@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{spawn_app, spawn_app_with};
+use crate::helpers::{run_to_its_end, spawn_app, spawn_app_with};
 
 /// Deep but cheap: `parent` is one span, so only the depth limit applies.
 fn nested(depth: usize) -> String {
@@ -93,24 +93,19 @@ async fn a_limit_of_zero_stops_the_server_naming_its_setting() {
         ("--db-acquire-timeout-ms", false),
     ];
     for (named, by_env) in cases {
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_tracegraph"));
-        command.args(["serve", "--listen", "127.0.0.1:0", "--database-url", &database_url]);
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--database-url", &database_url];
+        let mut envs = Vec::new();
         if by_env {
             let variable = format!(
                 "TRACEGRAPH_{}",
                 named.trim_start_matches("--").replace('-', "_").to_uppercase()
             );
-            command.env(variable, "0");
+            envs.push((variable, "0"));
         } else {
-            command.args([named, "0"]);
+            args.extend([named, "0"]);
         }
-        let run = command.kill_on_drop(true).output();
-        let out = tokio::time::timeout(std::time::Duration::from_secs(20), run)
-            .await
-            .unwrap_or_else(|_| panic!("{named}: the server started"))
-            .unwrap();
-        let said = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{named}: {said}");
+        let (started, said) = run_to_its_end(&args, &envs).await;
+        assert!(!started, "{named}: {said}");
         assert!(said.contains(named) && said.contains("at least 1"), "{named}: {said}");
     }
 }

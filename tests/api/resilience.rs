@@ -13,7 +13,7 @@ use tokio::sync::Mutex;
 use tracegraph::db::sqlite_path;
 use tracegraph::error::AppError;
 
-use crate::helpers::{generate, hold_writes_to, on_postgres, spawn_app, start_on, test_database};
+use crate::helpers::{generate, hold_writes_to, on_postgres, run_to_its_end, spawn_app, start_on, test_database};
 
 #[tokio::test]
 async fn a_saturated_pool_answers_overloaded_with_retry_after() {
@@ -475,23 +475,17 @@ async fn a_database_error_is_read_by_its_own_engine() {
 async fn an_unreachable_database_is_told_with_its_reason() {
     let nothing_listens = "postgres://postgres@127.0.0.1:1/tracegraph";
     for command in ["migrate", "serve"] {
-        let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_tracegraph"))
-            .args([
-                command,
-                "--database-url",
-                nothing_listens,
-                "--db-acquire-timeout-ms",
-                "300",
-            ])
-            .args(["--listen", "127.0.0.1:0"])
-            .kill_on_drop(true)
-            .output();
-        let out = tokio::time::timeout(Duration::from_secs(20), run)
-            .await
-            .unwrap_or_else(|_| panic!("{command} kept running"))
-            .unwrap();
-        let said = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{command}: {said}");
+        let args = [
+            command,
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            nothing_listens,
+            "--db-acquire-timeout-ms",
+            "300",
+        ];
+        let (ran, said) = run_to_its_end(&args, &[]).await;
+        assert!(!ran, "{command}: {said}");
         assert!(said.contains("Connection refused"), "{command}: {said}");
         assert!(!said.contains("pool timed out"), "{command}: {said}");
     }
