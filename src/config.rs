@@ -37,8 +37,8 @@ pub fn default_concurrent_requests() -> usize {
 pub const MAX_PAGE_LIMIT: i64 = 500;
 pub const MAX_NAME_BYTES: usize = 1024;
 
-/// A limit, size or period where 0 would refuse every request (or spin): refused when
-/// the server starts, naming its flag, rather than serving nothing.
+/// A limit, size, period or batch where 0 would refuse every request (or spin): refused
+/// when the command starts, naming its flag, rather than serving or loading nothing.
 pub fn at_least_one<T: TryFrom<u64>>(text: &str) -> Result<T, String> {
     let n: u64 = text.trim().parse().map_err(|e| format!("not a whole number ({e})"))?;
     if n == 0 {
