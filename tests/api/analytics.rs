@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Timelike, Utc};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, generate, import, spawn_app};
+use crate::helpers::{TestApp, error_code, generate, import, spawn_app};
 
 struct Span {
     kind: String,
@@ -285,4 +285,66 @@ async fn usage_summaries_match_the_data_set_for_every_grouping() {
         .filter(|s| s.model.as_deref() == Some("gpt-4o") && s.started >= from && s.started < to)
         .count();
     assert_eq!(rows["usageSummary"][0]["llmCalls"], want);
+}
+
+/// An answer of more groups than `MAX_GROUPS` is refused whole (never cut short), naming
+/// the argument that makes the groups; a narrower filter gets its answer.
+#[tokio::test]
+async fn an_answer_of_too_many_groups_is_refused_not_cut() {
+    let app = spawn_app().await;
+    let most = tracegraph::db::store::stats::MAX_GROUPS;
+    let trace = app.create_trace(json!({"name": "many"})).await["id"].clone();
+    let mut traces = Vec::new();
+    for i in 0..=most {
+        // One span per name and model, and one trace per hour: most + 1 of each.
+        traces.push(json!({"name": "t", "startedAt": hour_from_2026(i)}));
+        if traces.len() == 1000 || i == most {
+            let body = app
+                .gql(
+                    "mutation($t: [CreateTraceInput!]!) { createTraces(inputs: $t) { id } }",
+                    json!({"t": traces}),
+                )
+                .await;
+            assert!(body.get("errors").is_none(), "{body}");
+            let spans: Vec<Value> = (i + 1 - traces.len()..=i)
+                .map(|n| {
+                    json!({"traceId": trace, "name": format!("tool-{n}"), "spanType": "LLM",
+                        "metadata": {"model": format!("model-{n}"), "input_tokens": 1}})
+                })
+                .collect();
+            app.add_spans(json!(spans)).await;
+            traces.clear();
+        }
+    }
+    let refused = [
+        ("{ spanStats(groupBy: [NAME]) { calls } }", "groupBy"),
+        ("{ usageSummary(groupBy: [MODEL]) { llmCalls } }", "groupBy"),
+        ("{ traceStatsSeries(interval: HOUR) { count } }", "interval"),
+    ];
+    for (query, field) in refused {
+        let body = app.gql(query, json!({})).await;
+        assert_eq!(error_code(&body), "LIMIT_EXCEEDED", "{query}: {body}");
+        assert_eq!(body["errors"][0]["extensions"]["field"], field, "{query}");
+        assert_eq!(body["errors"][0]["extensions"]["max"], most, "{query}");
+    }
+    let narrower = "{ spanStats(groupBy: [NAME], filter: {name: \"tool-7\"}) { name calls } \
+                    usageSummary(groupBy: [MODEL], filter: {model: \"model-7\"}) { model llmCalls } \
+                    traceStatsSeries(interval: DAY) { count } }";
+    let body = app.ok(narrower, json!({})).await;
+    assert_eq!(body["spanStats"], json!([{"name": "tool-7", "calls": 1}]), "{body}");
+    assert_eq!(
+        body["usageSummary"],
+        json!([{"model": "model-7", "llmCalls": 1}]),
+        "{body}"
+    );
+    let days = body["traceStatsSeries"].as_array().unwrap();
+    assert_eq!(
+        days.iter().map(|d| d["count"].as_u64().unwrap()).sum::<u64>(),
+        most as u64 + 2
+    );
+}
+
+fn hour_from_2026(hours: usize) -> String {
+    let start: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
+    (start + chrono::Duration::hours(hours as i64)).to_rfc3339()
 }

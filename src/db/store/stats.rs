@@ -16,6 +16,19 @@ use crate::db::narrow;
 use crate::error::{AppError, AppResult};
 use crate::filters::{SpanFilter, TraceFilter};
 
+/// The most groups one answer holds. Past it the answer is refused, not cut: grouped by
+/// name on a store whose span names carry ids, it would be a row per span. Each statement
+/// asks for one row more than this, so a refused answer costs no more memory than a full
+/// one.
+pub const MAX_GROUPS: usize = 10_000;
+
+/// `rows`, if they are no more than `MAX_GROUPS`; else `LIMIT_EXCEEDED` naming `field`,
+/// the argument that makes the groups.
+fn within_groups<T>(rows: Vec<T>, field: &str) -> AppResult<Vec<T>> {
+    AppError::within(field, "groups per answer", rows.len(), MAX_GROUPS)?;
+    Ok(rows)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Interval {
     Hour,
@@ -118,7 +131,8 @@ pub async fn usage_summary(
     for key in &keys {
         select.order_by_expr(Expr::cust(format!("\"{key}\"")), sea_orm::Order::Asc);
     }
-    let rows = conn.query_all(&select).await?;
+    select.limit(MAX_GROUPS as u64 + 1);
+    let rows = within_groups(conn.query_all(&select).await?, "groupBy")?;
     rows.iter().map(|r| usage_row(r, &keys)).collect()
 }
 
@@ -176,7 +190,7 @@ pub async fn trace_stats(
     filter: &TraceFilter,
     by: Option<Interval>,
 ) -> AppResult<Vec<Stats>> {
-    stats(conn, trace_rows(conn.get_database_backend(), filter, by)).await
+    stats(conn, trace_rows(conn.get_database_backend(), filter, by), "interval").await
 }
 
 /// The rows [`trace_stats`] aggregates, apart so that their statement can be checked.
@@ -210,7 +224,7 @@ pub async fn span_stats(
     filter: &SpanFilter,
     groups: &[SpanGroup],
 ) -> AppResult<Vec<Stats>> {
-    stats(conn, span_rows(conn.get_database_backend(), filter, groups)).await
+    stats(conn, span_rows(conn.get_database_backend(), filter, groups), "groupBy").await
 }
 
 /// The rows [`span_stats`] aggregates, apart so that their statement can be checked.
@@ -245,8 +259,9 @@ pub fn span_rows(backend: DbBackend, filter: &SpanFilter, groups: &[SpanGroup]) 
 }
 
 /// Runs the shared statistics query over `inner`, which yields g (group), e (error),
-/// c (cost) and x (duration, null while running).
-async fn stats(conn: &impl ConnectionTrait, inner: SelectStatement) -> AppResult<Vec<Stats>> {
+/// c (cost) and x (duration, null while running); `grouped_by` names the argument that
+/// makes the groups.
+async fn stats(conn: &impl ConnectionTrait, inner: SelectStatement, grouped_by: &str) -> AppResult<Vec<Stats>> {
     let backend = conn.get_database_backend();
     let built = StatementBuilder::build(&inner, &backend);
     let sql = format!(
@@ -262,8 +277,9 @@ async fn stats(conn: &impl ConnectionTrait, inner: SelectStatement) -> AppResult
          SELECT s.g AS g, CAST(s.calls AS BIGINT) AS calls, CAST(s.errors AS BIGINT) AS errors, \
                 CAST(COALESCE(s.cost, 0) AS DOUBLE PRECISION) AS cost, \
                 CAST(p.p50 AS BIGINT) AS p50, CAST(p.p95 AS BIGINT) AS p95, CAST(p.p99 AS BIGINT) AS p99 \
-         FROM s LEFT JOIN p ON p.g = s.g ORDER BY s.g",
-        inner = built.sql
+         FROM s LEFT JOIN p ON p.g = s.g ORDER BY s.g LIMIT {most}",
+        inner = built.sql,
+        most = MAX_GROUPS + 1
     );
     let sql = if backend == DbBackend::Sqlite {
         sql.replace("DOUBLE PRECISION", "REAL")
@@ -271,7 +287,7 @@ async fn stats(conn: &impl ConnectionTrait, inner: SelectStatement) -> AppResult
         sql
     };
     let stmt = Statement::from_sql_and_values(backend, sql, built.values.map(|v| v.0).unwrap_or_default());
-    let rows = conn.query_all_raw(stmt).await?;
+    let rows = within_groups(conn.query_all_raw(stmt).await?, grouped_by)?;
     rows.iter()
         .map(|r| {
             Ok(Stats {
