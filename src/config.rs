@@ -239,3 +239,20 @@ impl From<&Config> for Limits {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::at_least_one;
+
+    #[test]
+    fn a_setting_that_must_be_positive_takes_only_whole_numbers_that_fit() {
+        assert_eq!(at_least_one::<u32>("7"), Ok(7));
+        assert_eq!(at_least_one::<u32>(" 7 "), Ok(7));
+        assert_eq!(at_least_one::<u32>("0"), Err("must be at least 1".to_owned()));
+        assert_eq!(at_least_one::<u32>("99999999999"), Err("is too large".to_owned()));
+        for bad in ["-1", "1.5", "x", ""] {
+            let refused = at_least_one::<usize>(bad).unwrap_err();
+            assert!(refused.starts_with("not a whole number"), "{bad}: {refused}");
+        }
+    }
+}

@@ -149,6 +149,24 @@ async fn an_invalid_operation_gets_an_error_message() {
 }
 
 #[tokio::test]
+async fn a_malformed_id_in_a_subscription_is_refused_with_the_form_expected() {
+    let app = spawn_app().await;
+    let mut ws = app.ws_at("/graphql/ws", "graphql-transport-ws").await;
+    ws.init().await;
+    let query = "subscription($t: UUID) { spanAdded(traceId: $t) { id } }";
+    ws.subscribe("1", query, json!({"t": "zz"})).await;
+    let msg = ws.next_json(WAIT).await;
+    // Refused as it starts: an `error` message, or a `next` carrying only errors.
+    let error = match msg["type"].as_str() {
+        Some("error") => &msg["payload"][0],
+        _ => &msg["payload"]["errors"][0],
+    };
+    let message = error["message"].as_str().unwrap_or_default();
+    assert!(message.contains("a UUID is 32 hexadecimal digits"), "{msg}");
+    assert_eq!(error["extensions"]["code"], "BAD_USER_INPUT", "{msg}");
+}
+
+#[tokio::test]
 async fn queries_and_mutations_run_over_the_socket_too() {
     let app = spawn_app().await;
     let mut ws = app.ws_at("/graphql/ws", "graphql-transport-ws").await;
