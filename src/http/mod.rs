@@ -1,18 +1,18 @@
 //! HTTP routes: GraphQL over POST and GET, GraphiQL, subscriptions over WebSocket,
 //! and the health probes.
 
+mod graphiql;
 mod graphql;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_graphql::http::GraphiQLSource;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{FromRequestParts, Query, Request, State};
+use axum::extract::{FromRequestParts, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tower_http::trace::TraceLayer;
 
@@ -57,6 +57,7 @@ pub fn router(api: Api, db: Db, config: &Config, ws_shutdown: WsShutdown) -> Rou
     Router::new()
         .route(GRAPHQL_PATH, get(get_graphql).post(post_graphql))
         .route(WS_PATH, get(websocket))
+        .route(&format!("{}/{{file}}", graphiql::ASSETS_PATH), get(graphiql_asset))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -92,7 +93,7 @@ async fn get_graphql(State(state): State<Arc<HttpState>>, request: Request) -> R
             Ok(request) => execute(&state, request, media, &parts.headers).await,
             Err(refusal) => refusal.into_response(media),
         },
-        Ok(_) if state.graphiql => graphiql().into_response(),
+        Ok(_) if state.graphiql => graphiql::page().into_response(),
         Ok(_) => Refusal::new(
             StatusCode::BAD_REQUEST,
             code::BAD_USER_INPUT,
@@ -158,14 +159,12 @@ fn authorization(headers: &HeaderMap) -> Option<&str> {
     headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
 }
 
-fn graphiql() -> impl IntoResponse {
-    Html(
-        GraphiQLSource::build()
-            .endpoint(GRAPHQL_PATH)
-            .subscription_endpoint(WS_PATH)
-            .title("tracegraph")
-            .finish(),
-    )
+/// GraphiQL's scripts and styles, switched off with the page.
+async fn graphiql_asset(State(state): State<Arc<HttpState>>, Path(file): Path<String>) -> Response {
+    if !state.graphiql {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    graphiql::asset(&file)
 }
 
 /// Counters in the Prometheus text format.

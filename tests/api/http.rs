@@ -47,8 +47,50 @@ async fn graphiql_is_served_on_get() {
     let page = app.http.get(format!("{}/graphql", app.base)).send().await.unwrap();
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
-    assert!(html.contains("graphiql"), "GraphiQL page expected");
+    assert!(html.contains("GraphiQL.createFetcher"), "GraphiQL page expected");
     assert!(html.contains("/graphql/ws"), "subscriptions endpoint wired");
+    // Everything the page loads comes from this server: it works without internet.
+    let loaded = page_references(&html);
+    assert_eq!(
+        loaded.len(),
+        4,
+        "React, ReactDOM, GraphiQL's script and styles: {loaded:?}"
+    );
+    for path in loaded {
+        assert!(
+            path.starts_with('/') && !path.starts_with("//"),
+            "{path} is not on this server"
+        );
+        let asset = app.http.get(format!("{}{path}", app.base)).send().await.unwrap();
+        assert_eq!(asset.status(), 200, "{path}");
+        let media_type = asset.headers()[reqwest::header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let expected = if path.ends_with(".css") {
+            "text/css"
+        } else {
+            "text/javascript"
+        };
+        assert!(media_type.starts_with(expected), "{path}: {media_type}");
+        assert!(asset.bytes().await.unwrap().len() > 10_000, "{path} has its whole text");
+    }
+    let unknown = app
+        .http
+        .get(format!("{}/graphiql/4.1.2/other.js", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+}
+
+/// The `src` and `href` values of a page.
+fn page_references(html: &str) -> Vec<&str> {
+    ["src=\"", "href=\""]
+        .iter()
+        .flat_map(|attribute| html.split(attribute).skip(1))
+        .map(|rest| &rest[..rest.find('"').unwrap()])
+        .collect()
 }
 
 #[tokio::test]
@@ -60,6 +102,13 @@ async fn graphiql_and_introspection_can_be_switched_off() {
     .await;
     let page = app.http.get(format!("{}/graphql", app.base)).send().await.unwrap();
     assert_eq!(page.status(), 400);
+    let script = app
+        .http
+        .get(format!("{}/graphiql/4.1.2/graphiql.min.js", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(script.status(), 404, "its scripts go with the page");
     let body = app.gql("{ __schema { types { name } } }", json!({})).await;
     assert_eq!(
         body["data"]["__schema"],

@@ -11,6 +11,7 @@ mod costs;
 mod errors;
 mod explain;
 mod fuzz;
+mod graphiql;
 mod http;
 mod import;
 mod limits;
