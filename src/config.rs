@@ -53,8 +53,8 @@ pub struct Config {
     #[arg(long, env = "TRACEGRAPH_LISTEN", default_value = DEFAULT_LISTEN, global = true)]
     pub listen: SocketAddr,
 
-    /// Database URL: `sqlite://FILE?mode=rwc` (created if missing), `sqlite::memory:`,
-    /// or `postgres://user@host/db`.
+    /// Database URL: `sqlite://FILE` (created if missing, unless the URL gives a `mode`
+    /// such as `mode=rw`), `sqlite::memory:`, or `postgres://user@host/db`.
     #[arg(long, env = "TRACEGRAPH_DATABASE_URL", default_value = DEFAULT_DATABASE_URL, global = true)]
     pub database_url: String,
 

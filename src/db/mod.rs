@@ -143,7 +143,11 @@ pub async fn connect_with(url: &str, pool: PoolOptions) -> Result<Db, DbErr> {
     let sqlite = url.starts_with("sqlite:");
     let in_memory = sqlite && (url.contains(":memory:") || url.contains("mode=memory"));
     let mut db = if sqlite {
-        let write = open(url, 1, pool.acquire_timeout, &statements).await?;
+        let write = match open(url, 1, pool.acquire_timeout, &statements).await {
+            Ok(write) => write,
+            Err(e) if in_memory => return Err(e),
+            Err(e) => return Err(why_no_file(url, e)),
+        };
         // Every connection to an in-memory database is a database of its own.
         let read = if in_memory {
             Reader::pooled(write.clone())
@@ -210,6 +214,32 @@ async fn why_unreachable(url: &str, wait: Duration, err: DbErr) -> DbErr {
     }
 }
 
+/// SQLite says only "unable to open database file"; the file's path and its folder say
+/// which of the usual reasons it is.
+fn why_no_file(url: &str, err: DbErr) -> DbErr {
+    let cannot_open = matches!(&err, DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e))
+        if e.as_database_error().and_then(|e| e.code()).as_deref() == Some("14"));
+    let Ok(path) = sqlite_path(url).map(|path| std::path::absolute(&path).unwrap_or(path)) else {
+        return err;
+    };
+    if !cannot_open {
+        return err;
+    }
+    let folder = path.parent().filter(|folder| !folder.as_os_str().is_empty());
+    let why = match folder {
+        Some(folder) if !folder.is_dir() => format!("its folder {} does not exist", folder.display()),
+        _ if path.is_dir() => "that is a folder; name a file in it".to_owned(),
+        _ if !path.exists() => "the file does not exist, and the URL's `mode` does not let it be created \
+             (leave `mode` out, or give `mode=rwc`)"
+            .to_owned(),
+        _ => "it cannot be read and written here (check its and its folder's permissions)".to_owned(),
+    };
+    DbErr::Conn(sea_orm::RuntimeErr::Internal(format!(
+        "cannot open the SQLite database {}: {why}",
+        path.display()
+    )))
+}
+
 /// Opened after migrating: the counter's table must exist.
 fn sqlite_key_epoch(url: &str) -> Result<KeyEpoch, DbErr> {
     KeyEpoch::sqlite(&sqlite_path(url)?)
@@ -228,6 +258,7 @@ async fn open(
     acquire_timeout: Duration,
     counter: &StatementCounter,
 ) -> Result<DatabaseConnection, DbErr> {
+    let url_sets_mode = url.contains("mode=");
     let mut options = ConnectOptions::new(url);
     options
         .max_connections(max_connections)
@@ -237,6 +268,9 @@ async fn open(
         // Waiting for another process's lock is waiting for the database, like waiting
         // for a pooled connection: the same bound applies.
         .map_sqlx_sqlite_opts(move |o| {
+            // A file named without a `mode` is created when missing, as the default URL's
+            // is (`mode=rwc`); a `mode` given is kept (`rw`: the file must exist).
+            let o = if url_sets_mode { o } else { o.create_if_missing(true) };
             o.journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)

@@ -490,3 +490,36 @@ async fn an_unreachable_database_is_told_with_its_reason() {
         assert!(!said.contains("pool timed out"), "{command}: {said}");
     }
 }
+
+/// A SQLite URL names a file the way a person would write it: without `mode=rwc` the
+/// file is created, as the default's is; when it cannot be opened, the message says why
+/// rather than SQLite's bare "unable to open database file".
+#[tokio::test]
+async fn a_sqlite_file_is_created_or_told_why_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = |name: &str| dir.path().join(name).display().to_string();
+    for url in [
+        format!("sqlite://{}", at("new.db")),
+        format!("sqlite:{}", at("plain.db")),
+    ] {
+        let (ran, said) = run_to_its_end(&["migrate", "--database-url", &url], &[]).await;
+        assert!(ran, "{url}: {said}");
+    }
+    assert!(dir.path().join("new.db").is_file() && dir.path().join("plain.db").is_file());
+    let refused = [
+        (format!("sqlite://{}", at("missing/x.db")), "its folder"),
+        (format!("sqlite://{}?mode=rw", at("absent.db")), "leave `mode` out"),
+        (format!("sqlite://{}", dir.path().display()), "that is a folder"),
+    ];
+    for (url, why) in refused {
+        for command in ["migrate", "serve"] {
+            let (ran, said) = run_to_its_end(&[command, "--listen", "127.0.0.1:0", "--database-url", &url], &[]).await;
+            assert!(!ran, "{command} {url}: {said}");
+            assert!(
+                said.contains("cannot open the SQLite database") && said.contains(why),
+                "{command} {url}: {said}"
+            );
+        }
+    }
+    assert!(!dir.path().join("absent.db").exists(), "`mode=rw` created nothing");
+}
