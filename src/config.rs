@@ -47,6 +47,21 @@ pub fn at_least_one<T: TryFrom<u64>>(text: &str) -> Result<T, String> {
     T::try_from(n).map_err(|_| "is too large".into())
 }
 
+/// A database URL of an engine tracegraph speaks; any other is refused when the command
+/// starts, naming the two, rather than by the driver's "no supporting driver".
+pub fn database_url(text: &str) -> Result<String, String> {
+    const ENGINES: [&str; 3] = ["sqlite:", "postgres://", "postgresql://"];
+    if ENGINES.iter().any(|scheme| text.starts_with(scheme)) {
+        Ok(text.to_owned())
+    } else {
+        Err(
+            "tracegraph stores its data in SQLite (`sqlite://FILE`, `sqlite::memory:`) \
+             or PostgreSQL (`postgres://user@host/db`)"
+                .into(),
+        )
+    }
+}
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct Config {
     /// Address to listen on.
@@ -55,7 +70,7 @@ pub struct Config {
 
     /// Database URL: `sqlite://FILE` (created if missing, unless the URL gives a `mode`
     /// such as `mode=rw`), `sqlite::memory:`, or `postgres://user@host/db`.
-    #[arg(long, env = "TRACEGRAPH_DATABASE_URL", default_value = DEFAULT_DATABASE_URL, global = true)]
+    #[arg(long, env = "TRACEGRAPH_DATABASE_URL", value_parser = database_url, default_value = DEFAULT_DATABASE_URL, global = true)]
     pub database_url: String,
 
     /// Model prices (TOML, or JSON by extension) over the built-in table, for LLM spans
@@ -242,7 +257,27 @@ impl From<&Config> for Limits {
 
 #[cfg(test)]
 mod tests {
-    use super::at_least_one;
+    use super::{at_least_one, database_url};
+
+    #[test]
+    fn a_database_url_names_sqlite_or_postgresql() {
+        for url in [
+            "sqlite://a.db",
+            "sqlite:a.db",
+            "sqlite::memory:",
+            "postgres://u@h/d",
+            "postgresql://h/d",
+        ] {
+            assert_eq!(database_url(url).as_deref(), Ok(url));
+        }
+        for url in ["mysql://root@h/d", "", "a.db", "http://x", " sqlite://a.db"] {
+            let refused = database_url(url).unwrap_err();
+            assert!(
+                refused.contains("SQLite") && refused.contains("PostgreSQL"),
+                "{url}: {refused}"
+            );
+        }
+    }
 
     #[test]
     fn a_setting_that_must_be_positive_takes_only_whole_numbers_that_fit() {

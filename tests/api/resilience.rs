@@ -493,7 +493,8 @@ async fn an_unreachable_database_is_told_with_its_reason() {
 
 /// A SQLite URL names a file the way a person would write it: without `mode=rwc` the
 /// file is created, as the default's is; when it cannot be opened, the message says why
-/// rather than SQLite's bare "unable to open database file".
+/// rather than SQLite's bare "unable to open database file". A URL of no engine
+/// tracegraph speaks is refused naming the two it does.
 #[tokio::test]
 async fn a_sqlite_file_is_created_or_told_why_not() {
     let dir = tempfile::tempdir().unwrap();
@@ -522,4 +523,13 @@ async fn a_sqlite_file_is_created_or_told_why_not() {
         }
     }
     assert!(!dir.path().join("absent.db").exists(), "`mode=rw` created nothing");
+    // Another engine's URL, or a bare file name, is refused before anything opens.
+    for url in ["mysql://root@127.0.0.1/test", "tracegraph.db"] {
+        let (ran, said) = run_to_its_end(&["migrate", "--database-url", url], &[]).await;
+        assert!(!ran, "{url}: {said}");
+        assert!(
+            said.contains("--database-url") && said.contains("SQLite (`sqlite://FILE`"),
+            "{url}: {said}"
+        );
+    }
 }
