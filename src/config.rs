@@ -8,6 +8,9 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://tracegraph.db?mode=rwc";
 /// Large prompts and RAG contexts are normal in agent traces.
 pub const DEFAULT_MAX_TEXT_BYTES: usize = 4 * 1024 * 1024;
 pub const DEFAULT_MAX_BATCH_SPANS: usize = 1000;
+/// A trace's tree of ten thousand spans is about 10 MB to hold while it is answered
+/// (texts left out); a dashboard's page of fifty ordinary traces, a megabyte.
+pub const DEFAULT_MAX_TREE_SPANS: i64 = 10_000;
 /// Room for a full `addSpans` batch of large spans.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 pub const DEFAULT_DB_MAX_CONNECTIONS: u32 = 16;
@@ -85,6 +88,12 @@ pub struct Config {
     /// Most items in one batch: spans in `addSpans`, traces in `createTraces` and `endTraces`.
     #[arg(long, env = "TRACEGRAPH_MAX_BATCH_SPANS", value_parser = at_least_one::<usize>, default_value_t = DEFAULT_MAX_BATCH_SPANS, global = true)]
     pub max_batch_spans: usize,
+
+    /// Most spans of one trace an answer reads whole (`Trace.spans`, `rootSpans`,
+    /// `children`): a larger trace is refused there, and read a page at a time through
+    /// `spans(filter: {traceId})`.
+    #[arg(long, env = "TRACEGRAPH_MAX_TREE_SPANS", value_parser = at_least_one::<i64>, default_value_t = DEFAULT_MAX_TREE_SPANS, global = true)]
+    pub max_tree_spans: i64,
 
     /// Largest accepted HTTP request body, in bytes.
     #[arg(long, env = "TRACEGRAPH_MAX_BODY_BYTES", value_parser = at_least_one::<usize>, default_value_t = DEFAULT_MAX_BODY_BYTES, global = true)]
@@ -185,6 +194,7 @@ impl Default for Config {
             prices: None,
             max_text_bytes: DEFAULT_MAX_TEXT_BYTES,
             max_batch_spans: DEFAULT_MAX_BATCH_SPANS,
+            max_tree_spans: DEFAULT_MAX_TREE_SPANS,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             db_max_connections: DEFAULT_DB_MAX_CONNECTIONS,
             db_acquire_timeout_ms: DEFAULT_DB_ACQUIRE_TIMEOUT_MS,
@@ -244,6 +254,7 @@ impl Config {
 pub struct Limits {
     pub max_text_bytes: usize,
     pub max_batch_spans: usize,
+    pub max_tree_spans: i64,
 }
 
 impl From<&Config> for Limits {
@@ -251,6 +262,7 @@ impl From<&Config> for Limits {
         Self {
             max_text_bytes: config.max_text_bytes,
             max_batch_spans: config.max_batch_spans,
+            max_tree_spans: config.max_tree_spans,
         }
     }
 }

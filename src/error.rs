@@ -35,6 +35,15 @@ pub enum AppError {
         actual: u64,
         max: u64,
     },
+    #[error(
+        "{field}: trace {trace_id} has more than {max} spans, more than one answer reads whole; \
+         read its spans a page at a time: `spans(filter: {{traceId: \"{trace_id}\"}}, limit: 500, offset: 0)`"
+    )]
+    TraceTooLarge {
+        field: &'static str,
+        trace_id: Uuid,
+        max: u64,
+    },
     #[error("{0}")]
     Unauthenticated(String),
     #[error("{0}")]
@@ -48,6 +57,9 @@ pub enum AppError {
 }
 
 pub type AppResult<T> = Result<T, AppError>;
+
+/// `extensions.limit` of `TraceTooLarge`.
+pub const TREE_SPANS_LIMIT: &str = "spans of one trace read whole";
 
 impl AppError {
     pub fn bad_input(field: impl Into<String>, reason: impl Into<String>) -> Self {
@@ -75,7 +87,7 @@ impl AppError {
             Self::BadUserInput { .. } => code::BAD_USER_INPUT,
             Self::NotFound { .. } => code::NOT_FOUND,
             Self::Conflict(_) => code::CONFLICT,
-            Self::LimitExceeded { .. } | Self::SubscriberLagged(_) => code::LIMIT_EXCEEDED,
+            Self::LimitExceeded { .. } | Self::TraceTooLarge { .. } | Self::SubscriberLagged(_) => code::LIMIT_EXCEEDED,
             Self::Unauthenticated(_) => code::UNAUTHENTICATED,
             Self::Forbidden(_) => code::FORBIDDEN,
             Self::Overloaded => code::OVERLOADED,
@@ -170,6 +182,11 @@ impl ErrorExtensions for AppError {
             Self::LimitExceeded { field, limit, max, .. } => err.extend_with(|_, ext| {
                 ext.set("field", field.as_str());
                 ext.set("limit", *limit);
+                ext.set("max", *max);
+            }),
+            Self::TraceTooLarge { field, max, .. } => err.extend_with(|_, ext| {
+                ext.set("field", *field);
+                ext.set("limit", TREE_SPANS_LIMIT);
                 ext.set("max", *max);
             }),
             _ => err,

@@ -376,6 +376,7 @@ mod tests {
         Limits {
             max_text_bytes: 64,
             max_batch_spans: 10,
+            max_tree_spans: 10,
         }
     }
 

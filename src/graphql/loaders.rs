@@ -20,11 +20,13 @@ use crate::filters::SpanFilter;
 
 pub struct Loaders {
     db: Db,
+    /// A trace with more spans has no tree read (`Limits::max_tree_spans`).
+    max_tree_spans: i64,
 }
 
 impl Loaders {
-    pub fn new(db: Db) -> Self {
-        Self { db }
+    pub fn new(db: Db, max_tree_spans: i64) -> Self {
+        Self { db, max_tree_spans }
     }
 }
 
@@ -154,7 +156,7 @@ impl Loader<TreeOf> for Loaders {
     async fn load(&self, keys: &[TreeOf]) -> Result<HashMap<TreeOf, Self::Value>, Self::Error> {
         let mut out = HashMap::with_capacity(keys.len());
         for (texts, ids) in ids_by_texts(keys, |k| (k.trace_id, k.texts)) {
-            let cond = Condition::all().add(span::Column::TraceId.is_in(ids.iter().copied()));
+            let cond = store::spans::of_trees(&ids, self.max_tree_spans);
             let rows = store::spans::in_start_order(&self.db.read, cond, texts).await?;
             // Shared from here on: grouping and the tree move pointers, not rows.
             let rows: Vec<Arc<span::Model>> = rows.into_iter().map(Arc::new).collect();
@@ -191,7 +193,8 @@ impl Loader<TraceWithTree> for Loaders {
     async fn load(&self, keys: &[TraceWithTree]) -> Result<HashMap<TraceWithTree, Self::Value>, Self::Error> {
         let mut out = HashMap::with_capacity(keys.len());
         for (texts, ids) in ids_by_texts(keys, |k| (k.trace_id, k.texts)) {
-            let (traces, spans) = store::detail::traces_with_spans(&self.db.read, &ids, texts).await?;
+            let (traces, spans) =
+                store::detail::traces_with_spans(&self.db.read, &ids, texts, self.max_tree_spans).await?;
             let mut trees = group(&ids, spans, |s| Some(s.trace_id));
             for trace in traces {
                 let tree = SpanTree::of(trees.remove(&trace.id).unwrap_or_default());

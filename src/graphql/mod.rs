@@ -56,7 +56,7 @@ pub fn build_api(state: State, config: &Config) -> Api {
     let schema = |validation| {
         // Subscriptions use the strict one's, long-lived and so never caching; HTTP
         // requests bring their own (`request_loaders`).
-        let loaders = request_loaders(&state.db);
+        let loaders = request_loaders(&state.db, state.limits.max_tree_spans);
         loaders.enable_all_cache(false);
         let builder = schema_builder()
             .data(loaders)
@@ -87,12 +87,16 @@ pub fn build_api(state: State, config: &Config) -> Api {
 }
 
 /// Loaders for one request: span trees are cached for its lifetime only.
-pub fn request_loaders(db: &Db) -> AppLoader {
-    AppLoader::with_cache(Loaders::new(db.clone()), spawn_after_siblings, TreeCache)
-        // The default waits a timer tick (1 ms or more) to gather keys: most of a small
-        // query's time. Sibling fields register their keys within one poll, before the
-        // batch task runs (it yields first), so no wait is needed.
-        .delay(std::time::Duration::ZERO)
+pub fn request_loaders(db: &Db, max_tree_spans: i64) -> AppLoader {
+    AppLoader::with_cache(
+        Loaders::new(db.clone(), max_tree_spans),
+        spawn_after_siblings,
+        TreeCache,
+    )
+    // The default waits a timer tick (1 ms or more) to gather keys: most of a small
+    // query's time. Sibling fields register their keys within one poll, before the
+    // batch task runs (it yields first), so no wait is needed.
+    .delay(std::time::Duration::ZERO)
 }
 
 /// Runs a loader's batch once the tasks ready now, the ones adding keys, have run.
@@ -179,14 +183,35 @@ fn wants_large_fields(field: SelectionField<'_>) -> bool {
         .any(|f| LARGE_FIELDS.contains(&f.name()) || wants_large_fields(f))
 }
 
-/// The span tree of a trace, loaded once per request.
+/// The span tree of a trace, loaded once per request, for `field`. A trace known to have
+/// spans whose tree came back empty is one too large to read whole (its spans were left
+/// out, `store::spans::of_trees`): refused.
 pub(crate) async fn tree(
     ctx: &Context<'_>,
     trace_id: uuid::Uuid,
     texts: Texts,
+    field: &'static str,
+    has_spans: bool,
 ) -> async_graphql::Result<Arc<SpanTree>> {
     let loader = ctx.data::<AppLoader>()?;
-    Ok(gql(loader.load_one(TreeOf { trace_id, texts }).await)?.unwrap_or_default())
+    let tree = gql(loader.load_one(TreeOf { trace_id, texts }).await)?.unwrap_or_default();
+    if has_spans && tree.all().is_empty() {
+        return Err(too_large(ctx, field, trace_id));
+    }
+    Ok(tree)
+}
+
+/// `LIMIT_EXCEEDED` for `field` of a trace with more spans than are read whole.
+pub(crate) fn too_large(ctx: &Context<'_>, field: &'static str, trace_id: uuid::Uuid) -> async_graphql::Error {
+    match state(ctx) {
+        Ok(state) => crate::error::AppError::TraceTooLarge {
+            field,
+            trace_id,
+            max: state.limits.max_tree_spans as u64,
+        }
+        .extend(),
+        Err(e) => e,
+    }
 }
 
 /// The field under a trace's selection that will read the trace's whole span tree, if

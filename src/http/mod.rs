@@ -40,6 +40,8 @@ struct HttpState {
     executions: Arc<tokio::sync::Semaphore>,
     graphiql: bool,
     auth: Auth,
+    /// `Limits::max_tree_spans`, for each request's loaders.
+    max_tree_spans: i64,
 }
 
 pub fn router(api: Api, db: Db, config: &Config, ws_shutdown: WsShutdown) -> Router {
@@ -53,6 +55,7 @@ pub fn router(api: Api, db: Db, config: &Config, ws_shutdown: WsShutdown) -> Rou
         request_timeout: Duration::from_millis(config.request_timeout_ms.max(1)),
         executions: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_requests.max(1))),
         graphiql: !config.disable_graphiql,
+        max_tree_spans: config.max_tree_spans,
     };
     Router::new()
         .route(GRAPHQL_PATH, get(get_graphql).post(post_graphql))
@@ -116,7 +119,9 @@ async fn execute(state: &HttpState, request: async_graphql::Request, media: Medi
             return Refusal::new(status, e.code(), e.to_string()).into_response(media);
         }
     };
-    let request = request.data(gql::request_loaders(&state.db)).data(access);
+    let request = request
+        .data(gql::request_loaders(&state.db, state.max_tree_spans))
+        .data(access);
     let run = async {
         // Never closed, so acquiring only waits.
         let _turn = state.executions.acquire().await;

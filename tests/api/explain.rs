@@ -238,7 +238,11 @@ async fn list_and_loader_statements_use_indexes() {
     }
     if backend == DbBackend::Postgres {
         // Traces with their spans, one UNION: each side on its own index.
-        let union = plan(&txn, store::detail::union_statement(&trace_ids, Texts::Read)).await;
+        let union = plan(
+            &txn,
+            store::detail::union_statement(&trace_ids, Texts::Read, tracegraph::config::DEFAULT_MAX_TREE_SPANS),
+        )
+        .await;
         assert!(
             uses_index(&union, backend) && union.contains("trace_pkey") && union.contains("ix_span_trace_started"),
             "a trace with its spans:\n{union}"

@@ -109,3 +109,124 @@ async fn a_limit_of_zero_stops_the_server_naming_its_setting() {
         assert!(said.contains(named) && said.contains("at least 1"), "{named}: {said}");
     }
 }
+
+/// A trace with more spans than `--max-tree-spans` is not read whole by any field that
+/// would (its spans, root spans, children, `trace(id)` with its tree, a dashboard page):
+/// each is refused naming the field and how to page instead, and nothing of it is read.
+/// Its spans stay readable a page at a time; a trace at the bound is read whole.
+#[tokio::test]
+async fn a_trace_too_large_to_read_whole_is_refused_and_paged() {
+    let app = spawn_app_with(|c| c.max_tree_spans = 5).await;
+    // Six spans: a root with five children. Beside it, one of five (at the bound).
+    let large = app.create_trace(json!({"name": "large"})).await["id"].clone();
+    let small = app.create_trace(json!({"name": "small"})).await["id"].clone();
+    let mut roots = Vec::new();
+    for (trace, children) in [(&large, 5), (&small, 4)] {
+        let root = app
+            .add_spans(json!([{"traceId": trace, "name": "root", "spanType": "FUNCTION"}]))
+            .await[0]["id"]
+            .clone();
+        let spans: Vec<_> = (0..children)
+            .map(|i| json!({"traceId": trace, "parentId": root, "name": format!("step {i}"), "spanType": "TOOL"}))
+            .collect();
+        app.add_spans(json!(spans)).await;
+        roots.push(root);
+    }
+    let refused = [
+        (format!("{{ trace(id: {large}) {{ spans {{ id }} }} }}"), "spans"),
+        (
+            format!("{{ trace(id: {large}) {{ spans(filter: {{spanType: TOOL}}) {{ id }} }} }}"),
+            "spans",
+        ),
+        (
+            format!("{{ trace(id: {large}) {{ rootSpans {{ id }} }} }}"),
+            "rootSpans",
+        ),
+        (
+            format!("{{ trace(id: {large}) {{ name rootSpans {{ children {{ id inputText }} }} }} }}"),
+            "rootSpans",
+        ),
+        (
+            format!("{{ span(id: {}) {{ children {{ id }} }} }}", roots[0]),
+            "children",
+        ),
+        (
+            format!("{{ spans(filter: {{traceId: {large}}}) {{ items {{ children {{ id }} }} }} }}"),
+            "children",
+        ),
+        (
+            "{ traces { items { name rootSpans { children { name } } } } }".to_owned(),
+            "rootSpans",
+        ),
+        ("{ traces { items { name spans { name } } } }".to_owned(), "spans"),
+    ];
+    for (query, field) in refused {
+        let body = app.gql(&query, json!({})).await;
+        let error = &body["errors"][0];
+        assert_eq!(error["extensions"]["code"], "LIMIT_EXCEEDED", "{query}: {body}");
+        assert_eq!(error["extensions"]["field"], field, "{query}: {body}");
+        assert_eq!(
+            error["extensions"]["limit"], "spans of one trace read whole",
+            "{query}: {body}"
+        );
+        assert_eq!(error["extensions"]["max"], 5, "{query}: {body}");
+        let message = error["message"].as_str().unwrap();
+        let pages = format!("spans(filter: {{traceId: {large}}}");
+        assert!(message.contains(&pages), "{query}: says how to page: {message}");
+        assert!(
+            body["errors"].as_array().unwrap().len() == 1 || field == "children",
+            "{query}: {body}"
+        );
+    }
+    // What needs no tree, the trace at the bound, and the large trace page by page.
+    let row = app
+        .ok(&format!("{{ trace(id: {large}) {{ name spanCount }} }}"), json!({}))
+        .await;
+    assert_eq!(row["trace"], json!({"name": "large", "spanCount": 6}));
+    let whole = app
+        .ok(
+            &format!("{{ trace(id: {small}) {{ spans {{ id }} rootSpans {{ children {{ id }} }} }} }}"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(whole["trace"]["spans"].as_array().unwrap().len(), 5);
+    assert_eq!(whole["trace"]["rootSpans"][0]["children"].as_array().unwrap().len(), 4);
+    let children = app
+        .ok(
+            &format!("{{ span(id: {}) {{ children {{ id }} }} }}", roots[1]),
+            json!({}),
+        )
+        .await;
+    assert_eq!(children["span"]["children"].as_array().unwrap().len(), 4);
+    let mut paged = Vec::new();
+    for offset in [0, 4] {
+        let page = app
+            .ok(
+                &format!("{{ spans(filter: {{traceId: {large}}}, limit: 4, offset: {offset}) {{ totalCount items {{ id }} }} }}"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(page["spans"]["totalCount"], 6);
+        paged.extend(
+            page["spans"]["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["id"].clone()),
+        );
+    }
+    assert_eq!(paged.len(), 6, "every span of the large trace, in two pages");
+    let dashboard = app
+        .ok(
+            "{ traces(filter: {name: \"small\"}) { items { rootSpans { children { name } } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        dashboard["traces"]["items"][0]["rootSpans"][0]["children"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+}

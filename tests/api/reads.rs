@@ -169,7 +169,10 @@ async fn a_trace_read_with_its_spans_equals_its_two_reads() {
     let batches = ids.iter().map(std::slice::from_ref).chain([ids.as_slice()]);
     for batch in batches {
         for texts in [Texts::Read, Texts::Skip] {
-            let (mut traces, spans) = store::detail::traces_with_spans(&db.read, batch, texts).await.unwrap();
+            let (mut traces, spans) =
+                store::detail::traces_with_spans(&db.read, batch, texts, tracegraph::config::DEFAULT_MAX_TREE_SPANS)
+                    .await
+                    .unwrap();
             let mut apart = store::traces::by_ids(db.read.pool(), batch.iter().copied())
                 .await
                 .unwrap();

@@ -8,7 +8,7 @@
 
 use std::sync::LazyLock;
 
-use sea_orm::{ColumnTrait, Condition, DbBackend, IdenStatic, Iterable, QueryFilter, Statement};
+use sea_orm::{ColumnTrait, DbBackend, IdenStatic, Iterable, QueryFilter, Statement};
 use uuid::Uuid;
 
 use super::spans::{self, Texts};
@@ -16,11 +16,13 @@ use crate::db::entities::{span, trace};
 use crate::db::{Fetch, fetch_two, find};
 use crate::error::AppResult;
 
-/// The traces `ids` that exist and all their spans in start order; `texts` as for a tree.
+/// The traces `ids` that exist and all their spans in start order, but none of a trace
+/// with more than `max_spans`; `texts` as for a tree.
 pub async fn traces_with_spans(
     conn: &impl Fetch,
     ids: &[Uuid],
     texts: Texts,
+    max_spans: i64,
 ) -> AppResult<(Vec<trace::Model>, Vec<span::Model>)> {
     if ids.is_empty() {
         return Ok((Vec::new(), Vec::new()));
@@ -30,13 +32,13 @@ pub async fn traces_with_spans(
     let apart = || {
         let trace = find::<trace::Entity>().filter(trace::Column::Id.is_in(ids.iter().copied()));
         let spans = spans::with_texts(
-            spans::select_in_start_order(Condition::all().add(span::Column::TraceId.is_in(ids.iter().copied()))),
+            spans::select_in_start_order(spans::of_trees(ids, max_spans)),
             texts,
             conn.get_database_backend(),
         );
         (trace, spans)
     };
-    let (traces, mut spans) = fetch_two(conn, apart, || union_statement(ids, texts)).await?;
+    let (traces, mut spans) = fetch_two(conn, apart, || union_statement(ids, texts, max_spans)).await?;
     // The UNION leaves its rows unordered: sorting them there cost PostgreSQL a tenth of
     // its throughput (pgbench), against a sort of a trace's few spans here, in the order
     // PostgreSQL gives both (timestamps, then uuids byte by byte).
@@ -45,9 +47,10 @@ pub async fn traces_with_spans(
 }
 
 /// The UNION for PostgreSQL: the rows of the traces `ids` (at least one: `IN ()` is not
-/// SQL) and of their spans (`_part` 0 and 1), in no order. The text for one trace, the usual case, is written once per `texts`;
+/// SQL) and of their spans (`_part` 0 and 1; none of a trace of more than `max_spans`),
+/// in no order. The text for one trace, the usual case, is written once per `texts`;
 /// public so that its plan can be checked.
-pub fn union_statement(ids: &[Uuid], texts: Texts) -> Statement {
+pub fn union_statement(ids: &[Uuid], texts: Texts, max_spans: i64) -> Statement {
     static READ: LazyLock<String> = LazyLock::new(|| union_text(Texts::Read, 1));
     static SKIP: LazyLock<String> = LazyLock::new(|| union_text(Texts::Skip, 1));
     let sql = match (ids.len(), texts) {
@@ -55,7 +58,8 @@ pub fn union_statement(ids: &[Uuid], texts: Texts) -> Statement {
         (1, Texts::Skip) => SKIP.clone(),
         (n, texts) => union_text(texts, n),
     };
-    Statement::from_sql_and_values(DbBackend::Postgres, sql, ids.iter().map(|&id| id.into()))
+    let values = ids.iter().map(|&id| id.into()).chain([max_spans.into()]);
+    Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
 }
 
 fn union_text(texts: Texts, ids: usize) -> String {
@@ -91,9 +95,14 @@ fn union_text(texts: Texts, ids: usize) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ");
+    let max = format!("${}", ids + 1);
     let ids = (1..=ids).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ");
+    // The spans of a trace too large to read whole are left out, as `spans::of_trees`
+    // leaves them out.
     format!(
         "SELECT 0 AS \"_part\", {trace_list} FROM \"trace\" WHERE \"trace\".\"id\" IN ({ids}) \
-         UNION ALL SELECT 1, {span_list} FROM \"span\" WHERE \"span\".\"trace_id\" IN ({ids})"
+         UNION ALL SELECT 1, {span_list} FROM \"span\" WHERE \"span\".\"trace_id\" IN ({ids}) \
+         AND \"span\".\"trace_id\" IN (SELECT \"id\" FROM \"trace\" WHERE \"id\" IN ({ids}) \
+         AND \"span_count\" <= {max})"
     )
 }

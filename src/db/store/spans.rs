@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::{Changed, Rows, agent_usage, in_agent_order, insert_new, order, page, traces};
 use crate::db::entities::span::{self, Column};
+use crate::db::entities::trace;
 use crate::db::{ColumnLists, Fetch, empty_object, fetch_all, fetch_count, fetch_one, find, find_where};
 use crate::error::{AppError, AppResult};
 use crate::filters::{Page, SpanFilter, SpanSort};
@@ -384,6 +385,22 @@ pub fn with_texts(select: Select<span::Entity>, texts: Texts, backend: sea_orm::
         Texts::Read => select,
         Texts::Skip => LIGHT.select(select, backend),
     }
+}
+
+/// The spans of the trees of the traces `ids`, leaving out each trace with more than
+/// `max_spans` spans by its row's running count, in the same statement: a tree is read
+/// whole or not at all (so that no answer reads a trace of any size), and a trace that
+/// has spans but an empty tree is one too large (`graphql::tree`).
+pub fn of_trees(ids: &[Uuid], max_spans: i64) -> Condition {
+    let small_enough = sea_orm::sea_query::Query::select()
+        .column(trace::Column::Id)
+        .from(trace::Entity)
+        .and_where(trace::Column::Id.is_in(ids.iter().copied()))
+        .and_where(trace::Column::SpanCount.lte(max_spans))
+        .to_owned();
+    Condition::all()
+        .add(Column::TraceId.is_in(ids.iter().copied()))
+        .add(Column::TraceId.in_subquery(small_enough))
 }
 
 pub fn select_in_start_order(cond: Condition) -> Select<span::Entity> {

@@ -60,10 +60,13 @@ impl Span {
             None => Ok(None),
         }
     }
-    /// The spans nested directly inside this one, in start order.
+    /// The spans nested directly inside this one, in start order. Refused for a span of
+    /// a trace of more spans than the server reads whole (`--max-tree-spans`): read such
+    /// a trace with `spans(filter: {traceId})`.
     #[graphql(complexity = "CHILDREN_PER_SPAN * child_complexity")]
     async fn children(&self, ctx: &Context<'_>) -> Result<SpanList> {
-        let tree = tree(ctx, self.0.trace_id, texts_for([ctx.field()])).await?;
+        // This span is in its trace's tree: an empty tree is one not read.
+        let tree = tree(ctx, self.0.trace_id, texts_for([ctx.field()]), "children", true).await?;
         Ok(SpanList::in_tree(tree.children_of(self.0.id), &tree))
     }
     /// Operation name, e.g. `openai.chat` or `search_docs`.

@@ -6,7 +6,7 @@ use super::{AgentUsage, Span, SpanList, TokenUsage, micros_to_ms};
 use crate::db::entities::trace;
 use crate::filters::SpanFilter;
 use crate::graphql::loaders::{RootSpansOf, SpansOfTrace, UsageOfTrace};
-use crate::graphql::{Json, load_many, load_one, texts_for, tree};
+use crate::graphql::{Json, load_many, load_one, state, texts_for, too_large, tree};
 use crate::model::TraceStatus;
 
 /// Expected list sizes, for query complexity: a cost estimate, not a cap.
@@ -66,9 +66,12 @@ impl Trace {
     async fn flagged_span_count(&self) -> i64 {
         self.0.flagged_span_count
     }
-    /// All spans of the trace in start order, optionally narrowed.
+    /// All spans of the trace in start order, optionally narrowed. A trace of more spans
+    /// than the server reads whole (`--max-tree-spans`, 10,000 by default) is refused
+    /// with LIMIT_EXCEEDED: read it a page at a time with `spans(filter: {traceId})`.
     #[graphql(complexity = "SPANS_PER_TRACE * child_complexity")]
     async fn spans(&self, ctx: &Context<'_>, filter: Option<SpanFilter>) -> Result<SpanList> {
+        self.read_whole(ctx, "spans")?;
         match filter {
             Some(filter) if filter != SpanFilter::default() => {
                 let key = SpansOfTrace {
@@ -78,17 +81,19 @@ impl Trace {
                 Ok(SpanList::loaded(load_many::<_, _, Span>(ctx, key).await?))
             }
             _ => {
-                let tree = tree(ctx, self.0.id, texts_for([ctx.field()])).await?;
+                let tree = tree(ctx, self.0.id, texts_for([ctx.field()]), "spans", self.has_spans()).await?;
                 Ok(SpanList::in_tree(tree.all().iter(), &tree))
             }
         }
     }
-    /// The spans without a parent, in start order.
+    /// The spans without a parent, in start order. Refused, as `spans` is, for a trace
+    /// of more spans than the server reads whole.
     #[graphql(complexity = "CHILDREN_PER_SPAN * child_complexity")]
     async fn root_spans(&self, ctx: &Context<'_>) -> Result<SpanList> {
+        self.read_whole(ctx, "rootSpans")?;
         // Going deeper needs the whole tree anyway; the roots alone use their own index.
         if ctx.look_ahead().field("children").exists() {
-            let tree = tree(ctx, self.0.id, texts_for([ctx.field()])).await?;
+            let tree = tree(ctx, self.0.id, texts_for([ctx.field()]), "rootSpans", self.has_spans()).await?;
             return Ok(SpanList::in_tree(tree.roots(), &tree));
         }
         Ok(SpanList::loaded(
@@ -106,6 +111,20 @@ impl Trace {
 }
 
 impl Trace {
+    /// Refuses `field` of a trace with more spans than one answer reads whole, before
+    /// anything is read. (A tree read leaves out such a trace's spans even if the trace
+    /// grew past the bound since its row was read: `graphql::tree`.)
+    fn read_whole(&self, ctx: &Context<'_>, field: &'static str) -> Result<()> {
+        match self.0.span_count > state(ctx)?.limits.max_tree_spans {
+            true => Err(too_large(ctx, field, self.0.id)),
+            false => Ok(()),
+        }
+    }
+
+    fn has_spans(&self) -> bool {
+        self.0.span_count > 0
+    }
+
     pub(crate) fn status_of(row: &trace::Model) -> TraceStatus {
         if row.has_error {
             TraceStatus::Error
