@@ -58,6 +58,10 @@ struct Args {
     /// Rounds of the scale run: W2–W4 on both sizes in each, one size after the other.
     #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..))]
     scale_rounds: u32,
+    /// Only W5, this many times, one line each (for work on the live path): its figures
+    /// move more between runs than a change there does.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    live_only: Option<u32>,
     /// Cargo passes `--bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -82,6 +86,15 @@ async fn main() {
     );
     let server = Server::start(&server_url, &dir).await;
     let http = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
+    if let Some(rounds) = args.live_only {
+        for _ in 0..rounds {
+            let (p50, p99, lost) = w5(&server, &http, args.subscribers, args.live_spans).await;
+            println!("{}", w5_row(&args, p50, p99, lost));
+        }
+        drop(server);
+        cleanup.await;
+        return;
+    }
     let mut table = Vec::new();
 
     // W1: ingest through the API, and the same rows inserted directly.
@@ -141,10 +154,7 @@ async fn main() {
     for (name, per_sec) in &reads.floors {
         println!("| {name}: raw SQL in place, no round trip (req/s) | | {per_sec:.0} | |");
     }
-    println!(
-        "| W5 live, {} subscribers, {} spans | p50 {p50:.2} ms, p99 {p99:.2} ms, lost {lost} | | |",
-        args.subscribers, args.live_spans
-    );
+    println!("{}", w5_row(&args, p50, p99, lost));
     drop(server);
     for line in scale_table {
         println!("{line}");
@@ -1320,6 +1330,13 @@ async fn raw_filter(db: RawDb, filter: Filter, agent: String, from: String) {
             .await;
         }
     }
+}
+
+fn w5_row(args: &Args, p50: f64, p99: f64, lost: usize) -> String {
+    format!(
+        "| W5 live, {} subscribers, {} spans | p50 {p50:.2} ms, p99 {p99:.2} ms, lost {lost} | | |",
+        args.subscribers, args.live_spans
+    )
 }
 
 /// A subscription message, as much of it as W5 reads.

@@ -73,6 +73,13 @@ impl Protocol {
     }
 }
 
+/// What a connection reads from its socket at a time. The library zero-fills as much of
+/// its read buffer before every read attempt, and a connection's task tries a read each
+/// time it wakes, so at its default of 128 KiB every event sent to a subscriber cost a
+/// 128 KiB `memset`: 38% of the server's CPU with 100 subscribers (W5, perf). Client
+/// messages are small; a larger one is read in several pieces.
+const READ_BUFFER_BYTES: usize = 4 * 1024;
+
 /// How often an open connection re-checks that its key is still active.
 const KEY_RECHECK: Duration = Duration::from_secs(1);
 
@@ -86,6 +93,7 @@ pub fn upgrade(
 ) -> HttpResponse {
     let upgrade = upgrade
         .protocols([TRANSPORT_WS, LEGACY_WS])
+        .read_buffer_size(READ_BUFFER_BYTES)
         .max_message_size(settings.max_message_bytes)
         .max_frame_size(settings.max_message_bytes);
     let protocol = match upgrade.selected_protocol().and_then(|p| p.to_str().ok()) {

@@ -105,6 +105,20 @@ async fn oversized_frames_end_the_connection() {
     assert!(code == 1009 || code == 0, "closed with {code}");
 }
 
+/// The server reads its sockets a few kilobytes at a time: a message many times that,
+/// within the message limit, still arrives whole (a ping's payload comes back as sent).
+#[tokio::test]
+async fn a_message_larger_than_a_read_arrives_whole() {
+    let app = spawn_app().await;
+    let mut ws = app.ws_at("/graphql/ws", "graphql-transport-ws").await;
+    ws.init().await;
+    let text: String = (0..200_000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    ws.send(json!({"type": "ping", "payload": {"text": text}})).await;
+    let pong = ws.next_json(WAIT).await;
+    assert_eq!(pong["type"], "pong");
+    assert!(pong["payload"]["text"] == text.as_str(), "the payload comes back whole");
+}
+
 #[tokio::test]
 async fn subscriptions_per_connection_are_capped_with_an_error() {
     let app = spawn_app_with(|c| c.ws_max_subscriptions = 2).await;
