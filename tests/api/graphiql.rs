@@ -1,6 +1,7 @@
 //! GraphiQL in a real browser: headless Chromium opens the page (everything it loads comes
 //! from the server, so no internet access is needed), runs the query it starts with, and
-//! runs a subscription over the page's WebSocket. Needs Chromium, so these tests are
+//! runs a subscription over the page's WebSocket, also with an API key from the Headers
+//! tab. Needs Chromium, so these tests are
 //! ignored by a plain `cargo test`: `.ci/run` installs Chromium and runs them
 //! (`cargo test --test api graphiql -- --ignored`); `TRACEGRAPH_TEST_CHROMIUM` names
 //! another browser binary. What the page loads is checked without a browser in `http.rs`.
@@ -65,6 +66,48 @@ async fn graphiql_subscribes_to_live_spans_in_a_browser() {
             );
             break;
         }
+        assert!(started.elapsed() < Duration::from_secs(20), "no event shown: {shown:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// With API keys in use, the key typed into GraphiQL's Headers tab serves its queries and
+/// its subscriptions alike: GraphiQL sends those headers as the socket's `connection_init`
+/// payload, where the server looks for the key (`Authorization`).
+#[tokio::test]
+#[ignore = "needs Chromium: `.ci/run` installs it and runs this test"]
+async fn graphiql_uses_the_headers_tab_key_for_subscriptions_too() {
+    let app = spawn_app().await;
+    let trace = app.create_trace(json!({"name": "keyed"})).await;
+    let key = app.create_key("graphiql", &["read", "ingest"], &[]).await;
+    let mut page = Page::open(&app).await;
+    page.set_headers(&json!({"Authorization": format!("Bearer {key}")}))
+        .await;
+    // GraphiQL takes an editor's change in after a pause: a press before that runs without
+    // the key (UNAUTHENTICATED), and is made again.
+    let shown = page.run_until(None, |shown| shown.answer.contains("keyed")).await;
+    assert!(
+        !shown.answer.contains("\"errors\""),
+        "the query ran with the key: {shown:?}"
+    );
+    let subscription = "subscription { spanAdded { name } }";
+    page.run_until(Some(subscription), |shown| shown.running).await;
+    let started = Instant::now();
+    while app.metric("tracegraph_live_executions").await == 0 {
+        let shown = page.shown().await;
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no subscription reached the server: {shown:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let add = "mutation($i: AddSpanInput!) { addSpan(input: $i) { id } }";
+    let input = json!({"i": {"traceId": trace["id"], "name": "seen-with-key", "spanType": "TOOL"}});
+    let (status, body) = app.gql_as(&key, add, input).await;
+    assert_eq!(status, 200, "{body}");
+    let started = Instant::now();
+    while !page.shown().await.answer.contains("seen-with-key") {
+        let shown = page.shown().await;
         assert!(started.elapsed() < Duration::from_secs(20), "no event shown: {shown:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -153,6 +196,27 @@ impl Page {
                 self.value_of(press).await;
                 pressed = Some(Instant::now());
             }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Types `headers` into the Headers tab's editor (the second of the tool editors,
+    /// after Variables), waiting for GraphiQL to draw it.
+    async fn set_headers(&mut self, headers: &Value) {
+        let put = format!(
+            r#"(() => {{
+              const editor = document.querySelectorAll(".graphiql-editor-tool .CodeMirror")[1]?.CodeMirror;
+              if (editor) editor.setValue({text});
+              return Boolean(editor);
+            }})()"#,
+            text = json!(headers.to_string())
+        );
+        let started = Instant::now();
+        while self.value_of(&put).await != true {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "GraphiQL showed no Headers editor"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
