@@ -44,31 +44,14 @@ async fn graphiql_subscribes_to_live_spans_in_a_browser() {
     let trace = app.create_trace(json!({"name": "live"})).await;
     let mut page = Page::open(&app).await;
     let subscription = "subscription { spanAdded { name spanType } }";
-    page.run_until(Some(subscription), |shown| shown.running).await;
-    let started = Instant::now();
-    while app.metric("tracegraph_live_executions").await == 0 {
-        let shown = page.shown().await;
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "no subscription reached the server: {shown:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    page.subscribe(&app, subscription).await;
     app.add_spans(json!([{"traceId": trace["id"], "name": "seen-live", "spanType": "TOOL"}]))
         .await;
-    let started = Instant::now();
-    loop {
-        let shown = page.shown().await;
-        if shown.answer.contains("seen-live") {
-            assert!(
-                shown.answer.contains("\"spanType\": \"TOOL\""),
-                "the whole event: {shown:?}"
-            );
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(20), "no event shown: {shown:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let shown = page.until_shown("seen-live").await;
+    assert!(
+        shown.answer.contains("\"spanType\": \"TOOL\""),
+        "the whole event: {shown:?}"
+    );
 }
 
 /// With API keys in use, the key typed into GraphiQL's Headers tab serves its queries and
@@ -91,26 +74,12 @@ async fn graphiql_uses_the_headers_tab_key_for_subscriptions_too() {
         "the query ran with the key: {shown:?}"
     );
     let subscription = "subscription { spanAdded { name } }";
-    page.run_until(Some(subscription), |shown| shown.running).await;
-    let started = Instant::now();
-    while app.metric("tracegraph_live_executions").await == 0 {
-        let shown = page.shown().await;
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "no subscription reached the server: {shown:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    page.subscribe(&app, subscription).await;
     let add = "mutation($i: AddSpanInput!) { addSpan(input: $i) { id } }";
     let input = json!({"i": {"traceId": trace["id"], "name": "seen-with-key", "spanType": "TOOL"}});
     let (status, body) = app.gql_as(&key, add, input).await;
     assert_eq!(status, 200, "{body}");
-    let started = Instant::now();
-    while !page.shown().await.answer.contains("seen-with-key") {
-        let shown = page.shown().await;
-        assert!(started.elapsed() < Duration::from_secs(20), "no event shown: {shown:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    page.until_shown("seen-with-key").await;
 }
 
 /// GraphiQL's answer pane, and whether its run button has become a stop button (a
@@ -216,6 +185,36 @@ impl Page {
             assert!(
                 started.elapsed() < Duration::from_secs(30),
                 "GraphiQL showed no Headers editor"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Runs `subscription` in GraphiQL and waits until the server has it running.
+    async fn subscribe(&mut self, app: &TestApp, subscription: &str) {
+        self.run_until(Some(subscription), |shown| shown.running).await;
+        let started = Instant::now();
+        while app.metric("tracegraph_live_executions").await == 0 {
+            let shown = self.shown().await;
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "no subscription reached the server: {shown:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// What the page shows once its answer pane holds `text`.
+    async fn until_shown(&mut self, text: &str) -> Shown {
+        let started = Instant::now();
+        loop {
+            let shown = self.shown().await;
+            if shown.answer.contains(text) {
+                return shown;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "no {text} shown: {shown:?}"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
