@@ -59,7 +59,7 @@ pub enum AppError {
 pub type AppResult<T> = Result<T, AppError>;
 
 /// `extensions.limit` of `TraceTooLarge`.
-pub const TREE_SPANS_LIMIT: &str = "spans of one trace read whole";
+const TREE_SPANS_LIMIT: &str = "spans of one trace read whole";
 
 impl AppError {
     pub fn bad_input(field: impl Into<String>, reason: impl Into<String>) -> Self {

@@ -219,12 +219,10 @@ async fn why_unreachable(url: &str, wait: Duration, err: DbErr) -> DbErr {
 fn why_no_file(url: &str, err: DbErr) -> DbErr {
     let cannot_open = matches!(&err, DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e))
         if e.as_database_error().and_then(|e| e.code()).as_deref() == Some("14"));
-    let Ok(path) = sqlite_path(url).map(|path| std::path::absolute(&path).unwrap_or(path)) else {
-        return err;
+    let path = match sqlite_path(url) {
+        Ok(path) if cannot_open => std::path::absolute(&path).unwrap_or(path),
+        _ => return err,
     };
-    if !cannot_open {
-        return err;
-    }
     let folder = path.parent().filter(|folder| !folder.as_os_str().is_empty());
     let why = match folder {
         Some(folder) if !folder.is_dir() => format!("its folder {} does not exist", folder.display()),

@@ -91,6 +91,7 @@ async fn a_limit_of_zero_stops_the_server_naming_its_setting() {
         ("--max-query-depth", false),
         ("--ws-keepalive-secs", true),
         ("--db-acquire-timeout-ms", false),
+        ("--max-tree-spans", false),
     ];
     for (named, by_env) in cases {
         let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--database-url", &database_url];
