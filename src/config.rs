@@ -11,6 +11,9 @@ pub const DEFAULT_MAX_BATCH_SPANS: usize = 1000;
 /// A trace's tree of ten thousand spans is about 10 MB to hold while it is answered
 /// (texts left out); a dashboard's page of fifty ordinary traces, a megabyte.
 pub const DEFAULT_MAX_TREE_SPANS: i64 = 10_000;
+/// Five trees of the largest size: about 50 MB for one request, however many traces its
+/// page holds.
+pub const DEFAULT_MAX_REQUEST_SPANS: i64 = 50_000;
 /// Room for a full `addSpans` batch of large spans.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 pub const DEFAULT_DB_MAX_CONNECTIONS: u32 = 16;
@@ -94,6 +97,11 @@ pub struct Config {
     /// `spans(filter: {traceId})`.
     #[arg(long, env = "TRACEGRAPH_MAX_TREE_SPANS", value_parser = at_least_one::<i64>, default_value_t = DEFAULT_MAX_TREE_SPANS, global = true)]
     pub max_tree_spans: i64,
+
+    /// Most spans of whole traces one request reads, over all its `spans`, `rootSpans`
+    /// and `children` fields: a dashboard page of many large traces is refused past it.
+    #[arg(long, env = "TRACEGRAPH_MAX_REQUEST_SPANS", value_parser = at_least_one::<i64>, default_value_t = DEFAULT_MAX_REQUEST_SPANS, global = true)]
+    pub max_request_spans: i64,
 
     /// Largest accepted HTTP request body, in bytes.
     #[arg(long, env = "TRACEGRAPH_MAX_BODY_BYTES", value_parser = at_least_one::<usize>, default_value_t = DEFAULT_MAX_BODY_BYTES, global = true)]
@@ -195,6 +203,7 @@ impl Default for Config {
             max_text_bytes: DEFAULT_MAX_TEXT_BYTES,
             max_batch_spans: DEFAULT_MAX_BATCH_SPANS,
             max_tree_spans: DEFAULT_MAX_TREE_SPANS,
+            max_request_spans: DEFAULT_MAX_REQUEST_SPANS,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             db_max_connections: DEFAULT_DB_MAX_CONNECTIONS,
             db_acquire_timeout_ms: DEFAULT_DB_ACQUIRE_TIMEOUT_MS,
@@ -255,6 +264,7 @@ pub struct Limits {
     pub max_text_bytes: usize,
     pub max_batch_spans: usize,
     pub max_tree_spans: i64,
+    pub max_request_spans: i64,
 }
 
 impl From<&Config> for Limits {
@@ -263,6 +273,7 @@ impl From<&Config> for Limits {
             max_text_bytes: config.max_text_bytes,
             max_batch_spans: config.max_batch_spans,
             max_tree_spans: config.max_tree_spans,
+            max_request_spans: config.max_request_spans,
         }
     }
 }

@@ -44,6 +44,12 @@ pub enum AppError {
         trace_id: Uuid,
         max: u64,
     },
+    #[error(
+        "this request reads more than {max} spans of whole traces (`spans`, `rootSpans`, `children`); \
+         ask for fewer traces (`limit`), or read a trace's spans a page at a time: \
+         `spans(filter: {{traceId: \"…\"}}, limit: 500, offset: 0)`"
+    )]
+    RequestSpansExceeded { max: u64 },
     #[error("{0}")]
     Unauthenticated(String),
     #[error("{0}")]
@@ -60,6 +66,8 @@ pub type AppResult<T> = Result<T, AppError>;
 
 /// `extensions.limit` of `TraceTooLarge`.
 const TREE_SPANS_LIMIT: &str = "spans of one trace read whole";
+/// `extensions.limit` of `RequestSpansExceeded`.
+const REQUEST_SPANS_LIMIT: &str = "spans of whole traces read by one request";
 
 impl AppError {
     pub fn bad_input(field: impl Into<String>, reason: impl Into<String>) -> Self {
@@ -87,7 +95,10 @@ impl AppError {
             Self::BadUserInput { .. } => code::BAD_USER_INPUT,
             Self::NotFound { .. } => code::NOT_FOUND,
             Self::Conflict(_) => code::CONFLICT,
-            Self::LimitExceeded { .. } | Self::TraceTooLarge { .. } | Self::SubscriberLagged(_) => code::LIMIT_EXCEEDED,
+            Self::LimitExceeded { .. }
+            | Self::TraceTooLarge { .. }
+            | Self::RequestSpansExceeded { .. }
+            | Self::SubscriberLagged(_) => code::LIMIT_EXCEEDED,
             Self::Unauthenticated(_) => code::UNAUTHENTICATED,
             Self::Forbidden(_) => code::FORBIDDEN,
             Self::Overloaded => code::OVERLOADED,
@@ -187,6 +198,10 @@ impl ErrorExtensions for AppError {
             Self::TraceTooLarge { field, max, .. } => err.extend_with(|_, ext| {
                 ext.set("field", *field);
                 ext.set("limit", TREE_SPANS_LIMIT);
+                ext.set("max", *max);
+            }),
+            Self::RequestSpansExceeded { max } => err.extend_with(|_, ext| {
+                ext.set("limit", REQUEST_SPANS_LIMIT);
                 ext.set("max", *max);
             }),
             _ => err,

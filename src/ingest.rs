@@ -377,6 +377,7 @@ mod tests {
             max_text_bytes: 64,
             max_batch_spans: 10,
             max_tree_spans: 10,
+            max_request_spans: 10,
         }
     }
 

@@ -11,6 +11,8 @@ use async_graphql::dataloader::{CacheFactory, CacheStorage, HashMapCache, Loader
 use sea_orm::{ColumnTrait, Condition};
 use uuid::Uuid;
 
+use super::budget::SpanBudget;
+use crate::config::Limits;
 use crate::db::Db;
 use crate::db::entities::{agent_usage, span, span_flag, trace};
 use crate::db::store;
@@ -22,11 +24,34 @@ pub struct Loaders {
     db: Db,
     /// A trace with more spans has no tree read (`Limits::max_tree_spans`).
     max_tree_spans: i64,
+    /// Spans that reads of whole traces (trees, a trace's spans or roots) may return.
+    spans: SpanBudget,
 }
 
 impl Loaders {
-    pub fn new(db: Db, max_tree_spans: i64) -> Self {
-        Self { db, max_tree_spans }
+    /// Loaders of one request: its reads of whole traces share one budget.
+    pub fn for_request(db: Db, limits: &Limits) -> Self {
+        Self {
+            db,
+            max_tree_spans: limits.max_tree_spans,
+            spans: SpanBudget::per_request(limits.max_request_spans),
+        }
+    }
+
+    /// Loaders that outlive requests (subscriptions'): each read is bounded on its own.
+    pub fn shared(db: Db, limits: &Limits) -> Self {
+        Self {
+            db,
+            max_tree_spans: limits.max_tree_spans,
+            spans: SpanBudget::per_read(limits.max_request_spans),
+        }
+    }
+
+    /// Spans matching `cond` in start order, within the budget.
+    async fn spans_within_budget(&self, cond: Condition, texts: Texts) -> Result<Vec<span::Model>, AppError> {
+        let rows = store::spans::in_start_order(&self.db.read, cond, texts, self.spans.rows_to_read()).await?;
+        self.spans.spend(rows.len())?;
+        Ok(rows)
     }
 }
 
@@ -156,8 +181,9 @@ impl Loader<TreeOf> for Loaders {
     async fn load(&self, keys: &[TreeOf]) -> Result<HashMap<TreeOf, Self::Value>, Self::Error> {
         let mut out = HashMap::with_capacity(keys.len());
         for (texts, ids) in ids_by_texts(keys, |k| (k.trace_id, k.texts)) {
-            let cond = store::spans::of_trees(&ids, self.max_tree_spans);
-            let rows = store::spans::in_start_order(&self.db.read, cond, texts).await?;
+            let rows = self
+                .spans_within_budget(store::spans::of_trees(&ids, self.max_tree_spans), texts)
+                .await?;
             // Shared from here on: grouping and the tree move pointers, not rows.
             let rows: Vec<Arc<span::Model>> = rows.into_iter().map(Arc::new).collect();
             for (trace_id, spans) in group(&ids, rows, |s| Some(s.trace_id)) {
@@ -193,8 +219,12 @@ impl Loader<TraceWithTree> for Loaders {
     async fn load(&self, keys: &[TraceWithTree]) -> Result<HashMap<TraceWithTree, Self::Value>, Self::Error> {
         let mut out = HashMap::with_capacity(keys.len());
         for (texts, ids) in ids_by_texts(keys, |k| (k.trace_id, k.texts)) {
-            let (traces, spans) =
-                store::detail::traces_with_spans(&self.db.read, &ids, texts, self.max_tree_spans).await?;
+            let bounds = store::detail::Bounds {
+                max_tree_spans: self.max_tree_spans,
+                span_rows: self.spans.rows_to_read(),
+            };
+            let (traces, spans) = store::detail::traces_with_spans(&self.db.read, &ids, texts, bounds).await?;
+            self.spans.spend(spans.len())?;
             let mut trees = group(&ids, spans, |s| Some(s.trace_id));
             for trace in traces {
                 let tree = SpanTree::of(trees.remove(&trace.id).unwrap_or_default());
@@ -218,7 +248,7 @@ impl Loader<RootSpansOf> for Loaders {
         let cond = Condition::all()
             .add(span::Column::TraceId.is_in(keys.iter().map(|k| k.0)))
             .add(span::Column::ParentId.is_null());
-        let rows = store::spans::in_start_order(&self.db.read, cond, Texts::Read).await?;
+        let rows = self.spans_within_budget(cond, Texts::Read).await?;
         Ok(group(keys, rows, |s| Some(RootSpansOf(s.trace_id))))
     }
 }
@@ -235,7 +265,7 @@ impl Loader<SpansOfTrace> for Loaders {
         let mut out = HashMap::with_capacity(keys.len());
         for (filter, trace_ids) in by_filter {
             let cond = store::spans::condition(filter).add(span::Column::TraceId.is_in(trace_ids.iter().copied()));
-            let rows = store::spans::in_start_order(&self.db.read, cond, Texts::Read).await?;
+            let rows = self.spans_within_budget(cond, Texts::Read).await?;
             let ids: Vec<TraceId> = trace_ids.into_iter().map(TraceId).collect();
             for (TraceId(trace_id), spans) in group(&ids, rows, |s| Some(TraceId(s.trace_id))) {
                 out.insert(

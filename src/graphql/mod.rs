@@ -1,6 +1,7 @@
 //! The GraphQL schema: roots, types, loaders, and how it is built with or without data.
 
 mod api;
+mod budget;
 pub mod fanout;
 pub use api::Api;
 pub mod errors;
@@ -56,7 +57,7 @@ pub fn build_api(state: State, config: &Config) -> Api {
     let schema = |validation| {
         // Subscriptions use the strict one's, long-lived and so never caching; HTTP
         // requests bring their own (`request_loaders`).
-        let loaders = request_loaders(&state.db, state.limits.max_tree_spans);
+        let loaders = loaders(Loaders::shared(state.db.clone(), &state.limits));
         loaders.enable_all_cache(false);
         let builder = schema_builder()
             .data(loaders)
@@ -87,16 +88,16 @@ pub fn build_api(state: State, config: &Config) -> Api {
 }
 
 /// Loaders for one request: span trees are cached for its lifetime only.
-pub fn request_loaders(db: &Db, max_tree_spans: i64) -> AppLoader {
-    AppLoader::with_cache(
-        Loaders::new(db.clone(), max_tree_spans),
-        spawn_after_siblings,
-        TreeCache,
-    )
-    // The default waits a timer tick (1 ms or more) to gather keys: most of a small
-    // query's time. Sibling fields register their keys within one poll, before the
-    // batch task runs (it yields first), so no wait is needed.
-    .delay(std::time::Duration::ZERO)
+pub fn request_loaders(db: &Db, limits: &Limits) -> AppLoader {
+    loaders(Loaders::for_request(db.clone(), limits))
+}
+
+fn loaders(loaders: Loaders) -> AppLoader {
+    AppLoader::with_cache(loaders, spawn_after_siblings, TreeCache)
+        // The default waits a timer tick (1 ms or more) to gather keys: most of a small
+        // query's time. Sibling fields register their keys within one poll, before the
+        // batch task runs (it yields first), so no wait is needed.
+        .delay(std::time::Duration::ZERO)
 }
 
 /// Runs a loader's batch once the tasks ready now, the ones adding keys, have run.

@@ -18,7 +18,7 @@ use tower_http::trace::TraceLayer;
 
 use self::graphql::{GetParams, Media, Refusal};
 use crate::auth::Auth;
-use crate::config::Config;
+use crate::config::{Config, Limits};
 use crate::db::Db;
 use crate::error::{AppError, code};
 use crate::graphql::{self as gql, Api};
@@ -40,8 +40,8 @@ struct HttpState {
     executions: Arc<tokio::sync::Semaphore>,
     graphiql: bool,
     auth: Auth,
-    /// `Limits::max_tree_spans`, for each request's loaders.
-    max_tree_spans: i64,
+    /// For each request's loaders.
+    limits: Limits,
 }
 
 pub fn router(api: Api, db: Db, config: &Config, ws_shutdown: WsShutdown) -> Router {
@@ -55,7 +55,7 @@ pub fn router(api: Api, db: Db, config: &Config, ws_shutdown: WsShutdown) -> Rou
         request_timeout: Duration::from_millis(config.request_timeout_ms.max(1)),
         executions: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_requests.max(1))),
         graphiql: !config.disable_graphiql,
-        max_tree_spans: config.max_tree_spans,
+        limits: Limits::from(config),
     };
     Router::new()
         .route(GRAPHQL_PATH, get(get_graphql).post(post_graphql))
@@ -120,7 +120,7 @@ async fn execute(state: &HttpState, request: async_graphql::Request, media: Medi
         }
     };
     let request = request
-        .data(gql::request_loaders(&state.db, state.max_tree_spans))
+        .data(gql::request_loaders(&state.db, &state.limits))
         .data(access);
     let run = async {
         // Never closed, so acquiring only waits.

@@ -92,6 +92,7 @@ async fn a_limit_of_zero_stops_the_server_naming_its_setting() {
         ("--ws-keepalive-secs", true),
         ("--db-acquire-timeout-ms", false),
         ("--max-tree-spans", false),
+        ("--max-request-spans", true),
     ];
     for (named, by_env) in cases {
         let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--database-url", &database_url];
@@ -230,4 +231,97 @@ async fn a_trace_too_large_to_read_whole_is_refused_and_paged() {
             .len(),
         4
     );
+}
+
+/// Whole traces read by one request share `--max-request-spans`: a page of traces each
+/// within `--max-tree-spans` is refused when their trees together pass it, however it
+/// asks for them, and answered up to it. Each request has its own budget; subscription
+/// events are bounded one by one, not by what earlier events read.
+#[tokio::test]
+async fn whole_traces_read_by_one_request_are_bounded_together() {
+    let app = spawn_app_with(|c| {
+        c.max_tree_spans = 5;
+        c.max_request_spans = 8;
+    })
+    .await;
+    // Three traces of four spans: a root and three tool calls, started one after another.
+    let mut traces = Vec::new();
+    for n in 0..3 {
+        let trace = app
+            .create_trace(json!({"name": format!("t{n}"), "startedAt": format!("2026-11-0{}T00:00:00Z", n + 1)}))
+            .await["id"]
+            .clone();
+        let root = app
+            .add_spans(json!([{"traceId": trace, "name": "root", "spanType": "FUNCTION"}]))
+            .await[0]["id"]
+            .clone();
+        let tools: Vec<_> = (0..3)
+            .map(|i| json!({"traceId": trace, "parentId": root, "name": format!("tool {i}"), "spanType": "TOOL"}))
+            .collect();
+        app.add_spans(json!(tools)).await;
+        traces.push(trace);
+    }
+    let [a, b, c] = &traces[..] else { unreachable!() };
+    let refused = [
+        "{ traces { items { spans { id } } } }".to_owned(),
+        "{ traces { items { spans { id inputText } } } }".to_owned(),
+        "{ traces { items { rootSpans { children { id } } } } }".to_owned(),
+        "{ traces { items { spans(filter: {spanType: TOOL}) { id } } } }".to_owned(),
+        "{ spans(filter: {spanType: TOOL}) { items { children { id } } } }".to_owned(),
+        format!(
+            "{{ a: trace(id: {a}) {{ spans {{ id }} }} b: trace(id: {b}) {{ spans {{ id }} }} c: trace(id: {c}) {{ spans {{ id }} }} }}"
+        ),
+        // Two trees of one request read apart, the second past what the first left.
+        format!(
+            "{{ trace(id: {a}) {{ spans {{ id }} }} traces(limit: 2, offset: 1) {{ items {{ spans {{ id }} }} }} }}"
+        ),
+    ];
+    for query in &refused {
+        let body = app.gql(query, json!({})).await;
+        let error = &body["errors"][0];
+        assert_eq!(error["extensions"]["code"], "LIMIT_EXCEEDED", "{query}: {body}");
+        assert_eq!(
+            error["extensions"]["limit"], "spans of whole traces read by one request",
+            "{query}: {body}"
+        );
+        assert_eq!(error["extensions"]["max"], 8, "{query}: {body}");
+        let message = error["message"].as_str().unwrap();
+        assert!(
+            message.contains("spans(filter: {traceId:"),
+            "{query}: says how to page: {message}"
+        );
+    }
+    // Up to the budget, answered, and again: each request has its own.
+    for _ in 0..2 {
+        let two = app
+            .ok("{ traces(limit: 2) { items { spans { id } } } }", json!({}))
+            .await;
+        let read: usize = two["traces"]["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["spans"].as_array().unwrap().len())
+            .sum();
+        assert_eq!(read, 8);
+    }
+    // Root spans alone are three reads of one span each.
+    let roots = app.ok("{ traces { items { rootSpans { name } } } }", json!({})).await;
+    assert_eq!(roots["traces"]["items"].as_array().unwrap().len(), 3);
+
+    // Each event shows its trace's whole tree: 1, 2, … 5 spans, past 8 together.
+    let d = app.create_trace(json!({"name": "live"})).await["id"].clone();
+    let mut ws = crate::subscriptions::subscribe(
+        &app,
+        "/graphql/ws",
+        "subscription($t: UUID) { spanAdded(traceId: $t) { name trace { spans { name } } } }",
+        json!({"t": d}),
+    )
+    .await;
+    for n in 1..=5 {
+        app.add_spans(json!([{"traceId": d, "name": format!("step {n}"), "spanType": "TOOL"}]))
+            .await;
+        let event = crate::subscriptions::next_data(&mut ws, "spanAdded").await;
+        assert_eq!(event["name"], format!("step {n}"), "{event}");
+        assert_eq!(event["trace"]["spans"].as_array().map(Vec::len), Some(n), "{event}");
+    }
 }

@@ -5,11 +5,15 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, Condition, DbErr, EntityTrait, IdenStatic, QueryOrder, QuerySelect};
 use serde_json::json;
 use tracegraph::db::entities::{agent_usage, agent_usage_total, api_key, span, span_flag, trace};
+use tracegraph::db::store::detail::Bounds;
 use tracegraph::db::store::spans::Texts;
 use tracegraph::db::{Fetch, fetch_all, fetch_count, store};
 use tracegraph::filters::{Page, SpanFilter, SpanSort, TraceFilter, TraceSort};
 
 use crate::helpers::{generate, import, spawn_app};
+
+/// Rows a read of span trees asks for at most, as a request's first does.
+const ROWS: u64 = tracegraph::config::DEFAULT_MAX_REQUEST_SPANS.unsigned_abs() + 1;
 
 /// Reads every row of `E` both ways and checks they agree; returns how many there are.
 async fn same_models<E>(db: &tracegraph::db::Db, order: E::Column) -> usize
@@ -77,10 +81,10 @@ async fn direct_entity_reads_equal_seaorms_for_every_column() {
 
     // Span trees are read with literals in place of the large columns.
     let all = Condition::all();
-    let direct = store::spans::in_start_order(&db.read, all.clone(), Texts::Skip)
+    let direct = store::spans::in_start_order(&db.read, all.clone(), Texts::Skip, ROWS)
         .await
         .unwrap();
-    let seaorm = store::spans::in_start_order(db.read.pool(), all, Texts::Skip)
+    let seaorm = store::spans::in_start_order(db.read.pool(), all, Texts::Skip, ROWS)
         .await
         .unwrap();
     assert_eq!(direct.len(), 100);
@@ -169,15 +173,16 @@ async fn a_trace_read_with_its_spans_equals_its_two_reads() {
     let batches = ids.iter().map(std::slice::from_ref).chain([ids.as_slice()]);
     for batch in batches {
         for texts in [Texts::Read, Texts::Skip] {
-            let (mut traces, spans) =
-                store::detail::traces_with_spans(&db.read, batch, texts, tracegraph::config::DEFAULT_MAX_TREE_SPANS)
-                    .await
-                    .unwrap();
+            let (mut traces, spans) = store::detail::traces_with_spans(&db.read, batch, texts, Bounds::default())
+                .await
+                .unwrap();
             let mut apart = store::traces::by_ids(db.read.pool(), batch.iter().copied())
                 .await
                 .unwrap();
             let tree = Condition::all().add(span::Column::TraceId.is_in(batch.iter().copied()));
-            let spans_apart = store::spans::in_start_order(db.read.pool(), tree, texts).await.unwrap();
+            let spans_apart = store::spans::in_start_order(db.read.pool(), tree, texts, ROWS)
+                .await
+                .unwrap();
             traces.sort_by_key(|t| t.id);
             apart.sort_by_key(|t| t.id);
             assert_eq!(traces, apart, "traces {batch:?}");

@@ -5,7 +5,7 @@ use std::sync::{Arc, LazyLock};
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Select};
+use sea_orm::{ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select};
 use uuid::Uuid;
 
 use super::{Changed, Rows, agent_usage, in_agent_order, insert_new, order, page, traces};
@@ -362,9 +362,14 @@ pub async fn count(conn: &impl Fetch, f: &SpanFilter) -> AppResult<u64> {
     Ok(fetch_count(conn, matching(f)).await?)
 }
 
-/// Spans matching `cond`, in start order: the shape of every tree loader.
-pub async fn in_start_order(conn: &impl Fetch, cond: Condition, texts: Texts) -> AppResult<Vec<span::Model>> {
-    let select = select_in_start_order(cond);
+/// Spans matching `cond`, in start order, at most `rows`: the shape of every tree loader.
+pub async fn in_start_order(
+    conn: &impl Fetch,
+    cond: Condition,
+    texts: Texts,
+    rows: u64,
+) -> AppResult<Vec<span::Model>> {
+    let select = select_in_start_order(cond).limit(rows);
     Ok(fetch_all(conn, with_texts(select, texts, conn.get_database_backend())).await?)
 }
 
