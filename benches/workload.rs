@@ -1268,7 +1268,7 @@ async fn raw_dashboard(db: RawDb) {
 
 async fn raw_detail_union(db: RawDb, id: String) {
     let id = uuid::Uuid::parse_str(&id).unwrap();
-    let union = store::detail::union_statement(&[id], Texts::Read, Default::default());
+    let union = store::detail::union_statement(&[id], Texts::Read, tracegraph::config::DEFAULT_MAX_TREE_SPANS);
     query(&db, &union.sql, union.values.map(|v| v.0).unwrap_or_default()).await;
 }
 

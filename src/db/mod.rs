@@ -20,8 +20,8 @@ use migration::{Migrator, MigratorTrait};
 use pg_connections::ReadConnections;
 use pg_reader::PgReader;
 pub use reads::{
-    ColumnLists, Direct, Fetch, Reader, empty_object, fetch_all, fetch_count, fetch_one, fetch_two, find, find_where,
-    narrow,
+    ColumnLists, Direct, Fetch, Reader, empty_object, fetch_all, fetch_at_most, fetch_count, fetch_one, fetch_two,
+    find, find_where, narrow,
 };
 use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{

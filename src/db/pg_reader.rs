@@ -52,24 +52,32 @@ impl PgReader {
         Ok(value)
     }
 
-    /// Runs `statement` (built by SeaORM for PostgreSQL) and reads each row as a model of
-    /// `E`. Result columns are found by name, once; every field of the model must be
-    /// among them, and others are ignored.
-    pub async fn models<E>(&self, statement: Statement) -> Result<Vec<E::Model>, DbErr>
+    /// Runs `statement` (built by SeaORM for PostgreSQL) and reads each of its first
+    /// `at_most` rows as a model of `E`. Result columns are found by name, once; every
+    /// field of the model must be among them, and others are ignored.
+    pub async fn models<E>(&self, statement: Statement, at_most: usize) -> Result<Vec<E::Model>, DbErr>
     where
         E: EntityTrait,
         E::Model: ByPosition,
     {
         let mut models = Models::default();
-        self.each_row(statement, |row| models.push(row)).await?;
+        self.each_row(statement, |row| {
+            models.push(row)?;
+            Ok(models.read.len() < at_most)
+        })
+        .await?;
         Ok(models.read)
     }
 
     /// Runs `statement`, a UNION whose first column `_part` is 0 on rows of `A` and 1 on
     /// rows of `B`, and reads each row as a model of its entity: two reads that need the
     /// same bound values cost one round trip. Columns are found as in `models`, once per
-    /// entity.
-    pub async fn models_of_two<A, B>(&self, statement: Statement) -> Result<(Vec<A::Model>, Vec<B::Model>), DbErr>
+    /// entity. Reading stops at `rows_of_b` rows of `B`.
+    pub async fn models_of_two<A, B>(
+        &self,
+        statement: Statement,
+        rows_of_b: usize,
+    ) -> Result<(Vec<A::Model>, Vec<B::Model>), DbErr>
     where
         A: EntityTrait,
         A::Model: ByPosition,
@@ -79,18 +87,20 @@ impl PgReader {
         let (mut first, mut second) = (Models::default(), Models::default());
         self.each_row(statement, |row| {
             match row.try_get::<i32, _>(0).map_err(decode_error)? {
-                0 => first.push(row),
-                _ => second.push(row),
+                0 => first.push(row)?,
+                _ => second.push(row)?,
             }
+            Ok(second.read.len() < rows_of_b)
         })
         .await?;
         Ok((first.read, second.read))
     }
 
+    /// Hands each row to `read` until it says to stop (`false`).
     async fn each_row(
         &self,
         statement: Statement,
-        mut read: impl FnMut(&PgRow) -> Result<(), DbErr>,
+        mut read: impl FnMut(&PgRow) -> Result<bool, DbErr>,
     ) -> Result<(), DbErr> {
         self.statements.add_one();
         let (sql, values) = parts(statement);
@@ -101,7 +111,10 @@ impl PgReader {
             let mut rows =
                 sqlx::query_with(sqlx::AssertSqlSafe(sql.as_str()), SqlxValues(values)).fetch(lease.connection());
             while let Some(row) = rows.try_next().await.map_err(query_error)? {
-                read(&row)?;
+                if !read(&row)? {
+                    // Rows left unread: the connection is closed, not lent again.
+                    return Ok(());
+                }
             }
         }
         // Only now: an early return above leaves the statement unfinished, and the

@@ -117,10 +117,10 @@ impl SqliteReader {
         result
     }
 
-    /// Runs `statement` (built by SeaORM for SQLite) and reads each row as a model of
-    /// `E`. Result columns are matched to the entity's by name; every column of the
-    /// model must be among them.
-    pub fn models<E>(&self, statement: &Statement) -> Result<Vec<E::Model>, DbErr>
+    /// Runs `statement` (built by SeaORM for SQLite) and reads each of its first `at_most`
+    /// rows as a model of `E`. Result columns are matched to the entity's by name; every
+    /// column of the model must be among them.
+    pub fn models<E>(&self, statement: &Statement, at_most: usize) -> Result<Vec<E::Model>, DbErr>
     where
         E: EntityTrait,
         E::ActiveModel: TryIntoModel<E::Model>,
@@ -130,7 +130,9 @@ impl SqliteReader {
             let columns = self.columns_of::<E>(&statement.sql, &prepared);
             let mut rows = prepared.raw_query();
             let mut models = Vec::new();
-            while let Some(row) = rows.next().map_err(|e| query_error(&e))? {
+            while models.len() < at_most
+                && let Some(row) = rows.next().map_err(|e| query_error(&e))?
+            {
                 models.push(
                     columns
                         .model(|index, kind| Ok(cell_value(kind, row.get_ref(index).map_err(|e| query_error(&e))?)))?,

@@ -2,8 +2,9 @@
 //! may return for one request. The bound of one trace (`--max-tree-spans`) alone lets a
 //! page of 500 traces read 500 trees of that size; this bounds their sum.
 //!
-//! Each read asks for one row more than is left, so the memory a request spends on trees
-//! is bounded before the rows arrive, and a read that would go past the budget is seen to.
+//! Each read stops one row past what is left, so the memory a request spends on trees is
+//! bounded however many rows the database has, and a read that would go past the budget
+//! is seen to.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
@@ -30,9 +31,9 @@ impl SpanBudget {
     }
 
     /// The rows the next read asks for: one past what is left.
-    pub fn rows_to_read(&self) -> u64 {
+    pub fn rows_to_read(&self) -> usize {
         let left = self.left.as_ref().map_or(self.max, |left| left.load(Ordering::Relaxed));
-        left.max(0).unsigned_abs().saturating_add(1)
+        usize::try_from(left).unwrap_or(0).saturating_add(1)
     }
 
     /// Counts `read` spans; refused past the budget. Reads running at once each asked for

@@ -240,7 +240,7 @@ async fn list_and_loader_statements_use_indexes() {
         // Traces with their spans, one UNION: each side on its own index.
         let union = plan(
             &txn,
-            store::detail::union_statement(&trace_ids, Texts::Read, Default::default()),
+            store::detail::union_statement(&trace_ids, Texts::Read, tracegraph::config::DEFAULT_MAX_TREE_SPANS),
         )
         .await;
         assert!(

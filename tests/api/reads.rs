@@ -13,7 +13,7 @@ use tracegraph::filters::{Page, SpanFilter, SpanSort, TraceFilter, TraceSort};
 use crate::helpers::{generate, import, spawn_app};
 
 /// Rows a read of span trees asks for at most, as a request's first does.
-const ROWS: u64 = tracegraph::config::DEFAULT_MAX_REQUEST_SPANS.unsigned_abs() + 1;
+const ROWS: usize = tracegraph::config::DEFAULT_MAX_REQUEST_SPANS as usize + 1;
 
 /// Reads every row of `E` both ways and checks they agree; returns how many there are.
 async fn same_models<E>(db: &tracegraph::db::Db, order: E::Column) -> usize
@@ -89,6 +89,18 @@ async fn direct_entity_reads_equal_seaorms_for_every_column() {
         .unwrap();
     assert_eq!(direct.len(), 100);
     assert_eq!(direct, seaorm);
+    // A read of at most some rows stops there, as the reader or as SQL, and the
+    // connection it stopped on serves the next read.
+    for _ in 0..2 {
+        let first = store::spans::in_start_order(&db.read, Condition::all(), Texts::Skip, 7)
+            .await
+            .unwrap();
+        assert_eq!(first, direct[..7]);
+    }
+    let first = store::spans::in_start_order(db.read.pool(), Condition::all(), Texts::Skip, 7)
+        .await
+        .unwrap();
+    assert_eq!(first, direct[..7]);
     assert!(direct.iter().all(|s| s.input_text.is_none() && s.metadata == json!({})));
 
     // And so are pages of spans that do not show them.

@@ -8,7 +8,7 @@
 
 use std::sync::LazyLock;
 
-use sea_orm::{ColumnTrait, DbBackend, IdenStatic, Iterable, QueryFilter, QuerySelect, Statement};
+use sea_orm::{ColumnTrait, DbBackend, IdenStatic, Iterable, QueryFilter, Statement};
 use uuid::Uuid;
 
 use super::spans::{self, Texts};
@@ -21,8 +21,8 @@ use crate::error::AppResult;
 pub struct Bounds {
     /// A trace with more spans has none of them read.
     pub max_tree_spans: i64,
-    /// Span rows read at most: past them the read is cut short (its caller refuses it).
-    pub span_rows: u64,
+    /// Span rows read at most: past them the read stops (its caller refuses it).
+    pub span_rows: usize,
 }
 
 /// A request's first read, with the default settings.
@@ -30,7 +30,7 @@ impl Default for Bounds {
     fn default() -> Self {
         Self {
             max_tree_spans: crate::config::DEFAULT_MAX_TREE_SPANS,
-            span_rows: crate::config::DEFAULT_MAX_REQUEST_SPANS.unsigned_abs() + 1,
+            span_rows: crate::config::DEFAULT_MAX_REQUEST_SPANS as usize + 1,
         }
     }
 }
@@ -51,13 +51,14 @@ pub async fn traces_with_spans(
     let apart = || {
         let trace = find::<trace::Entity>().filter(trace::Column::Id.is_in(ids.iter().copied()));
         let spans = spans::with_texts(
-            spans::select_in_start_order(spans::of_trees(ids, bounds.max_tree_spans)).limit(bounds.span_rows),
+            spans::select_in_start_order(spans::of_trees(ids, bounds.max_tree_spans)),
             texts,
             conn.get_database_backend(),
         );
         (trace, spans)
     };
-    let (traces, mut spans) = fetch_two(conn, apart, || union_statement(ids, texts, bounds)).await?;
+    let together = || union_statement(ids, texts, bounds.max_tree_spans);
+    let (traces, mut spans) = fetch_two(conn, apart, together, bounds.span_rows).await?;
     // The UNION leaves its rows unordered: sorting them there cost PostgreSQL a tenth of
     // its throughput (pgbench), against a sort of a trace's few spans here, in the order
     // PostgreSQL gives both (timestamps, then uuids byte by byte).
@@ -66,12 +67,10 @@ pub async fn traces_with_spans(
 }
 
 /// The UNION for PostgreSQL: the rows of the traces `ids` (at least one: `IN ()` is not
-/// SQL) and of their spans (`_part` 0 and 1; none of a trace of more than
-/// `max_tree_spans`), in no order. Its rows are cut at `span_rows` and one per id: cut
-/// short, it holds more than `span_rows` spans whichever rows were left out. The text
-/// for one trace, the usual case, is written once per `texts`; public so that its plan
-/// can be checked.
-pub fn union_statement(ids: &[Uuid], texts: Texts, bounds: Bounds) -> Statement {
+/// SQL) and of their spans (`_part` 0 and 1; none of a trace of more than `max_spans`),
+/// in no order. The text for one trace, the usual case, is written once per `texts`;
+/// public so that its plan can be checked.
+pub fn union_statement(ids: &[Uuid], texts: Texts, max_spans: i64) -> Statement {
     static READ: LazyLock<String> = LazyLock::new(|| union_text(Texts::Read, 1));
     static SKIP: LazyLock<String> = LazyLock::new(|| union_text(Texts::Skip, 1));
     let sql = match (ids.len(), texts) {
@@ -79,12 +78,7 @@ pub fn union_statement(ids: &[Uuid], texts: Texts, bounds: Bounds) -> Statement 
         (1, Texts::Skip) => SKIP.clone(),
         (n, texts) => union_text(texts, n),
     };
-    let rows = bounds.span_rows.saturating_add(ids.len() as u64);
-    let rows = i64::try_from(rows).unwrap_or(i64::MAX);
-    let values = ids
-        .iter()
-        .map(|&id| id.into())
-        .chain([bounds.max_tree_spans.into(), rows.into()]);
+    let values = ids.iter().map(|&id| id.into()).chain([max_spans.into()]);
     Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
 }
 
@@ -122,7 +116,6 @@ fn union_text(texts: Texts, ids: usize) -> String {
         .collect::<Vec<_>>()
         .join(", ");
     let max = format!("${}", ids + 1);
-    let rows = format!("${}", ids + 2);
     let ids = (1..=ids).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ");
     // The spans of a trace too large to read whole are left out, as `spans::of_trees`
     // leaves them out.
@@ -130,6 +123,6 @@ fn union_text(texts: Texts, ids: usize) -> String {
         "SELECT 0 AS \"_part\", {trace_list} FROM \"trace\" WHERE \"trace\".\"id\" IN ({ids}) \
          UNION ALL SELECT 1, {span_list} FROM \"span\" WHERE \"span\".\"trace_id\" IN ({ids}) \
          AND \"span\".\"trace_id\" IN (SELECT \"id\" FROM \"trace\" WHERE \"id\" IN ({ids}) \
-         AND \"span_count\" <= {max}) LIMIT {rows}"
+         AND \"span_count\" <= {max})"
     )
 }

@@ -5,13 +5,13 @@ use std::sync::{Arc, LazyLock};
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select};
+use sea_orm::{ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Select};
 use uuid::Uuid;
 
 use super::{Changed, Rows, agent_usage, in_agent_order, insert_new, order, page, traces};
 use crate::db::entities::span::{self, Column};
 use crate::db::entities::trace;
-use crate::db::{ColumnLists, Fetch, empty_object, fetch_all, fetch_count, fetch_one, find, find_where};
+use crate::db::{ColumnLists, Fetch, empty_object, fetch_all, fetch_at_most, fetch_count, fetch_one, find, find_where};
 use crate::error::{AppError, AppResult};
 use crate::filters::{Page, SpanFilter, SpanSort};
 use crate::ingest::{self, NewSpan};
@@ -367,10 +367,10 @@ pub async fn in_start_order(
     conn: &impl Fetch,
     cond: Condition,
     texts: Texts,
-    rows: u64,
+    rows: usize,
 ) -> AppResult<Vec<span::Model>> {
-    let select = select_in_start_order(cond).limit(rows);
-    Ok(fetch_all(conn, with_texts(select, texts, conn.get_database_backend())).await?)
+    let select = select_in_start_order(cond);
+    Ok(fetch_at_most(conn, with_texts(select, texts, conn.get_database_backend()), rows).await?)
 }
 
 /// What stands in for `column` when the large fields are skipped: null for input and
