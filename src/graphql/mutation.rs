@@ -133,7 +133,9 @@ impl Mutation {
     }
 
     /// Resolves one flag with a reviewer's note. The span leaves the review queue when its
-    /// last open flag is resolved. Resolving a resolved flag changes nothing.
+    /// last open flag is resolved. Resolving a resolved flag again without a note or with
+    /// the same one (a retry) changes nothing; with another note it is refused with
+    /// CONFLICT, the first note kept.
     async fn resolve_flag(&self, ctx: &Context<'_>, flag_id: Uuid, note: Option<String>) -> Result<SpanFlag> {
         let (s, access) = write_state(ctx, Scope::Admin)?;
         if let Some(note) = &note {

@@ -261,13 +261,25 @@ async fn the_review_workflow() {
         r["data"]["resolveFlag"]["span"]["flagged"], false,
         "its last open flag is resolved"
     );
-    let (_, again) = app
+    // A retry, with its note or none, changes nothing; another note is not dropped unseen.
+    for retry in [json!({"f": flags[2], "n": "fixed"}), json!({"f": flags[2]})] {
+        let (_, again) = app.gql_as(&admin, resolve, retry).await;
+        assert_eq!(again["data"]["resolveFlag"]["resolutionNote"], "fixed", "{again}");
+    }
+    let (_, other) = app
         .gql_as(&admin, resolve, json!({"f": flags[2], "n": "other note"}))
         .await;
-    assert_eq!(
-        again["data"]["resolveFlag"]["resolutionNote"], "fixed",
-        "resolving twice changes nothing"
-    );
+    assert_eq!(other["errors"][0]["extensions"]["code"], "CONFLICT", "{other}");
+    let message = other["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("another note"), "{message}");
+    let (_, kept) = app
+        .gql_as(
+            &admin,
+            &format!("{{ span(id: {}) {{ flags {{ resolutionNote }} }} }}", ids[1]),
+            json!({}),
+        )
+        .await;
+    assert_eq!(kept["data"]["span"]["flags"][1]["resolutionNote"], "fixed", "{kept}");
     let (_, q) = app.gql_as(&admin, queue, json!({})).await;
     assert_eq!(q["data"]["spans"]["items"], json!([{"name": "older"}]));
     assert_eq!(q["data"]["traces"]["items"][0]["flaggedSpanCount"], 1);

@@ -7,7 +7,7 @@ use uuid::Uuid;
 use super::{Changed, spans, traces};
 use crate::db::entities::{span, span_flag};
 use crate::db::{Fetch, fetch_all, fetch_one, find};
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 use crate::ingest;
 
 /// Flags a span with a reason. Flagging a flagged span adds the new reason to its history.
@@ -66,7 +66,7 @@ pub async fn of_spans(conn: &impl Fetch, span_ids: Vec<Uuid>) -> AppResult<Vec<s
 }
 
 /// Resolves one flag with a note. When it was the span's last open flag, the span is no
-/// longer flagged (and leaves the review queue). Resolving a resolved flag is a no-op.
+/// longer flagged (and leaves the review queue). A resolved flag: see `resolved_before`.
 pub async fn resolve(
     conn: &impl Fetch,
     flag_id: Uuid,
@@ -81,18 +81,19 @@ pub async fn resolve(
             id: flag_id,
         })?;
     if flag.resolved_at.is_some() {
-        return Ok(Changed::unchanged(spans::get(conn, flag.span_id).await?));
+        return resolved_before(conn, flag, note.as_deref()).await;
     }
     let closed = span_flag::Entity::update_many()
         .col_expr(span_flag::Column::ResolvedAt, Expr::value(ingest::now()))
         .col_expr(span_flag::Column::ResolvedBy, Expr::value(by))
-        .col_expr(span_flag::Column::ResolutionNote, Expr::value(note))
+        .col_expr(span_flag::Column::ResolutionNote, Expr::value(note.clone()))
         .filter(span_flag::Column::Id.eq(flag_id))
         .filter(span_flag::Column::ResolvedAt.is_null())
         .exec(conn)
         .await?;
     if closed.rows_affected == 0 {
-        return Ok(Changed::unchanged(spans::get(conn, flag.span_id).await?));
+        // Resolved by another request since it was read: as it stands now.
+        return resolved_before(conn, get(conn, flag_id).await?, note.as_deref()).await;
     }
     let still_open = span_flag::Entity::find()
         .filter(span_flag::Column::SpanId.eq(flag.span_id))
@@ -106,6 +107,23 @@ pub async fn resolve(
         return Ok(Changed::new(row));
     }
     Ok(Changed::new(spans::get(conn, flag.span_id).await?))
+}
+
+/// A flag resolved before: resolving it again without a note, or with its own, is a
+/// retry and changes nothing; another note is refused rather than dropped unseen.
+async fn resolved_before(
+    conn: &impl Fetch,
+    flag: span_flag::Model,
+    note: Option<&str>,
+) -> AppResult<Changed<span::Model>> {
+    if note.is_some() && note != flag.resolution_note.as_deref() {
+        let when = flag.resolved_at.map(|t| format!(" at {t}")).unwrap_or_default();
+        return Err(AppError::Conflict(format!(
+            "flag {} was resolved{when} with another note, which is kept; flag the span again to raise a new matter",
+            flag.id
+        )));
+    }
+    Ok(Changed::unchanged(spans::get(conn, flag.span_id).await?))
 }
 
 pub async fn get(conn: &impl Fetch, id: Uuid) -> AppResult<span_flag::Model> {
