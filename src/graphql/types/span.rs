@@ -62,7 +62,8 @@ impl Span {
     }
     /// The spans nested directly inside this one, in start order. Refused for a span of
     /// a trace of more spans than the server reads whole (`--max-tree-spans`): read such
-    /// a trace with `spans(filter: {traceId})`.
+    /// a trace with `spans(filter: {traceId})`. Its tree counts toward the spans of whole
+    /// traces one request reads (`--max-request-spans`, 50,000 by default).
     #[graphql(complexity = "CHILDREN_PER_SPAN * child_complexity")]
     async fn children(&self, ctx: &Context<'_>) -> Result<SpanList> {
         // This span is in its trace's tree: an empty tree is one not read.

@@ -68,7 +68,9 @@ impl Trace {
     }
     /// All spans of the trace in start order, optionally narrowed. A trace of more spans
     /// than the server reads whole (`--max-tree-spans`, 10,000 by default) is refused
-    /// with LIMIT_EXCEEDED: read it a page at a time with `spans(filter: {traceId})`.
+    /// with LIMIT_EXCEEDED: read it a page at a time with `spans(filter: {traceId})`. The
+    /// spans read count toward those of whole traces one request reads
+    /// (`--max-request-spans`, 50,000 by default), as `rootSpans` and `children` do.
     #[graphql(complexity = "SPANS_PER_TRACE * child_complexity")]
     async fn spans(&self, ctx: &Context<'_>, filter: Option<SpanFilter>) -> Result<SpanList> {
         self.read_whole(ctx, "spans")?;
