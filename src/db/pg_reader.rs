@@ -112,7 +112,6 @@ impl PgReader {
                 sqlx::query_with(sqlx::AssertSqlSafe(sql.as_str()), SqlxValues(values)).fetch(lease.connection());
             while let Some(row) = rows.try_next().await.map_err(query_error)? {
                 if !read(&row)? {
-                    // Rows left unread: the connection is closed, not lent again.
                     return Ok(());
                 }
             }

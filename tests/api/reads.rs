@@ -14,6 +14,10 @@ use crate::helpers::{generate, import, spawn_app};
 
 /// Rows a read of span trees asks for at most, as a request's first does.
 const ROWS: usize = tracegraph::config::DEFAULT_MAX_REQUEST_SPANS as usize + 1;
+const BOUNDS: Bounds = Bounds {
+    max_tree_spans: tracegraph::config::DEFAULT_MAX_TREE_SPANS,
+    span_rows: ROWS,
+};
 
 /// Reads every row of `E` both ways and checks they agree; returns how many there are.
 async fn same_models<E>(db: &tracegraph::db::Db, order: E::Column) -> usize
@@ -185,7 +189,7 @@ async fn a_trace_read_with_its_spans_equals_its_two_reads() {
     let batches = ids.iter().map(std::slice::from_ref).chain([ids.as_slice()]);
     for batch in batches {
         for texts in [Texts::Read, Texts::Skip] {
-            let (mut traces, spans) = store::detail::traces_with_spans(&db.read, batch, texts, Bounds::default())
+            let (mut traces, spans) = store::detail::traces_with_spans(&db.read, batch, texts, BOUNDS)
                 .await
                 .unwrap();
             let mut apart = store::traces::by_ids(db.read.pool(), batch.iter().copied())

@@ -25,16 +25,6 @@ pub struct Bounds {
     pub span_rows: usize,
 }
 
-/// A request's first read, with the default settings.
-impl Default for Bounds {
-    fn default() -> Self {
-        Self {
-            max_tree_spans: crate::config::DEFAULT_MAX_TREE_SPANS,
-            span_rows: crate::config::DEFAULT_MAX_REQUEST_SPANS as usize + 1,
-        }
-    }
-}
-
 /// The traces `ids` that exist and all their spans in start order, within `bounds`;
 /// `texts` as for a tree.
 pub async fn traces_with_spans(
