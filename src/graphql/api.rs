@@ -1,26 +1,33 @@
 //! The schema and what runs around every execution: the query limits, parsing (through
-//! a cache of parsed documents) and error codes. These run here, around the engine,
-//! rather than as async-graphql extensions: with any extension registered, the engine
-//! wraps the resolution of every single field in the extensions' chain, a cost paid
-//! per field (perf: about a tenth of the dashboard query's server time). A query whose
-//! document passed full validation before skips it (`validated`).
+//! a cache of parsed documents), error codes, and for a query or mutation, whichever
+//! transport brought it, its own loaders, its turn and its time limit. These run here,
+//! around the engine, rather than as async-graphql extensions: with any extension
+//! registered, the engine wraps the resolution of every single field in the extensions'
+//! chain, a cost paid per field (perf: about a tenth of the dashboard query's server
+//! time). A query whose document passed full validation before skips it (`validated`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_graphql::Positioned;
 use async_graphql::futures_util::stream::BoxStream;
-use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, OperationDefinition, Selection};
+use async_graphql::parser::types::{
+    DocumentOperations, ExecutableDocument, OperationDefinition, OperationType, Selection,
+};
 use async_graphql::{Request, Response, ServerError};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
+use tokio::sync::Semaphore;
 
-use super::AppSchema;
-use super::errors::add_codes;
+use super::errors::{add_codes, timed_out};
 use super::fanout::{Fanout, Membership};
 use super::limits::QueryLimits;
 use super::merged::{ListsByEngine, merges_fields};
 use super::validated::{InputTypes, required_variables_provided};
+use super::{AppSchema, request_loaders};
+use crate::config::Limits;
+use crate::db::Db;
 
 /// Parsed documents kept; past this, all are forgotten at once (bounded memory whatever
 /// clients send, and a working set this size is refilled in as many requests).
@@ -43,6 +50,21 @@ pub struct Api {
     /// Executions that skipped full validation, for `/metrics`.
     unvalidated: Arc<AtomicU64>,
     subscriptions: Fanout,
+    per_request: PerRequest,
+}
+
+/// What each query or mutation gets, over HTTP or a socket alike.
+#[derive(Clone)]
+pub struct PerRequest {
+    /// For the request's own loaders: trees cached, and whole traces read, per request.
+    pub db: Db,
+    pub limits: Limits,
+    /// Turns to execute (`--max-concurrent-requests`); never closed, so taking one only
+    /// waits.
+    pub turns: Arc<Semaphore>,
+    /// Waiting for a turn included; past it the execution is dropped, and with it any
+    /// open transaction (rolled back).
+    pub timeout: Duration,
 }
 
 #[derive(Clone)]
@@ -69,6 +91,20 @@ fn alone_at_root(document: &ExecutableDocument) -> bool {
     }
 }
 
+/// The operation a request names, as the engine picks it: by name, or the only one.
+pub(super) fn selected_operation<'d>(
+    document: &'d ExecutableDocument,
+    name: Option<&str>,
+) -> Option<&'d OperationDefinition> {
+    let operation = match (&document.operations, name) {
+        (DocumentOperations::Single(operation), None) => operation,
+        (DocumentOperations::Multiple(operations), Some(name)) => operations.get(name)?,
+        (DocumentOperations::Multiple(operations), None) if operations.len() == 1 => operations.values().next()?,
+        _ => return None,
+    };
+    Some(&operation.node)
+}
+
 impl Document {
     /// Puts the document in `request`, and what it asks of the lists in its data.
     fn into_request(self, mut request: Request) -> Request {
@@ -86,7 +122,13 @@ impl Document {
 impl Api {
     /// `live_buffer`: events a subscriber may fall behind by.
     /// `trusted`: the same schema with `ValidationMode::Fast`.
-    pub fn new(schema: AppSchema, trusted: AppSchema, limits: QueryLimits, live_buffer: usize) -> Self {
+    pub fn new(
+        schema: AppSchema,
+        trusted: AppSchema,
+        limits: QueryLimits,
+        live_buffer: usize,
+        per_request: PerRequest,
+    ) -> Self {
         Self {
             schema,
             trusted,
@@ -95,6 +137,7 @@ impl Api {
             documents: Arc::default(),
             unvalidated: Arc::default(),
             subscriptions: Fanout::new(live_buffer),
+            per_request,
         }
     }
 
@@ -108,14 +151,40 @@ impl Api {
         self.subscriptions.executions()
     }
 
-    /// Subscribes, sharing the execution of an identical subscription (same query,
-    /// variables, operation and API key) when one runs.
+    /// Runs an operation sent over a socket. A subscription shares the execution of an
+    /// identical one (same query, variables, operation and API key) when one runs; a
+    /// query or mutation runs on its own, as over HTTP: two agents sending the same
+    /// `addSpan` at once must add two spans, and a query's reads are its own.
     pub fn subscribe(&self, request: Request, api_key: Option<uuid::Uuid>) -> Membership {
+        if self.is_subscription(&request) {
+            return self
+                .subscriptions
+                .join(request, api_key, |request| self.execute_stream(request));
+        }
+        let api = self.clone();
         self.subscriptions
-            .join(request, api_key, |request| self.execute_stream(request))
+            .alone(async move { api.execute(request).await }.into_stream().boxed())
     }
 
+    /// Executes a query or mutation within its turn and time, on loaders of its own.
     pub async fn execute(&self, request: Request) -> Response {
+        let PerRequest {
+            db,
+            limits,
+            turns,
+            timeout,
+        } = &self.per_request;
+        let request = request.data(request_loaders(db, limits));
+        let run = async {
+            let _turn = turns.acquire().await;
+            self.execute_now(request).await
+        };
+        tokio::time::timeout(*timeout, run)
+            .await
+            .unwrap_or_else(|_| timed_out(*timeout))
+    }
+
+    async fn execute_now(&self, request: Request) -> Response {
         let mut response = match self.document(&request) {
             Err(refused) => Response::from_errors(vec![refused]),
             Ok(document) if document.validated && self.input_types.vouch(&document.parsed, &request) => {
@@ -159,6 +228,15 @@ impl Api {
         };
         required_variables_provided(&document.parsed, request)?;
         Ok(document)
+    }
+
+    /// Whether the request's document selects a subscription. One refused before
+    /// execution is not: it is answered once, with why.
+    fn is_subscription(&self, request: &Request) -> bool {
+        self.document(request).is_ok_and(|document| {
+            selected_operation(&document.parsed, request.operation_name.as_deref())
+                .is_some_and(|operation| operation.ty == OperationType::Subscription)
+        })
     }
 
     /// Parses, checks the limits and caches the document when it is small enough.

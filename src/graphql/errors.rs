@@ -3,13 +3,25 @@
 //! async-graphql itself (a malformed UUID or time, a wrong variable type) become
 //! `BAD_USER_INPUT`.
 
-use async_graphql::{ErrorExtensions, Response, ServerError};
+use std::time::Duration;
 
+use async_graphql::{ErrorExtensions, Response, ServerError};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::error::{AppError, code};
 use crate::given::FromText;
+
+/// A request that ran past the time limit.
+pub fn timed_out(limit: Duration) -> Response {
+    let millis = limit.as_millis() as u64;
+    let mut error = ServerError::new(format!("the request took longer than the {millis} ms limit"), None);
+    let ext = error.extensions.get_or_insert_with(Default::default);
+    ext.set("code", code::LIMIT_EXCEEDED);
+    ext.set("limit", "request timeout in milliseconds");
+    ext.set("max", millis);
+    Response::from_errors(vec![error])
+}
 
 pub fn add_codes(response: &mut Response) {
     for error in &mut response.errors {

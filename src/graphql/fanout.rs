@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use async_graphql::futures_util::stream::BoxStream;
-use async_graphql::parser::types::{DocumentOperations, Selection};
+use async_graphql::parser::types::Selection;
 use async_graphql::{ErrorExtensions, PathSegment, Pos, Request, Response};
 use futures::StreamExt;
 use serde_json::Value;
@@ -17,6 +17,7 @@ use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
+use super::api::selected_operation;
 use crate::error::AppError;
 
 /// What a shared execution produced, as subscribers send it on.
@@ -105,17 +106,28 @@ impl Fanout {
         // Parsed once per execution, not per subscriber; the engine has the document too,
         // but not where this code can reach it.
         let field = subscription_field(&request.query, request.operation_name.as_deref()).unwrap_or_default();
-        let (sender, events) = broadcast::channel(self.buffer);
+        let membership = Self::start(execute(request), field, self.buffer);
+        groups.retain(|_, g| g.strong_count() > 0);
+        groups.insert(key, Arc::downgrade(&membership.group));
+        membership
+    }
+
+    /// An execution no one else may join: a query or mutation, answered once.
+    pub fn alone(&self, responses: BoxStream<'static, Response>) -> Membership {
+        // Its response and `Done`: room for both, so it cannot lag.
+        Self::start(responses, String::new(), 2)
+    }
+
+    fn start(responses: BoxStream<'static, Response>, field: String, buffer: usize) -> Membership {
+        let (sender, events) = broadcast::channel(buffer);
         let finished = Arc::new(AtomicBool::new(false));
-        let execution = tokio::spawn(share(execute(request), sender.clone(), finished.clone()));
+        let execution = tokio::spawn(share(responses, sender.clone(), finished.clone()));
         let group = Arc::new(Group {
             events: sender,
             field,
             finished,
             execution,
         });
-        groups.retain(|_, g| g.strong_count() > 0);
-        groups.insert(key, Arc::downgrade(&group));
         Membership {
             group,
             events,
@@ -191,13 +203,7 @@ fn lag_payload(missed: u64, field: &str) -> String {
 /// The response key of a subscription's (single) root field.
 fn subscription_field(query: &str, operation: Option<&str>) -> Option<String> {
     let document = async_graphql::parser::parse_query(query).ok()?;
-    let operation = match (&document.operations, operation) {
-        (DocumentOperations::Single(op), _) => op,
-        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name)?,
-        (DocumentOperations::Multiple(ops), None) => ops.values().next()?,
-    };
-    operation
-        .node
+    selected_operation(&document, operation)?
         .selection_set
         .node
         .items

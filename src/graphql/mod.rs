@@ -4,6 +4,7 @@ mod api;
 mod budget;
 pub mod fanout;
 pub use api::Api;
+use api::PerRequest;
 pub mod errors;
 pub mod json;
 pub mod limits;
@@ -55,8 +56,8 @@ pub fn schema_builder() -> SchemaBuilder<Query, Mutation, Subscription> {
 
 pub fn build_api(state: State, config: &Config) -> Api {
     let schema = |validation| {
-        // Subscriptions use the strict one's, long-lived and so never caching; HTTP
-        // requests bring their own (`request_loaders`).
+        // Subscriptions use the strict one's, long-lived and so never caching; queries
+        // and mutations bring their own (`Api::execute`).
         let loaders = loaders(Loaders::shared(state.db.clone(), &state.limits));
         loaders.enable_all_cache(false);
         let builder = schema_builder()
@@ -79,16 +80,23 @@ pub fn build_api(state: State, config: &Config) -> Api {
         max_root_fields: config.max_query_root_fields,
         max_directives: config.max_query_directives,
     };
+    let per_request = PerRequest {
+        db: state.db.clone(),
+        limits: state.limits,
+        turns: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_requests.max(1))),
+        timeout: std::time::Duration::from_millis(config.request_timeout_ms.max(1)),
+    };
     Api::new(
         schema(ValidationMode::Strict),
         schema(ValidationMode::Fast),
         limits,
         config.live_buffer,
+        per_request,
     )
 }
 
 /// Loaders for one request: span trees are cached for its lifetime only.
-pub fn request_loaders(db: &Db, limits: &Limits) -> AppLoader {
+fn request_loaders(db: &Db, limits: &Limits) -> AppLoader {
     loaders(Loaders::for_request(db.clone(), limits))
 }
 

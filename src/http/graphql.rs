@@ -6,7 +6,6 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use async_graphql::parser::types::{DocumentOperations, OperationType};
 use async_graphql::{Request, Response as GqlResponse, ServerError};
@@ -260,15 +259,4 @@ pub fn read_get(params: GetParams) -> Result<Request, Refusal> {
             serde_json::from_str(&extensions).map_err(|e| bad(format!("`extensions` is not valid JSON: {e}")))?;
     }
     Ok(request)
-}
-
-/// A request that ran past the time limit.
-pub fn timed_out(limit: Duration) -> GqlResponse {
-    let millis = limit.as_millis() as u64;
-    let mut error = ServerError::new(format!("the request took longer than the {millis} ms limit"), None);
-    let ext = error.extensions.get_or_insert_with(Default::default);
-    ext.set("code", code::LIMIT_EXCEEDED);
-    ext.set("limit", "request timeout in milliseconds");
-    ext.set("max", millis);
-    GqlResponse::from_errors(vec![error])
 }

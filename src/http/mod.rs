@@ -5,7 +5,6 @@ mod graphiql;
 mod graphql;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -18,10 +17,10 @@ use tower_http::trace::TraceLayer;
 
 use self::graphql::{GetParams, Media, Refusal};
 use crate::auth::Auth;
-use crate::config::{Config, Limits};
+use crate::config::Config;
 use crate::db::Db;
 use crate::error::{AppError, code};
-use crate::graphql::{self as gql, Api};
+use crate::graphql::Api;
 use crate::ws::{self, WsSettings, WsShutdown};
 
 pub use self::graphql::GRAPHQL_RESPONSE_JSON;
@@ -35,13 +34,8 @@ struct HttpState {
     ws: WsSettings,
     ws_shutdown: WsShutdown,
     max_body_bytes: usize,
-    request_timeout: Duration,
-    /// Permits to execute; see `Config::max_concurrent_requests`.
-    executions: Arc<tokio::sync::Semaphore>,
     graphiql: bool,
     auth: Auth,
-    /// For each request's loaders.
-    limits: Limits,
 }
 
 pub fn router(api: Api, db: Db, config: &Config, ws_shutdown: WsShutdown) -> Router {
@@ -52,10 +46,7 @@ pub fn router(api: Api, db: Db, config: &Config, ws_shutdown: WsShutdown) -> Rou
         ws: config.ws_settings(),
         ws_shutdown,
         max_body_bytes: config.max_body_bytes,
-        request_timeout: Duration::from_millis(config.request_timeout_ms.max(1)),
-        executions: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_requests.max(1))),
         graphiql: !config.disable_graphiql,
-        limits: Limits::from(config),
     };
     Router::new()
         .route(GRAPHQL_PATH, get(get_graphql).post(post_graphql))
@@ -119,20 +110,7 @@ async fn execute(state: &HttpState, request: async_graphql::Request, media: Medi
             return Refusal::new(status, e.code(), e.to_string()).into_response(media);
         }
     };
-    let request = request
-        .data(gql::request_loaders(&state.db, &state.limits))
-        .data(access);
-    let run = async {
-        // Never closed, so acquiring only waits.
-        let _turn = state.executions.acquire().await;
-        state.api.execute(request).await
-    };
-    // A request past its time (waiting included) is dropped, and with it any open
-    // transaction (rolled back).
-    let response = match tokio::time::timeout(state.request_timeout, run).await {
-        Ok(response) => response,
-        Err(_) => graphql::timed_out(state.request_timeout),
-    };
+    let response = state.api.execute(request.data(access)).await;
     graphql::respond(graphql::status_of(media, &response), media, &response)
 }
 

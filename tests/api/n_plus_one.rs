@@ -39,6 +39,11 @@ async fn statements_for(app: &TestApp, n: usize) -> u64 {
     let before = app.statements.get();
     let data = app.ok(DASHBOARD, json!({"n": n})).await;
     let after = app.statements.get();
+    check_dashboard(&data, n);
+    after - before
+}
+
+fn check_dashboard(data: &Value, n: usize) {
     let items = data["traces"]["items"].as_array().unwrap();
     assert_eq!(items.len(), n);
     for t in items {
@@ -47,7 +52,24 @@ async fn statements_for(app: &TestApp, n: usize) -> u64 {
         assert_eq!(grandchildren[0]["usage"]["totalTokens"], 15);
         assert_eq!(t["usage"]["totalTokens"], 60);
     }
-    after - before
+}
+
+/// A query sent over a WebSocket runs as over HTTP, on loaders of its own: each tree is
+/// read once for the whole request, not again at each level.
+#[tokio::test]
+async fn the_dashboard_over_a_socket_costs_what_it_costs_over_http() {
+    let app = spawn_app().await;
+    seed(&app, 5).await;
+    let over_http = statements_for(&app, 5).await;
+    let mut ws = app.ws_at("/graphql/ws", "graphql-transport-ws").await;
+    ws.init().await;
+    let before = app.statements.get();
+    ws.subscribe("dashboard", DASHBOARD, json!({"n": 5})).await;
+    let msg = ws.next_json(std::time::Duration::from_secs(5)).await;
+    let over_socket = app.statements.get() - before;
+    assert!(msg["payload"].get("errors").is_none(), "{msg}");
+    check_dashboard(&msg["payload"]["data"], 5);
+    assert_eq!(over_socket, over_http);
 }
 
 #[tokio::test]

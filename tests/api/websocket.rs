@@ -6,7 +6,7 @@ use futures::SinkExt;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::{spawn_app, spawn_app_with};
+use crate::helpers::{hold_writes_to, spawn_app, spawn_app_with};
 
 const WAIT: Duration = Duration::from_secs(5);
 const SUB: &str = "subscription { spanAdded { name } }";
@@ -194,6 +194,72 @@ async fn queries_and_mutations_run_over_the_socket_too() {
     let msg = ws.next_json(WAIT).await;
     assert_eq!(msg["payload"]["data"]["createTrace"]["name"], "over-ws");
     assert_eq!(ws.next_json(WAIT).await["type"], "complete");
+}
+
+/// Two agents sharing a key may send the very same mutation at the same moment: each
+/// must be carried out, not answered with the other's result.
+#[tokio::test]
+async fn identical_mutations_on_two_sockets_each_run() {
+    let app = spawn_app().await;
+    let tid = app.create_trace(json!({"name": "t"})).await["id"].clone();
+    let add = "mutation($t: UUID!) { addSpan(input: {traceId: $t, name: \"step\", spanType: TOOL}) { id } }";
+    // Another client's transaction holds both writes, so the second arrives while the
+    // first is still running.
+    let blocker = hold_writes_to(&app.database_url, &tid).await;
+    let mut sockets = Vec::new();
+    for _ in 0..2 {
+        let mut ws = app.ws_at("/graphql/ws", "graphql-transport-ws").await;
+        ws.init().await;
+        ws.subscribe("add", add, json!({"t": tid})).await;
+        sockets.push(ws);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    blocker.rollback().await.unwrap();
+    let mut added = Vec::new();
+    for ws in &mut sockets {
+        let msg = ws.next_json(WAIT).await;
+        let id = msg["payload"]["data"]["addSpan"]["id"].as_str().map(str::to_owned);
+        added.push(id.unwrap_or_else(|| panic!("a span added: {msg}")));
+        assert_eq!(ws.next_json(WAIT).await["type"], "complete");
+    }
+    assert_ne!(added[0], added[1]);
+    let trace = app
+        .ok("query($t: UUID!) { trace(id: $t) { spans { id } } }", json!({"t": tid}))
+        .await;
+    let mut stored: Vec<_> = trace["trace"]["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|span| span["id"].as_str().unwrap().to_owned())
+        .collect();
+    stored.sort();
+    added.sort();
+    assert_eq!(stored, added);
+}
+
+#[tokio::test]
+async fn a_mutation_over_the_socket_has_the_request_time_limit() {
+    let app = spawn_app().await;
+    let hurried = app.second_instance_with(|c| c.request_timeout_ms = 300).await;
+    let tid = app.create_trace(json!({"name": "t"})).await["id"].clone();
+    let blocker = hold_writes_to(&app.database_url, &tid).await;
+    let mut ws = hurried.ws_at("/graphql/ws", "graphql-transport-ws").await;
+    ws.init().await;
+    ws.subscribe(
+        "add",
+        "mutation($t: UUID!) { addSpan(input: {traceId: $t, name: \"late\", spanType: TOOL}) { id } }",
+        json!({"t": tid}),
+    )
+    .await;
+    let msg = ws.next_json(WAIT).await;
+    blocker.rollback().await.unwrap();
+    assert_eq!(msg["type"], "error", "{msg}");
+    assert_eq!(msg["payload"][0]["extensions"]["code"], "LIMIT_EXCEEDED", "{msg}");
+    assert_eq!(
+        msg["payload"][0]["extensions"]["limit"], "request timeout in milliseconds",
+        "{msg}"
+    );
+    assert_eq!(app.counts().await, (1, 0), "the span was not kept");
 }
 
 #[tokio::test]
