@@ -227,7 +227,9 @@ impl Connection {
         let Ok(Value::Object(msg)) = serde_json::from_str::<Value>(text) else {
             return Step::Close(4400, "Invalid message: not a JSON object".into());
         };
-        let kind = msg.get("type").and_then(Value::as_str).unwrap_or_default();
+        let Some(kind) = msg.get("type").and_then(Value::as_str) else {
+            return Step::Close(4400, "Invalid message: `type` must be a string".into());
+        };
         let id = msg.get("id").and_then(Value::as_str).map(str::to_owned);
         let (subscribe, _, stop) = self.protocol.names();
         match kind {

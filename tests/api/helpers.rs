@@ -405,14 +405,21 @@ impl WsClient {
 impl WsClient {
     /// Reads until the server closes, returning its close code (0 if it gave none).
     pub async fn close_code(&mut self, timeout: Duration) -> u16 {
+        self.close_frame(timeout).await.0
+    }
+
+    /// Reads until the server closes: its close code and reason (0 and "" if none).
+    pub async fn close_frame(&mut self, timeout: Duration) -> (u16, String) {
         loop {
             let next = tokio::time::timeout(timeout, self.socket.next())
                 .await
                 .expect("server closes before timeout");
             match next {
-                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)).unwrap_or(0),
+                Some(Ok(Message::Close(frame))) => {
+                    return frame.map_or((0, String::new()), |f| (u16::from(f.code), f.reason.to_string()));
+                }
                 Some(Ok(_)) => continue,
-                Some(Err(_)) | None => return 0,
+                Some(Err(_)) | None => return (0, String::new()),
             }
         }
     }

@@ -62,6 +62,15 @@ async fn invalid_messages_close_4400() {
         ws.socket.send(message.clone()).await.unwrap();
         assert_eq!(ws.close_code(WAIT).await, 4400, "{message:?}");
     }
+    // The reason names what is wrong, not an empty type.
+    for message in [r#"{"id": "1"}"#, r#"{"type": 5}"#] {
+        let mut ws = app.ws_at("/graphql/ws", "graphql-transport-ws").await;
+        ws.init().await;
+        ws.socket.send(Message::text(message)).await.unwrap();
+        let (code, reason) = ws.close_frame(WAIT).await;
+        assert_eq!(code, 4400, "{message}");
+        assert_eq!(reason, "Invalid message: `type` must be a string", "{message}");
+    }
 }
 
 #[tokio::test]
