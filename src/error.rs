@@ -177,7 +177,13 @@ fn is_unavailable(err: &dyn DatabaseError) -> bool {
     if err.try_downcast_ref::<SqliteError>().is_some() {
         return code.parse::<u32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6));
     }
-    matches!(code.as_ref(), "40P01" | "40001") || code.starts_with("08") || code.starts_with("57P")
+    postgres_unavailable(&code)
+}
+
+/// PostgreSQL's connection-exception and shutdown classes, deadlock and serialization
+/// failure: the SQLSTATEs a retry can get past.
+pub fn postgres_unavailable(code: &str) -> bool {
+    matches!(code, "40P01" | "40001") || code.starts_with("08") || code.starts_with("57P")
 }
 
 impl ErrorExtensions for AppError {

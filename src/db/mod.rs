@@ -5,6 +5,7 @@ pub mod entities;
 pub mod key_epoch;
 pub mod pg_connections;
 pub mod pg_decode;
+pub mod pg_pipeline;
 pub mod pg_reader;
 pub mod reads;
 mod row_models;
@@ -18,6 +19,7 @@ use std::time::Duration;
 use key_epoch::KeyEpoch;
 use migration::{Migrator, MigratorTrait};
 use pg_connections::ReadConnections;
+use pg_pipeline::Pipelines;
 use pg_reader::PgReader;
 pub use reads::{
     ColumnLists, Direct, Fetch, Reader, empty_object, fetch_all, fetch_at_most, fetch_count, fetch_one, fetch_two,
@@ -79,8 +81,9 @@ impl Db {
     /// shutdown, so that PostgreSQL logs no lost connections and SQLite, as its last
     /// connection closes, folds its write-ahead log into the database file.
     pub async fn close(&self) {
-        if let Some(connections) = self.read.read_connections() {
-            connections.close_idle().await;
+        if let Some(reader) = self.read.pg_reader() {
+            reader.connections().close_idle().await;
+            reader.close_pipelines().await;
         }
         // On PostgreSQL both handles are one pool; closing it again does nothing.
         for pool in [self.read.pool(), &self.write] {
@@ -175,10 +178,11 @@ pub async fn connect_with(url: &str, pool: PoolOptions) -> Result<Db, DbErr> {
             Err(e) => return Err(why_unreachable(url, pool.acquire_timeout, e).await),
         };
         let entity_reads = ReadConnections::new(url, max_connections, pool.acquire_timeout)?;
+        let pipelined = Pipelines::for_plain(url, pipelined_connections(max_connections), pool.acquire_timeout);
         Db {
             read: Reader::with_direct(
                 conn.clone(),
-                Direct::Postgres(PgReader::new(Arc::new(entity_reads), statements.clone())),
+                Direct::Postgres(PgReader::new(Arc::new(entity_reads), pipelined, statements.clone())),
             ),
             write: conn,
             statements,
@@ -191,6 +195,14 @@ pub async fn connect_with(url: &str, pool: PoolOptions) -> Result<Db, DbErr> {
         db.key_epoch = sqlite_key_epoch(url)?;
     }
     Ok(db)
+}
+
+/// Pipelined read connections on a plain connection: one per eight of
+/// `--db-max-connections` (two by default). Fewer, fuller pipelines share more wake-ups
+/// (wrk, W4a′ at 16 clients: one connection 30,096–33,017 requests/s, four 21,590–26,506),
+/// and a second keeps small reads from waiting behind a long one.
+fn pipelined_connections(max_connections: u32) -> usize {
+    (max_connections as usize / 8).max(1)
 }
 
 /// A pool that could not open its first connection says only that it waited in vain;

@@ -86,5 +86,46 @@ macro_rules! by_position {
                 })
             }
         }
+
+        impl $crate::db::pg_decode::FromPlainRow for $model {
+            fn decode_plain(row: &::tokio_postgres::Row, at: &[usize]) -> Result<Self, String> {
+                let mut at = at.iter().copied();
+                // `at` has a position for every field (`plain_positions`).
+                Ok(Self {
+                    $($field: row
+                        .try_get(at.next().unwrap_or(usize::MAX))
+                        .map_err(|e| $crate::db::pg_decode::plain_cell_error(stringify!($field), e))?,)+
+                })
+            }
+        }
     };
+}
+
+/// A model read from the rows of `pg_pipeline` (tokio-postgres), implemented by
+/// `by_position!` with `ByPosition`. Each cell's type is checked as it is read.
+pub trait FromPlainRow: ByPosition {
+    /// One model, or what is wrong with the cell of which field.
+    fn decode_plain(row: &tokio_postgres::Row, at: &[usize]) -> Result<Self, String>;
+}
+
+/// A cell that does not decode as its field, named.
+pub fn plain_cell_error(field: &str, e: tokio_postgres::Error) -> String {
+    match std::error::Error::source(&e) {
+        Some(cause) => format!("column {field:?}: {cause}"),
+        None => format!("column {field:?}: {e}"),
+    }
+}
+
+/// Where each field of `M` is among `row`'s columns, or the first one missing.
+pub fn plain_positions<M: ByPosition>(row: &tokio_postgres::Row) -> Result<Vec<usize>, String> {
+    let columns = row.columns();
+    M::FIELDS
+        .iter()
+        .map(|field| {
+            columns
+                .iter()
+                .position(|c| c.name() == *field)
+                .ok_or_else(|| format!("no column {field:?} in the result"))
+        })
+        .collect()
 }

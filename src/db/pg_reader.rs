@@ -6,7 +6,9 @@
 //! Here SeaORM still builds the statement and sqlx runs it on a connection lent by
 //! `pg_connections` (not pinged as it comes back); each row becomes its entity's model
 //! by `pg_decode`, one typed decode per field by position, with no `Value` or active
-//! model between. Counts go the same way.
+//! model between. Counts go the same way. Over a plain connection (`sslmode=disable`)
+//! the same statements go through `pg_pipeline` instead, pipelined on shared
+//! connections, and its rows are decoded by the same positions.
 
 use std::sync::Arc;
 
@@ -19,18 +21,30 @@ use sea_query_sqlx::SqlxValues;
 
 use super::StatementCounter;
 use super::pg_connections::ReadConnections;
-use super::pg_decode::{ByPosition, positions};
+use super::pg_decode::{ByPosition, FromPlainRow, plain_positions, positions};
+use super::pg_pipeline::{Pipelines, decode_error as plain_decode_error};
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct PgReader {
     connections: Arc<ReadConnections>,
+    /// Set for a plain connection: reads go there, pipelined, and not to `connections`.
+    pipelines: Option<Arc<Pipelines>>,
     statements: StatementCounter,
 }
 
+impl std::fmt::Debug for PgReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgReader")
+            .field("pipelined", &self.pipelines.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl PgReader {
-    pub fn new(connections: Arc<ReadConnections>, statements: StatementCounter) -> Self {
+    pub fn new(connections: Arc<ReadConnections>, pipelines: Option<Pipelines>, statements: StatementCounter) -> Self {
         Self {
             connections,
+            pipelines: pipelines.map(Arc::new),
             statements,
         }
     }
@@ -39,10 +53,43 @@ impl PgReader {
         &self.connections
     }
 
+    /// Ends the pipelined connections; leased ones are closed with `connections`.
+    pub async fn close_pipelines(&self) {
+        if let Some(pipelines) = &self.pipelines {
+            pipelines.close().await;
+        }
+    }
+
+    /// Connections kept for reads that are open and not in use.
+    pub fn idle(&self) -> usize {
+        match &self.pipelines {
+            Some(pipelines) => pipelines.idle(),
+            None => self.connections.idle(),
+        }
+    }
+
+    /// Connections opened for reads since start.
+    pub fn opened(&self) -> u64 {
+        match &self.pipelines {
+            Some(pipelines) => pipelines.opened(),
+            None => self.connections.opened(),
+        }
+    }
+
     /// The single integer `statement` answers (a count).
     pub async fn integer(&self, statement: Statement) -> Result<i64, DbErr> {
         self.statements.add_one();
         let (sql, values) = parts(statement);
+        if let Some(pipelines) = &self.pipelines {
+            let mut value = None;
+            pipelines
+                .each_row(&sql, values, |row| {
+                    value = Some(row.try_get::<_, i64>(0).map_err(plain_decode_error)?);
+                    Ok(false)
+                })
+                .await?;
+            return value.ok_or_else(|| DbErr::RecordNotFound("the count returned no row".into()));
+        }
         let mut lease = self.connections.lease().await?;
         let value = sqlx::query_scalar_with::<_, i64, _>(sqlx::AssertSqlSafe(sql.as_str()), SqlxValues(values))
             .fetch_one(lease.connection())
@@ -58,8 +105,20 @@ impl PgReader {
     pub async fn models<E>(&self, statement: Statement, at_most: usize) -> Result<Vec<E::Model>, DbErr>
     where
         E: EntityTrait,
-        E::Model: ByPosition,
+        E::Model: FromPlainRow,
     {
+        if let Some(pipelines) = &self.pipelines {
+            self.statements.add_one();
+            let (sql, values) = parts(statement);
+            let mut models = PlainModels::default();
+            pipelines
+                .each_row(&sql, values, |row| {
+                    models.push(row)?;
+                    Ok(models.read.len() < at_most)
+                })
+                .await?;
+            return Ok(models.read);
+        }
         let mut models = Models::default();
         self.each_row(statement, |row| {
             models.push(row)?;
@@ -80,10 +139,25 @@ impl PgReader {
     ) -> Result<(Vec<A::Model>, Vec<B::Model>), DbErr>
     where
         A: EntityTrait,
-        A::Model: ByPosition,
+        A::Model: FromPlainRow,
         B: EntityTrait,
-        B::Model: ByPosition,
+        B::Model: FromPlainRow,
     {
+        if let Some(pipelines) = &self.pipelines {
+            self.statements.add_one();
+            let (sql, values) = parts(statement);
+            let (mut first, mut second) = (PlainModels::default(), PlainModels::default());
+            pipelines
+                .each_row(&sql, values, |row| {
+                    match row.try_get::<_, i32>(0).map_err(plain_decode_error)? {
+                        0 => first.push(row)?,
+                        _ => second.push(row)?,
+                    }
+                    Ok(second.read.len() < rows_of_b)
+                })
+                .await?;
+            return Ok((first.read, second.read));
+        }
         let (mut first, mut second) = (Models::default(), Models::default());
         self.each_row(statement, |row| {
             match row.try_get::<i32, _>(0).map_err(decode_error)? {
@@ -142,6 +216,32 @@ impl<M: ByPosition> Models<M> {
     fn push(&mut self, row: &PgRow) -> Result<(), DbErr> {
         let at = self.at.get_or_insert_with(|| positions::<M>(row));
         self.read.push(M::decode(row, at.as_deref()).map_err(decode_error)?);
+        Ok(())
+    }
+}
+
+/// As `Models`, for the rows of `pg_pipeline`.
+struct PlainModels<M> {
+    at: Option<Vec<usize>>,
+    read: Vec<M>,
+}
+
+impl<M> Default for PlainModels<M> {
+    fn default() -> Self {
+        Self {
+            at: None,
+            read: Vec::new(),
+        }
+    }
+}
+
+impl<M: FromPlainRow> PlainModels<M> {
+    fn push(&mut self, row: &tokio_postgres::Row) -> Result<(), DbErr> {
+        let at = match &mut self.at {
+            Some(at) => at,
+            None => self.at.insert(plain_positions::<M>(row).map_err(DbErr::Type)?),
+        };
+        self.read.push(M::decode_plain(row, at).map_err(DbErr::Type)?);
         Ok(())
     }
 }

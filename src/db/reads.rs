@@ -15,7 +15,6 @@ use sea_orm::{
     IdenStatic, Iterable, PaginatorTrait, QueryResult, QuerySelect, QueryTrait, Select, Statement, TryIntoModel,
 };
 
-use super::pg_connections::ReadConnections;
 use super::pg_reader::PgReader;
 use super::sqlite_reader::SqliteReader;
 
@@ -41,9 +40,9 @@ impl Reader {
     }
 
     /// The connections PostgreSQL entity reads lease; `None` on SQLite.
-    pub fn read_connections(&self) -> Option<&ReadConnections> {
+    pub fn pg_reader(&self) -> Option<&PgReader> {
         match &self.direct {
-            Some(Direct::Postgres(reader)) => Some(reader.connections()),
+            Some(Direct::Postgres(reader)) => Some(reader),
             _ => None,
         }
     }
@@ -190,7 +189,7 @@ pub fn fetch_all<'a, E>(
 ) -> impl Future<Output = Result<Vec<E::Model>, DbErr>> + 'a
 where
     E: EntityTrait,
-    E::Model: Sync + super::pg_decode::ByPosition,
+    E::Model: Sync + super::pg_decode::FromPlainRow,
     E::ActiveModel: TryIntoModel<E::Model>,
 {
     fetch_at_most(conn, select, usize::MAX)
@@ -207,7 +206,7 @@ pub fn fetch_at_most<'a, E>(
 ) -> impl Future<Output = Result<Vec<E::Model>, DbErr>> + 'a
 where
     E: EntityTrait,
-    E::Model: Sync + super::pg_decode::ByPosition,
+    E::Model: Sync + super::pg_decode::FromPlainRow,
     E::ActiveModel: TryIntoModel<E::Model>,
 {
     let pending = match conn.direct() {
@@ -232,7 +231,7 @@ pub fn fetch_one<'a, E>(
 ) -> impl Future<Output = Result<Option<E::Model>, DbErr>> + 'a
 where
     E: EntityTrait,
-    E::Model: Sync + super::pg_decode::ByPosition,
+    E::Model: Sync + super::pg_decode::FromPlainRow,
     E::ActiveModel: TryIntoModel<E::Model>,
 {
     let rows = fetch_all(conn, select.limit(1));
@@ -252,10 +251,10 @@ pub async fn fetch_two<A, B>(
 ) -> Result<(Vec<A::Model>, Vec<B::Model>), DbErr>
 where
     A: EntityTrait,
-    A::Model: Sync + super::pg_decode::ByPosition,
+    A::Model: Sync + super::pg_decode::FromPlainRow,
     A::ActiveModel: TryIntoModel<A::Model>,
     B: EntityTrait,
-    B::Model: Sync + super::pg_decode::ByPosition,
+    B::Model: Sync + super::pg_decode::FromPlainRow,
     B::ActiveModel: TryIntoModel<B::Model>,
 {
     match conn.direct() {

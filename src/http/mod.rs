@@ -179,8 +179,8 @@ async fn metrics(State(state): State<Arc<HttpState>>) -> impl IntoResponse {
         state.db.key_epoch.known(),
         state.api.live_executions(),
         state.api.unvalidated_executions(),
-        state.db.read.read_connections().map_or(0, |c| c.idle()),
-        state.db.read.read_connections().map_or(0, |c| c.opened()),
+        state.db.read.pg_reader().map_or(0, |r| r.idle()),
+        state.db.read.pg_reader().map_or(0, |r| r.opened()),
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }

@@ -18,6 +18,7 @@ mod limits;
 mod migrations;
 mod n_plus_one;
 mod pg_connections;
+mod pg_pipeline;
 mod reads;
 mod resilience;
 mod schema_sdl;

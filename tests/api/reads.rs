@@ -23,7 +23,7 @@ const BOUNDS: Bounds = Bounds {
 async fn same_models<E>(db: &tracegraph::db::Db, order: E::Column) -> usize
 where
     E: EntityTrait,
-    E::Model: Sync + PartialEq + std::fmt::Debug + tracegraph::db::pg_decode::ByPosition,
+    E::Model: Sync + PartialEq + std::fmt::Debug + tracegraph::db::pg_decode::FromPlainRow,
     E::ActiveModel: sea_orm::TryIntoModel<E::Model>,
 {
     let direct = fetch_all(&db.read, E::find().order_by_asc(order)).await.unwrap();

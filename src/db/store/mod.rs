@@ -70,7 +70,7 @@ pub fn page<'a, E>(
 ) -> impl Future<Output = AppResult<Rows<E::Model>>> + 'a
 where
     E: EntityTrait,
-    E::Model: Sync + crate::db::pg_decode::ByPosition,
+    E::Model: Sync + crate::db::pg_decode::FromPlainRow,
     E::ActiveModel: TryIntoModel<E::Model>,
 {
     let rows = fetch_all(conn, select.offset(page.offset).limit(page.limit + 1));
