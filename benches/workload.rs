@@ -519,7 +519,10 @@ async fn scale(
     }
     drop(big);
     if let Some(admin) = &args.postgres {
-        let name = url.rsplit('/').next().unwrap_or_default().to_owned();
+        // The path alone: the URL may carry options (`?sslmode=…`) after the name.
+        let name = url::Url::parse(&url)
+            .map(|u| u.path().trim_start_matches('/').to_owned())
+            .unwrap_or_default();
         let admin_db = sea_orm::Database::connect(admin).await.unwrap();
         let _ = admin_db
             .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))

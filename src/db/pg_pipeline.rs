@@ -11,9 +11,10 @@
 //! A read goes to the connection with the fewest statements in flight, so a small read
 //! waits behind a dashboard's tree read only when every connection is busy. A
 //! connection found closed (the database restarted, the process was ended) is opened
-//! again on its next read; the statements in flight on it failed as the connection
-//! ended, each once, retryably. TLS stays with the leased connections
-//! (`pg_connections`): this path is taken only for a URL that turns it off.
+//! again on its next read, and so is one on which a read just failed as lost; the
+//! statements in flight on it failed as the connection ended, each once, retryably. TLS
+//! stays with the leased connections (`pg_connections`): this path is taken only for a
+//! URL that turns it off.
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -103,25 +104,21 @@ impl Pipelines {
         &self,
         sql: &str,
         values: Values,
-        mut read: impl FnMut(&Row) -> Result<bool, DbErr>,
+        read: impl FnMut(&Row) -> Result<bool, DbErr>,
     ) -> Result<(), DbErr> {
         let lane = self.least_busy();
         let _in_flight = InFlight(lane);
         let open = self.open(lane).await?;
-        let statement = open.prepare(sql).await?;
-        let values = PostgresValues(values.0.into_iter().map(PostgresValue).collect());
-        let rows = open
-            .client
-            .query_raw(&statement, values.as_params())
-            .await
-            .map_err(read_error)?;
-        pin_mut!(rows);
-        while let Some(row) = rows.next().await {
-            if !read(&row.map_err(read_error)?)? {
-                break;
+        let result = open.each_row(sql, values, read).await;
+        if let Err(DbErr::ConnectionAcquire(_)) = &result {
+            // Lost: the next read opens another at once, rather than after the
+            // connection's task has noticed the end (reads sent before then fail too).
+            let mut slot = lane.open.lock().await;
+            if slot.as_ref().is_some_and(|current| Arc::ptr_eq(current, &open)) {
+                *slot = None;
             }
         }
-        Ok(())
+        result
     }
 
     fn least_busy(&self) -> &Lane {
@@ -160,6 +157,28 @@ impl Pipelines {
 }
 
 impl Open {
+    async fn each_row(
+        &self,
+        sql: &str,
+        values: Values,
+        mut read: impl FnMut(&Row) -> Result<bool, DbErr>,
+    ) -> Result<(), DbErr> {
+        let statement = self.prepare(sql).await?;
+        let values = PostgresValues(values.0.into_iter().map(PostgresValue).collect());
+        let rows = self
+            .client
+            .query_raw(&statement, values.as_params())
+            .await
+            .map_err(read_error)?;
+        pin_mut!(rows);
+        while let Some(row) = rows.next().await {
+            if !read(&row.map_err(read_error)?)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     async fn prepare(&self, sql: &str) -> Result<Statement, DbErr> {
         let known = self
             .prepared
