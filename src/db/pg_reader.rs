@@ -21,7 +21,7 @@ use sea_query_sqlx::SqlxValues;
 
 use super::StatementCounter;
 use super::pg_connections::ReadConnections;
-use super::pg_decode::{ByPosition, FromPlainRow, plain_positions, positions};
+use super::pg_decode::{FromPlainRow, plain_positions, positions};
 use super::pg_pipeline::{Pipelines, decode_error as plain_decode_error};
 
 #[derive(Clone)]
@@ -107,24 +107,14 @@ impl PgReader {
         E: EntityTrait,
         E::Model: FromPlainRow,
     {
-        if let Some(pipelines) = &self.pipelines {
-            self.statements.add_one();
-            let (sql, values) = parts(statement);
-            let mut models = PlainModels::default();
-            pipelines
-                .each_row(&sql, values, |row| {
-                    models.push(row)?;
-                    Ok(models.read.len() < at_most)
-                })
-                .await?;
-            return Ok(models.read);
-        }
         let mut models = Models::default();
-        self.each_row(statement, |row| {
-            models.push(row)?;
-            Ok(models.read.len() < at_most)
-        })
-        .await?;
+        match &self.pipelines {
+            Some(pipelines) => {
+                self.plain_rows(pipelines, statement, collect(&mut models, at_most))
+                    .await?
+            }
+            None => self.each_row(statement, collect(&mut models, at_most)).await?,
+        }
         Ok(models.read)
     }
 
@@ -143,31 +133,28 @@ impl PgReader {
         B: EntityTrait,
         B::Model: FromPlainRow,
     {
-        if let Some(pipelines) = &self.pipelines {
-            self.statements.add_one();
-            let (sql, values) = parts(statement);
-            let (mut first, mut second) = (PlainModels::default(), PlainModels::default());
-            pipelines
-                .each_row(&sql, values, |row| {
-                    match row.try_get::<_, i32>(0).map_err(plain_decode_error)? {
-                        0 => first.push(row)?,
-                        _ => second.push(row)?,
-                    }
-                    Ok(second.read.len() < rows_of_b)
-                })
-                .await?;
-            return Ok((first.read, second.read));
-        }
         let (mut first, mut second) = (Models::default(), Models::default());
-        self.each_row(statement, |row| {
-            match row.try_get::<i32, _>(0).map_err(decode_error)? {
-                0 => first.push(row)?,
-                _ => second.push(row)?,
+        let (a, b) = (&mut first, &mut second);
+        match &self.pipelines {
+            Some(pipelines) => {
+                self.plain_rows(pipelines, statement, collect_two(a, b, rows_of_b))
+                    .await?
             }
-            Ok(second.read.len() < rows_of_b)
-        })
-        .await?;
+            None => self.each_row(statement, collect_two(a, b, rows_of_b)).await?,
+        }
         Ok((first.read, second.read))
+    }
+
+    /// As `each_row`, on the pipelined connections.
+    async fn plain_rows(
+        &self,
+        pipelines: &Pipelines,
+        statement: Statement,
+        read: impl FnMut(&tokio_postgres::Row) -> Result<bool, DbErr>,
+    ) -> Result<(), DbErr> {
+        self.statements.add_one();
+        let (sql, values) = parts(statement);
+        pipelines.each_row(&sql, values, read).await
     }
 
     /// Hands each row to `read` until it says to stop (`false`).
@@ -212,37 +199,78 @@ impl<M> Default for Models<M> {
     }
 }
 
-impl<M: ByPosition> Models<M> {
-    fn push(&mut self, row: &PgRow) -> Result<(), DbErr> {
-        let at = self.at.get_or_insert_with(|| positions::<M>(row));
-        self.read.push(M::decode(row, at.as_deref()).map_err(decode_error)?);
-        Ok(())
-    }
-}
-
-/// As `Models`, for the rows of `pg_pipeline`.
-struct PlainModels<M> {
-    at: Option<Vec<usize>>,
-    read: Vec<M>,
-}
-
-impl<M> Default for PlainModels<M> {
-    fn default() -> Self {
-        Self {
-            at: None,
-            read: Vec::new(),
-        }
-    }
-}
-
-impl<M: FromPlainRow> PlainModels<M> {
-    fn push(&mut self, row: &tokio_postgres::Row) -> Result<(), DbErr> {
-        let at = match &mut self.at {
+impl<M: FromPlainRow> Models<M> {
+    fn push<R: ModelRow>(&mut self, row: &R) -> Result<(), DbErr> {
+        let at = match &self.at {
             Some(at) => at,
-            None => self.at.insert(plain_positions::<M>(row).map_err(DbErr::Type)?),
+            None => self.at.insert(row.positions::<M>()?),
         };
-        self.read.push(M::decode_plain(row, at).map_err(DbErr::Type)?);
+        self.read.push(row.model(at.as_deref())?);
         Ok(())
+    }
+}
+
+/// A row of either reader: sqlx's on leased connections, tokio-postgres's pipelined.
+trait ModelRow {
+    /// Where each field of `M` is (`None`: read by name).
+    fn positions<M: FromPlainRow>(&self) -> Result<Option<Vec<usize>>, DbErr>;
+    fn model<M: FromPlainRow>(&self, at: Option<&[usize]>) -> Result<M, DbErr>;
+    /// The `_part` column of a UNION of two entities' rows.
+    fn part(&self) -> Result<i32, DbErr>;
+}
+
+impl ModelRow for PgRow {
+    fn positions<M: FromPlainRow>(&self) -> Result<Option<Vec<usize>>, DbErr> {
+        Ok(positions::<M>(self))
+    }
+
+    fn model<M: FromPlainRow>(&self, at: Option<&[usize]>) -> Result<M, DbErr> {
+        M::decode(self, at).map_err(decode_error)
+    }
+
+    fn part(&self) -> Result<i32, DbErr> {
+        self.try_get::<i32, _>(0).map_err(decode_error)
+    }
+}
+
+impl ModelRow for tokio_postgres::Row {
+    fn positions<M: FromPlainRow>(&self) -> Result<Option<Vec<usize>>, DbErr> {
+        plain_positions::<M>(self).map(Some).map_err(DbErr::Type)
+    }
+
+    fn model<M: FromPlainRow>(&self, at: Option<&[usize]>) -> Result<M, DbErr> {
+        M::decode_plain(self, at.unwrap_or_default()).map_err(DbErr::Type)
+    }
+
+    fn part(&self) -> Result<i32, DbErr> {
+        self.try_get::<_, i32>(0).map_err(plain_decode_error)
+    }
+}
+
+/// Reads each row into `models` until `at_most` are read.
+fn collect<R: ModelRow, M: FromPlainRow>(
+    models: &mut Models<M>,
+    at_most: usize,
+) -> impl FnMut(&R) -> Result<bool, DbErr> + '_ {
+    move |row| {
+        models.push(row)?;
+        Ok(models.read.len() < at_most)
+    }
+}
+
+/// Reads each row of a UNION into `first` or `second` by its `_part`, until `rows_of_b`
+/// rows of the second are read.
+fn collect_two<'m, R: ModelRow, A: FromPlainRow, B: FromPlainRow>(
+    first: &'m mut Models<A>,
+    second: &'m mut Models<B>,
+    rows_of_b: usize,
+) -> impl FnMut(&R) -> Result<bool, DbErr> + 'm {
+    move |row| {
+        match row.part()? {
+            0 => first.push(row)?,
+            _ => second.push(row)?,
+        }
+        Ok(second.read.len() < rows_of_b)
     }
 }
 
