@@ -49,6 +49,9 @@ async fn only_a_plain_url_is_pipelined() {
     );
     let default = url.replace("?sslmode=disable", "").replace("&sslmode=disable", "");
     assert!(Pipelines::for_plain(&default, 2, wait).is_none(), "prefer may get TLS");
+    // An option only sqlx reads: the URL stays with sqlx, whole.
+    let sqlx_only = format!("{url}&statement-cache-capacity=10");
+    assert!(Pipelines::for_plain(&sqlx_only, 2, wait).is_none());
 }
 
 #[tokio::test]
