@@ -7,6 +7,7 @@ pub mod pg_connections;
 pub mod pg_decode;
 pub mod pg_pipeline;
 pub mod pg_reader;
+mod pg_tls;
 pub mod reads;
 mod row_models;
 pub mod sqlite_reader;
@@ -178,7 +179,7 @@ pub async fn connect_with(url: &str, pool: PoolOptions) -> Result<Db, DbErr> {
             Err(e) => return Err(why_unreachable(url, pool.acquire_timeout, e).await),
         };
         let entity_reads = ReadConnections::new(url, max_connections, pool.acquire_timeout)?;
-        let pipelined = Pipelines::for_plain(url, pipelined_connections(max_connections), pool.acquire_timeout);
+        let pipelined = pipelines(url, max_connections, pool.acquire_timeout).await;
         Db {
             read: Reader::with_direct(
                 conn.clone(),
@@ -197,12 +198,19 @@ pub async fn connect_with(url: &str, pool: PoolOptions) -> Result<Db, DbErr> {
     Ok(db)
 }
 
-/// Pipelined read connections on a plain connection: one per eight of
-/// `--db-max-connections` (two by default). Fewer, fuller pipelines share more wake-ups
-/// (wrk, W4a′ at 16 clients: one connection 30,096–33,017 requests/s, four 21,590–26,506),
-/// and a second keeps small reads from waiting behind a long one.
-fn pipelined_connections(max_connections: u32) -> usize {
-    (max_connections as usize / 8).max(1)
+/// Pipelined read connections: one per eight of `--db-max-connections` (two by default).
+/// Fewer, fuller pipelines share more wake-ups (wrk, W4a′ at 16 clients: one connection
+/// 30,096–33,017 requests/s, four 21,590–26,506), and a second keeps small reads from
+/// waiting behind a long one. `None` leaves the reads on leased connections.
+async fn pipelines(url: &str, max_connections: u32, wait: Duration) -> Option<Pipelines> {
+    let pipelines = Pipelines::for_url(url, (max_connections as usize / 8).max(1), wait)?;
+    match pipelines.open_first().await {
+        Ok(()) => Some(pipelines),
+        Err(e) => {
+            tracing::warn!(error = %e, "entity reads stay on leased connections: a pipelined one could not be opened");
+            None
+        }
+    }
 }
 
 /// A pool that could not open its first connection says only that it waited in vain;

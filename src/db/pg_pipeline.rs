@@ -1,20 +1,25 @@
-//! PostgreSQL entity reads over plain connections (`sslmode=disable`), pipelined. A
-//! statement sent alone wakes a database process, and its answer wakes the server: on
-//! small reads that hop is most of the cost (perf: half the server's time in the kernel,
-//! in socket wake-ups and context switches). Here every request's reads share a few
-//! connections, and statements sent while others are in flight go out together and are
-//! answered together (tokio-postgres pipelines whatever is sent on one client). pgbench,
-//! W4a′'s statement prepared: PostgreSQL spent 31–35 µs a read sent alone, 14–16 µs a
-//! read in pipelines of 8. wrk, W4a′ at 16 connections, TLS off on both: 18,189–19,119
-//! requests/s on leased sqlx connections against 30,096–33,017 on one pipelined client.
+//! PostgreSQL entity reads, pipelined. A statement sent alone wakes a database process,
+//! and its answer wakes the server: on small reads that hop is most of the cost (perf:
+//! half the server's time in the kernel, in socket wake-ups and context switches). Here
+//! every request's reads share a few connections, and statements sent while others are
+//! in flight go out together and are answered together (tokio-postgres pipelines
+//! whatever is sent on one client). pgbench, W4a′'s statement prepared: PostgreSQL spent
+//! 31–35 µs a read sent alone, 14–16 µs a read in pipelines of 8. wrk, W4a′ at 16
+//! connections, TLS off on both: 18,189–19,119 requests/s on leased sqlx connections
+//! against 30,096–33,017 on one pipelined client.
 //!
 //! A read goes to the connection with the fewest statements in flight, so a small read
 //! waits behind a dashboard's tree read only when every connection is busy. A
 //! connection found closed (the database restarted, the process was ended) is opened
 //! again on its next read, and so is one on which a read just failed as lost; the
-//! statements in flight on it failed as the connection ended, each once, retryably. TLS
-//! stays with the leased connections (`pg_connections`): this path is taken only for a
-//! URL that turns it off.
+//! statements in flight on it failed as the connection ended, each once, retryably.
+//!
+//! Taken for `sslmode` `disable`, `prefer` (the default) and `require`, with TLS as sqlx
+//! takes it (`pg_tls`). A URL that tokio-postgres would not read as sqlx does
+//! (`verify-ca` or `verify-full`, an option only sqlx knows, a server or `sslmode` sqlx
+//! takes from the environment, a socket beside a host name), or on which a first
+//! connection cannot be opened at start, keeps the leased connections
+//! (`pg_connections`).
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -24,10 +29,13 @@ use std::time::Duration;
 
 use futures::{StreamExt, pin_mut};
 use sea_orm::sea_query::Values;
+use sea_orm::sqlx::postgres::{PgConnectOptions, PgSslMode};
 use sea_orm::{ConnAcquireErr, DbErr, RuntimeErr};
 use sea_query_postgres::{PostgresValue, PostgresValues};
-use tokio_postgres::config::SslMode;
-use tokio_postgres::{Client, Config, NoTls, Row, Statement};
+use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres::{Client, Config, NoTls, Row, Socket, Statement};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// Prepared statements kept per connection; past this, all are forgotten at once (the
 /// reads' statements are a few dozen shapes, times the lengths of their `IN` lists).
@@ -35,6 +43,8 @@ const MAX_PREPARED: usize = 512;
 
 pub struct Pipelines {
     config: Config,
+    /// `None` in the clear.
+    tls: Option<MakeRustlsConnect>,
     lanes: Vec<Lane>,
     connect_timeout: Duration,
     opened: AtomicU64,
@@ -61,16 +71,46 @@ impl Drop for InFlight<'_> {
 }
 
 impl Pipelines {
-    /// Pipelined reads for `url` on `lanes` connections, or `None` when the URL asks for
-    /// TLS (or may get it: `prefer`, the default) or is not one tokio-postgres reads.
-    pub fn for_plain(url: &str, lanes: usize, connect_timeout: Duration) -> Option<Self> {
-        let config = Config::from_str(url).ok()?;
-        (config.get_ssl_mode() == SslMode::Disable).then(|| Self {
+    /// Pipelined reads for `url` on `lanes` connections, or `None` when tokio-postgres
+    /// would not connect as sqlx does (the module's doc says when).
+    pub fn for_url(url: &str, lanes: usize, connect_timeout: Duration) -> Option<Self> {
+        let mut config = Config::from_str(url).ok()?;
+        if !same_connection(&PgConnectOptions::from_str(url).ok()?, &config) {
+            return None;
+        }
+        // PostgreSQL has no TLS on its Unix sockets, and tokio-postgres would ask for a
+        // certificate's name even so; sqlx under `prefer` goes on in the clear.
+        let on_socket = matches!(config.get_hosts(), [Host::Unix(_)]);
+        if on_socket && config.get_ssl_mode() == SslMode::Prefer {
+            config.ssl_mode(SslMode::Disable);
+        }
+        let tls = match config.get_ssl_mode() {
+            SslMode::Disable => None,
+            _ => Some(
+                super::pg_tls::connector()
+                    .inspect_err(|e| tracing::warn!(error = %e, "no TLS for pipelined reads"))
+                    .ok()?,
+            ),
+        };
+        Some(Self {
             config,
+            tls,
             lanes: (0..lanes.max(1)).map(|_| Lane::default()).collect(),
             connect_timeout,
             opened: AtomicU64::new(0),
         })
+    }
+
+    /// The connections reads are spread over.
+    pub fn connections(&self) -> usize {
+        self.lanes.len()
+    }
+
+    /// Opens the first connection, so that a URL these connections cannot use (a
+    /// password only in `~/.pgpass`, a client certificate the server asks for) is found
+    /// at start rather than by every read.
+    pub async fn open_first(&self) -> Result<(), DbErr> {
+        self.open(&self.lanes[0]).await.map(drop)
     }
 
     /// Connections open with no statement in flight.
@@ -136,16 +176,10 @@ impl Pipelines {
         if let Some(open) = slot.as_ref().filter(|open| !open.client.is_closed()) {
             return Ok(open.clone());
         }
-        let connecting = self.config.connect(NoTls);
-        let (client, connection) = tokio::time::timeout(self.connect_timeout, connecting)
-            .await
-            .map_err(|_| DbErr::ConnectionAcquire(ConnAcquireErr::Timeout))?
-            .map_err(read_error)?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "a pipelined read connection ended");
-            }
-        });
+        let client = match &self.tls {
+            Some(tls) => connect(&self.config, tls.clone(), self.connect_timeout).await?,
+            None => connect(&self.config, NoTls, self.connect_timeout).await?,
+        };
         self.opened.fetch_add(1, Ordering::Relaxed);
         let open = Arc::new(Open {
             client,
@@ -154,6 +188,25 @@ impl Pipelines {
         *slot = Some(open.clone());
         Ok(open)
     }
+}
+
+/// A client whose connection runs on a task of its own until the client is dropped or
+/// the database ends it.
+async fn connect<T>(config: &Config, tls: T, wait: Duration) -> Result<Client, DbErr>
+where
+    T: MakeTlsConnect<Socket>,
+    T::Stream: Send + 'static,
+{
+    let (client, connection) = tokio::time::timeout(wait, config.connect(tls))
+        .await
+        .map_err(|_| DbErr::ConnectionAcquire(ConnAcquireErr::Timeout))?
+        .map_err(read_error)?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "a pipelined read connection ended");
+        }
+    });
+    Ok(client)
 }
 
 impl Open {
@@ -197,6 +250,30 @@ impl Open {
         prepared.insert(sql.to_owned(), statement.clone());
         Ok(statement)
     }
+}
+
+/// Whether tokio-postgres would reach the server sqlx reaches, as the same user, and
+/// with TLS as sqlx would have it. sqlx also reads the environment (`PGSSLMODE`,
+/// `PGHOST`, …) where the URL is silent; tokio-postgres does not.
+fn same_connection(sqlx: &PgConnectOptions, config: &Config) -> bool {
+    let same_tls = matches!(
+        (sqlx.get_ssl_mode(), config.get_ssl_mode()),
+        (PgSslMode::Disable, SslMode::Disable)
+            | (PgSslMode::Prefer, SslMode::Prefer)
+            | (PgSslMode::Require, SslMode::Require)
+    );
+    let host = match sqlx.get_socket() {
+        Some(directory) => Host::Unix(directory.clone()),
+        None => Host::Tcp(sqlx.get_host().to_owned()),
+    };
+    let port = *config.get_ports().first().unwrap_or(&5432);
+    same_tls
+        && config.get_hosts() == [host]
+        && config.get_ports().len() <= 1
+        && port == sqlx.get_port()
+        && config.get_hostaddrs().is_empty()
+        && config.get_user() == Some(sqlx.get_username())
+        && config.get_dbname().unwrap_or(sqlx.get_username()) == sqlx.get_database().unwrap_or(sqlx.get_username())
 }
 
 /// A lost connection, or the database refusing work for now, is retryable (the same

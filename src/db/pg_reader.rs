@@ -6,9 +6,10 @@
 //! Here SeaORM still builds the statement and sqlx runs it on a connection lent by
 //! `pg_connections` (not pinged as it comes back); each row becomes its entity's model
 //! by `pg_decode`, one typed decode per field by position, with no `Value` or active
-//! model between. Counts go the same way. Over a plain connection (`sslmode=disable`)
-//! the same statements go through `pg_pipeline` instead, pipelined on shared
-//! connections, and its rows are decoded by the same positions.
+//! model between. Counts go the same way. Where the URL allows (`pg_pipeline` says
+//! when; the default `sslmode` does) the same statements go through `pg_pipeline`
+//! instead, pipelined on shared connections, and its rows are decoded by the same
+//! positions.
 
 use std::sync::Arc;
 
@@ -27,7 +28,7 @@ use super::pg_pipeline::{Pipelines, decode_error as plain_decode_error};
 #[derive(Clone)]
 pub struct PgReader {
     connections: Arc<ReadConnections>,
-    /// Set for a plain connection: reads go there, pipelined, and not to `connections`.
+    /// When set, reads go there, pipelined, and not to `connections`.
     pipelines: Option<Arc<Pipelines>>,
     statements: StatementCounter,
 }
@@ -74,6 +75,11 @@ impl PgReader {
             Some(pipelines) => pipelines.opened(),
             None => self.connections.opened(),
         }
+    }
+
+    /// Connections reads are pipelined on; 0 when each read leases one.
+    pub fn pipelined_connections(&self) -> usize {
+        self.pipelines.as_ref().map_or(0, |pipelines| pipelines.connections())
     }
 
     /// The single integer `statement` answers (a count).

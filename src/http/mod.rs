@@ -173,7 +173,10 @@ async fn metrics(State(state): State<Arc<HttpState>>) -> impl IntoResponse {
          tracegraph_read_connections_idle {}\n\
          # HELP tracegraph_read_connections_opened_total PostgreSQL connections opened for entity reads (0 on SQLite).\n\
          # TYPE tracegraph_read_connections_opened_total counter\n\
-         tracegraph_read_connections_opened_total {}\n",
+         tracegraph_read_connections_opened_total {}\n\
+         # HELP tracegraph_read_pipelined_connections PostgreSQL connections entity reads are pipelined on (0: each read leases a connection of its own, or SQLite).\n\
+         # TYPE tracegraph_read_pipelined_connections gauge\n\
+         tracegraph_read_pipelined_connections {}\n",
         state.db.statements.get(),
         state.db.key_epoch.checks(),
         state.db.key_epoch.known(),
@@ -181,6 +184,7 @@ async fn metrics(State(state): State<Arc<HttpState>>) -> impl IntoResponse {
         state.api.unvalidated_executions(),
         state.db.read.pg_reader().map_or(0, |r| r.idle()),
         state.db.read.pg_reader().map_or(0, |r| r.opened()),
+        state.db.read.pg_reader().map_or(0, |r| r.pipelined_connections()),
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }

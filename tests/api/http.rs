@@ -307,6 +307,7 @@ async fn metrics_show_the_connections_kept_for_reads() {
         assert!(opened >= idle, "{opened} opened, {idle} idle");
     } else {
         assert_eq!((idle, opened), (0, 0), "SQLite reads lease no connections");
+        assert_eq!(app.metric("tracegraph_read_pipelined_connections").await, 0);
     }
 }
 

@@ -1,5 +1,6 @@
-//! On a plain connection (`sslmode=disable`) PostgreSQL entity reads share a few
-//! connections and pipeline on them; a connection the database ended is opened again.
+//! PostgreSQL entity reads share a few connections and pipeline on them, over TLS as
+//! sqlx takes the URL or in the clear; a connection the database ended is opened again;
+//! a URL they cannot take as sqlx does keeps the reads on leased connections.
 
 use std::time::Duration;
 
@@ -10,18 +11,26 @@ use tracegraph::db::pg_pipeline::Pipelines;
 
 use crate::helpers::{TestDatabase, on_postgres, start_on, test_database};
 
-fn plain(url: &str) -> String {
-    let separator = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{separator}sslmode=disable")
-}
+const WAIT: Duration = Duration::from_secs(5);
 
-/// A database of the test's own and its plain URL, on PostgreSQL only.
-async fn plain_database() -> Option<(String, TestDatabase)> {
+/// A database of the test's own and its URL with `option` in place of any TLS options
+/// (`sslmode`, `sslrootcert`, …), on PostgreSQL only.
+async fn database_with(option: &str) -> Option<(String, TestDatabase)> {
     if !on_postgres() {
         return None;
     }
     let (url, database) = test_database().await;
-    Some((plain(url.split("?sslmode=disable").next().unwrap_or(&url)), database))
+    let (base, query) = url.split_once('?').unwrap_or((&url, ""));
+    let mut options: Vec<&str> = query
+        .split('&')
+        .filter(|o| !o.is_empty() && !o.starts_with("ssl"))
+        .collect();
+    options.push(option);
+    Some((format!("{base}?{}", options.join("&")), database))
+}
+
+async fn plain_database() -> Option<(String, TestDatabase)> {
+    database_with("sslmode=disable").await
 }
 
 async fn plus_one(pipelines: &Pipelines, n: i32) -> Result<i32, DbErr> {
@@ -35,23 +44,116 @@ async fn plus_one(pipelines: &Pipelines, n: i32) -> Result<i32, DbErr> {
     answer.ok_or_else(|| DbErr::Custom("no row".into()))
 }
 
+/// Whether the pipelined connection a read lands on is encrypted.
+async fn on_tls(pipelines: &Pipelines) -> Result<bool, DbErr> {
+    let mut ssl = None;
+    pipelines
+        .each_row(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            Values(Vec::new()),
+            |row| {
+                ssl = row.try_get(0).ok();
+                Ok(true)
+            },
+        )
+        .await?;
+    ssl.ok_or_else(|| DbErr::Custom("no row".into()))
+}
+
 #[tokio::test]
-async fn only_a_plain_url_is_pipelined() {
+async fn urls_read_alike_by_both_clients_are_pipelined_and_others_are_not() {
     let Some((url, _database)) = plain_database().await else {
         return;
     };
-    let wait = Duration::from_secs(5);
-    assert!(Pipelines::for_plain(&url, 2, wait).is_some());
-    let with_tls = url.replace("sslmode=disable", "sslmode=require");
-    assert!(
-        Pipelines::for_plain(&with_tls, 2, wait).is_none(),
-        "TLS stays with sqlx"
-    );
+    let with = |mode: &str| url.replace("sslmode=disable", mode);
+    for pipelined in ["sslmode=disable", "sslmode=prefer", "sslmode=require"] {
+        assert!(Pipelines::for_url(&with(pipelined), 2, WAIT).is_some(), "{pipelined}");
+    }
     let default = url.replace("?sslmode=disable", "").replace("&sslmode=disable", "");
-    assert!(Pipelines::for_plain(&default, 2, wait).is_none(), "prefer may get TLS");
+    assert!(Pipelines::for_url(&default, 2, WAIT).is_some(), "prefer, the default");
+    // Certificate checks stay with sqlx; `allow` is a mode tokio-postgres does not know.
+    for leased in ["sslmode=verify-ca", "sslmode=verify-full", "sslmode=allow"] {
+        assert!(Pipelines::for_url(&with(leased), 2, WAIT).is_none(), "{leased}");
+    }
     // An option only sqlx reads: the URL stays with sqlx, whole.
     let sqlx_only = format!("{url}&statement-cache-capacity=10");
-    assert!(Pipelines::for_plain(&sqlx_only, 2, wait).is_none());
+    assert!(Pipelines::for_url(&sqlx_only, 2, WAIT).is_none());
+    // A Unix socket named as the host both read alike; named beside a host, sqlx takes
+    // the socket and tokio-postgres would try the host first.
+    let socket = "postgres://postgres@%2Fvar%2Frun%2Fpostgresql/tracegraph";
+    assert!(Pipelines::for_url(socket, 2, WAIT).is_some(), "{socket}");
+    let beside = "postgres://postgres@localhost/tracegraph?host=/var/run/postgresql";
+    assert!(Pipelines::for_url(beside, 2, WAIT).is_none(), "{beside}");
+}
+
+#[tokio::test]
+async fn pipelined_reads_use_tls_as_sqlx_would() {
+    let Some((url, _database)) = plain_database().await else {
+        return;
+    };
+    let admin = sea_orm::Database::connect(&url).await.unwrap();
+    let server_has_tls = admin
+        .query_one_raw(sea_orm::Statement::from_string(
+            admin.get_database_backend(),
+            "SHOW ssl",
+        ))
+        .await
+        .unwrap()
+        .and_then(|row| row.try_get_by_index::<String>(0).ok())
+        .is_some_and(|ssl| ssl == "on");
+    let with = |mode: &str| url.replace("sslmode=disable", mode);
+
+    let plain = Pipelines::for_url(&url, 1, WAIT).unwrap();
+    assert!(!on_tls(&plain).await.unwrap(), "disable");
+    // Checked with the certificate unchecked, as sqlx does for these modes: the test
+    // server's is self-signed.
+    let preferred = Pipelines::for_url(&with("sslmode=prefer"), 1, WAIT).unwrap();
+    assert_eq!(on_tls(&preferred).await.unwrap(), server_has_tls, "prefer");
+    let required = Pipelines::for_url(&with("sslmode=require"), 1, WAIT).unwrap();
+    match on_tls(&required).await {
+        Ok(tls) => assert!(tls && server_has_tls, "require"),
+        Err(e) => assert!(!server_has_tls, "require refused by a server with TLS: {e}"),
+    }
+
+    // Over the server's Unix socket, when it is on this host: no TLS there, and under
+    // `prefer` none is asked for.
+    let sockets = admin
+        .query_one_raw(sea_orm::Statement::from_string(
+            admin.get_database_backend(),
+            "SELECT current_setting('unix_socket_directories')",
+        ))
+        .await
+        .unwrap()
+        .and_then(|row| row.try_get_by_index::<String>(0).ok())
+        .unwrap_or_default();
+    let local = sockets
+        .split(',')
+        .map(str::trim)
+        .find(|dir| std::path::Path::new(dir).is_dir());
+    if let Some(directory) = local {
+        let name = url.rsplit('/').next().unwrap().split('?').next().unwrap();
+        let user = url.split("://").nth(1).unwrap().split(['@', ':']).next().unwrap();
+        let socket = format!("postgres://{user}@{}/{name}", directory.replace('/', "%2F"));
+        let over_socket = Pipelines::for_url(&socket, 1, WAIT).expect(&socket);
+        assert!(!on_tls(&over_socket).await.unwrap(), "{socket}");
+    }
+}
+
+#[tokio::test]
+async fn a_url_the_pipelines_cannot_connect_on_keeps_leased_reads() {
+    // sqlx ignores `target_session_attrs`; tokio-postgres holds out for a read-only
+    // server, and the test server is not one.
+    let Some((url, _database)) = database_with("target_session_attrs=read-only").await else {
+        return;
+    };
+    let app = start_on(url, |_| {}).await;
+    let trace = app.create_trace(json!({"name": "leased"})).await["id"].clone();
+    let data = app
+        .ok("query($t: UUID!) { trace(id: $t) { name } }", json!({"t": trace}))
+        .await;
+    assert_eq!(data["trace"]["name"], "leased", "{data}");
+    assert_eq!(app.metric("tracegraph_read_pipelined_connections").await, 0);
+    assert!(app.metric("tracegraph_read_connections_opened_total").await >= 1);
 }
 
 #[tokio::test]
@@ -59,7 +161,7 @@ async fn concurrent_reads_share_the_connections_and_a_read_stopped_early_leaves_
     let Some((url, _database)) = plain_database().await else {
         return;
     };
-    let pipelines = Pipelines::for_plain(&url, 2, Duration::from_secs(5)).unwrap();
+    let pipelines = Pipelines::for_url(&url, 2, WAIT).unwrap();
     let answers = futures::future::join_all((0..64).map(|n| plus_one(&pipelines, n))).await;
     for (n, answer) in answers.into_iter().enumerate() {
         assert_eq!(answer.unwrap(), n as i32 + 1);
@@ -92,7 +194,7 @@ async fn connections_the_database_ended_are_opened_again_and_their_failures_are_
     let Some((url, _database)) = plain_database().await else {
         return;
     };
-    let pipelines = Pipelines::for_plain(&url, 1, Duration::from_secs(5)).unwrap();
+    let pipelines = Pipelines::for_url(&url, 1, WAIT).unwrap();
     assert_eq!(plus_one(&pipelines, 1).await.unwrap(), 2);
     let name = url.rsplit('/').next().unwrap().split('?').next().unwrap().to_owned();
     let admin = sea_orm::Database::connect(&url).await.unwrap();
@@ -122,6 +224,7 @@ async fn a_server_on_a_plain_url_answers_from_its_shared_connections() {
         return;
     };
     let app = start_on(url, |c| c.db_max_connections = 16).await;
+    assert_eq!(app.metric("tracegraph_read_pipelined_connections").await, 2);
     let trace = app.create_trace(json!({"name": "plain"})).await["id"].clone();
     app.add_spans(json!([{"traceId": trace, "name": "step", "spanType": "TOOL"}]))
         .await;
