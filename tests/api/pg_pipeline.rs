@@ -60,6 +60,16 @@ async fn on_tls(pipelines: &Pipelines) -> Result<bool, DbErr> {
     ssl.ok_or_else(|| DbErr::Custom("no row".into()))
 }
 
+/// The one text cell a statement answers on the admin connection (empty for none).
+async fn text_of(admin: &sea_orm::DatabaseConnection, sql: &str) -> String {
+    admin
+        .query_one_raw(sea_orm::Statement::from_string(admin.get_database_backend(), sql))
+        .await
+        .unwrap()
+        .and_then(|row| row.try_get_by_index::<String>(0).ok())
+        .unwrap_or_default()
+}
+
 #[tokio::test]
 async fn urls_read_alike_by_both_clients_are_pipelined_and_others_are_not() {
     let Some((url, _database)) = plain_database().await else {
@@ -92,15 +102,7 @@ async fn pipelined_reads_use_tls_as_sqlx_would() {
         return;
     };
     let admin = sea_orm::Database::connect(&url).await.unwrap();
-    let server_has_tls = admin
-        .query_one_raw(sea_orm::Statement::from_string(
-            admin.get_database_backend(),
-            "SHOW ssl",
-        ))
-        .await
-        .unwrap()
-        .and_then(|row| row.try_get_by_index::<String>(0).ok())
-        .is_some_and(|ssl| ssl == "on");
+    let server_has_tls = text_of(&admin, "SHOW ssl").await == "on";
     let with = |mode: &str| url.replace("sslmode=disable", mode);
 
     let plain = Pipelines::for_url(&url, 1, WAIT).unwrap();
@@ -117,15 +119,7 @@ async fn pipelined_reads_use_tls_as_sqlx_would() {
 
     // Over the server's Unix socket, when it is on this host: no TLS there, and under
     // `prefer` none is asked for.
-    let sockets = admin
-        .query_one_raw(sea_orm::Statement::from_string(
-            admin.get_database_backend(),
-            "SELECT current_setting('unix_socket_directories')",
-        ))
-        .await
-        .unwrap()
-        .and_then(|row| row.try_get_by_index::<String>(0).ok())
-        .unwrap_or_default();
+    let sockets = text_of(&admin, "SHOW unix_socket_directories").await;
     let local = sockets
         .split(',')
         .map(str::trim)
