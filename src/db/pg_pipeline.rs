@@ -14,9 +14,9 @@
 //! again on its next read, and so is one on which a read just failed as lost; the
 //! statements in flight on it failed as the connection ended, each once, retryably.
 //!
-//! Taken for `sslmode` `disable`, `prefer` (the default) and `require`, with TLS as sqlx
-//! takes it (`pg_tls`). A URL that tokio-postgres would not read as sqlx does
-//! (`verify-ca` or `verify-full`, an option only sqlx knows, a server or `sslmode` sqlx
+//! Taken for every `sslmode` but `allow`, with TLS and the certificate checked as sqlx
+//! does it (`pg_tls`). A URL that tokio-postgres would not read as sqlx does (`allow`,
+//! an option only sqlx knows such as a client certificate, a server or `sslmode` sqlx
 //! takes from the environment, a socket beside a host name), or on which a first
 //! connection cannot be opened at start, keeps the leased connections
 //! (`pg_connections`).
@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use futures::{StreamExt, pin_mut};
 use sea_orm::sea_query::Values;
+use sea_orm::sqlx::ConnectOptions;
 use sea_orm::sqlx::postgres::{PgConnectOptions, PgSslMode};
 use sea_orm::{ConnAcquireErr, DbErr, RuntimeErr};
 use sea_query_postgres::{PostgresValue, PostgresValues};
@@ -36,6 +37,8 @@ use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{Client, Config, NoTls, Row, Socket, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
+
+use super::pg_tls::{self, Check};
 
 /// Prepared statements kept per connection; past this, all are forgotten at once (the
 /// reads' statements are a few dozen shapes, times the lengths of their `IN` lists).
@@ -74,8 +77,20 @@ impl Pipelines {
     /// Pipelined reads for `url` on `lanes` connections, or `None` when tokio-postgres
     /// would not connect as sqlx does (the module's doc says when).
     pub fn for_url(url: &str, lanes: usize, connect_timeout: Duration) -> Option<Self> {
-        let mut config = Config::from_str(url).ok()?;
-        if !same_connection(&PgConnectOptions::from_str(url).ok()?, &config) {
+        let sqlx = PgConnectOptions::from_str(url).ok()?;
+        let check = match sqlx.get_ssl_mode() {
+            PgSslMode::VerifyCa => Check::Chain,
+            PgSslMode::VerifyFull => Check::ChainAndName,
+            _ => Check::Nothing,
+        };
+        // tokio-postgres knows neither the verifying modes nor `sslrootcert`: it is told
+        // to require TLS, and the connector checks the certificate as sqlx would.
+        let url = match check {
+            Check::Nothing => url.to_owned(),
+            Check::Chain | Check::ChainAndName => tls_required(url),
+        };
+        let mut config = Config::from_str(&url).ok()?;
+        if !same_connection(&sqlx, &config) {
             return None;
         }
         // PostgreSQL has no TLS on its Unix sockets, and tokio-postgres would ask for a
@@ -87,7 +102,8 @@ impl Pipelines {
         let tls = match config.get_ssl_mode() {
             SslMode::Disable => None,
             _ => Some(
-                super::pg_tls::connector()
+                root_certificates(&sqlx)
+                    .and_then(|roots| pg_tls::connector(check, roots.as_deref()).map_err(|e| e.to_string()))
                     .inspect_err(|e| tracing::warn!(error = %e, "no TLS for pipelined reads"))
                     .ok()?,
             ),
@@ -252,6 +268,37 @@ impl Open {
     }
 }
 
+/// `url` with its TLS options (sqlx's spellings) replaced by `sslmode=require`.
+fn tls_required(url: &str) -> String {
+    const TLS_OPTIONS: [&str; 5] = ["sslmode", "ssl-mode", "sslrootcert", "ssl-root-cert", "ssl-ca"];
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut options: Vec<&str> = query
+        .split('&')
+        .filter(|option| {
+            let key = option.split('=').next().unwrap_or_default();
+            !option.is_empty() && !TLS_OPTIONS.contains(&key)
+        })
+        .collect();
+    options.push("sslmode=require");
+    format!("{base}?{}", options.join("&"))
+}
+
+/// The PEM of the root certificates sqlx trusts beside the webpki roots: `sslrootcert`
+/// from the URL or `PGSSLROOTCERT` from the environment, a file's name or the PEM itself,
+/// as sqlx settled it.
+fn root_certificates(sqlx: &PgConnectOptions) -> Result<Option<Vec<u8>>, String> {
+    let settled = sqlx.to_url_lossy();
+    let Some((_, root)) = settled.query_pairs().find(|(key, _)| key == "sslrootcert") else {
+        return Ok(None);
+    };
+    match root.strip_prefix("file: ") {
+        Some(path) => std::fs::read(path)
+            .map(Some)
+            .map_err(|e| format!("sslrootcert {path}: {e}")),
+        None => Ok(Some(root.as_bytes().to_vec())),
+    }
+}
+
 /// Whether tokio-postgres would reach the server sqlx reaches, as the same user, and
 /// with TLS as sqlx would have it. sqlx also reads the environment (`PGSSLMODE`,
 /// `PGHOST`, …) where the URL is silent; tokio-postgres does not.
@@ -260,7 +307,10 @@ fn same_connection(sqlx: &PgConnectOptions, config: &Config) -> bool {
         (sqlx.get_ssl_mode(), config.get_ssl_mode()),
         (PgSslMode::Disable, SslMode::Disable)
             | (PgSslMode::Prefer, SslMode::Prefer)
-            | (PgSslMode::Require, SslMode::Require)
+            | (
+                PgSslMode::Require | PgSslMode::VerifyCa | PgSslMode::VerifyFull,
+                SslMode::Require
+            )
     );
     let host = match sqlx.get_socket() {
         Some(directory) => Host::Unix(directory.clone()),

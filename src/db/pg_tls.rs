@@ -1,29 +1,65 @@
-//! TLS for the pipelined read connections with sqlx's meaning of `prefer` and `require`
-//! (libpq's too): the link is encrypted and the handshake's signatures are checked, but
-//! the server's certificate is not. The writes' connections, through sqlx, take the same
-//! URL the same way; `verify-ca` and `verify-full`, which check it, are not pipelined.
+//! TLS for the pipelined read connections, checking the server as sqlx checks it for the
+//! writes' connections (the same rustls and ring): under `prefer` and `require` the link
+//! is encrypted and the handshake's signatures are checked, but not the certificate
+//! (libpq's meaning too); under `verify-ca` the certificate must chain to a trusted root,
+//! and under `verify-full` also name the host. The trusted roots are sqlx's: the webpki
+//! roots and the certificates of `sslrootcert`.
 
 use std::sync::Arc;
 
+use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+/// How much of the server's certificate is checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Check {
+    /// `prefer`, `require`: none of it.
+    Nothing,
+    /// `verify-ca`: that it chains to a trusted root.
+    Chain,
+    /// `verify-full`: that, and that it names the host.
+    ChainAndName,
+}
+
 /// The connector for every `sslmode` the pipelines take; under `disable` tokio-postgres
-/// never asks for TLS, and under `prefer` it goes on in the clear when the server has none.
-pub fn connector() -> Result<MakeRustlsConnect, rustls::Error> {
+/// never asks for TLS, and under `prefer` it goes on in the clear when the server has
+/// none. `roots_pem`: the certificates of `sslrootcert`, trusted beside the webpki roots.
+pub fn connector(check: Check, roots_pem: Option<&[u8]>) -> Result<MakeRustlsConnect, rustls::Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let algorithms = provider.signature_verification_algorithms;
+    let verifier: Arc<dyn ServerCertVerifier> = match check {
+        Check::Nothing => Arc::new(AnyCertificate(provider.signature_verification_algorithms)),
+        Check::Chain => Arc::new(AnyName(webpki(&provider, roots_pem)?)),
+        Check::ChainAndName => webpki(&provider, roots_pem)?,
+    };
     let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCertificate(algorithms)))
+        .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
     Ok(MakeRustlsConnect::new(config))
 }
 
+fn webpki(
+    provider: &Arc<CryptoProvider>,
+    roots_pem: Option<&[u8]>,
+) -> Result<Arc<WebPkiServerVerifier>, rustls::Error> {
+    let mut roots = RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for certificate in CertificateDer::pem_slice_iter(roots_pem.unwrap_or_default()) {
+        let certificate =
+            certificate.map_err(|e| rustls::Error::General(format!("sslrootcert is not a PEM certificate: {e}")))?;
+        roots.add(certificate)?;
+    }
+    WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| rustls::Error::General(e.to_string()))
+}
+
+/// Accepts any certificate; the handshake's signatures are still checked.
 #[derive(Debug)]
 struct AnyCertificate(WebPkiSupportedAlgorithms);
 
@@ -59,5 +95,52 @@ impl ServerCertVerifier for AnyCertificate {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.supported_schemes()
+    }
+}
+
+/// The webpki check with the host's name left out, as sqlx's `verify-ca` does it.
+#[derive(Debug)]
+struct AnyName(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for AnyName {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            checked => checked,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        signature: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, signature)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        signature: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, signature)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
     }
 }

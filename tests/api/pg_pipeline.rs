@@ -76,18 +76,28 @@ async fn urls_read_alike_by_both_clients_are_pipelined_and_others_are_not() {
         return;
     };
     let with = |mode: &str| url.replace("sslmode=disable", mode);
-    for pipelined in ["sslmode=disable", "sslmode=prefer", "sslmode=require"] {
-        assert!(Pipelines::for_url(&with(pipelined), 2, WAIT).is_some(), "{pipelined}");
+    let pipelined = [
+        "sslmode=disable",
+        "sslmode=prefer",
+        "sslmode=require",
+        "sslmode=verify-ca",
+        "sslmode=verify-full",
+    ];
+    for mode in pipelined {
+        assert!(Pipelines::for_url(&with(mode), 2, WAIT).is_some(), "{mode}");
     }
     let default = url.replace("?sslmode=disable", "").replace("&sslmode=disable", "");
     assert!(Pipelines::for_url(&default, 2, WAIT).is_some(), "prefer, the default");
-    // Certificate checks stay with sqlx; `allow` is a mode tokio-postgres does not know.
-    for leased in ["sslmode=verify-ca", "sslmode=verify-full", "sslmode=allow"] {
-        assert!(Pipelines::for_url(&with(leased), 2, WAIT).is_none(), "{leased}");
+    // `allow` is a mode tokio-postgres does not know; a root certificate that cannot be
+    // read leaves nothing to check the server against.
+    assert!(Pipelines::for_url(&with("sslmode=allow"), 2, WAIT).is_none(), "allow");
+    let unreadable = with("sslmode=verify-ca&sslrootcert=/nonexistent/root.pem");
+    assert!(Pipelines::for_url(&unreadable, 2, WAIT).is_none(), "{unreadable}");
+    // Options only sqlx reads: the URL stays with sqlx, whole.
+    for sqlx_only in ["statement-cache-capacity=10", "sslcert=/tmp/client.pem"] {
+        let sqlx_only = format!("{url}&{sqlx_only}");
+        assert!(Pipelines::for_url(&sqlx_only, 2, WAIT).is_none(), "{sqlx_only}");
     }
-    // An option only sqlx reads: the URL stays with sqlx, whole.
-    let sqlx_only = format!("{url}&statement-cache-capacity=10");
-    assert!(Pipelines::for_url(&sqlx_only, 2, WAIT).is_none());
     // A Unix socket named as the host both read alike; named beside a host, sqlx takes
     // the socket and tokio-postgres would try the host first.
     let socket = "postgres://postgres@%2Fvar%2Frun%2Fpostgresql/tracegraph";
@@ -130,6 +140,49 @@ async fn pipelined_reads_use_tls_as_sqlx_would() {
         let socket = format!("postgres://{user}@{}/{name}", directory.replace('/', "%2F"));
         let over_socket = Pipelines::for_url(&socket, 1, WAIT).expect(&socket);
         assert!(!on_tls(&over_socket).await.unwrap(), "{socket}");
+    }
+}
+
+#[tokio::test]
+async fn pipelined_reads_check_the_certificate_as_sqlx_would() {
+    let Some((url, _database)) = plain_database().await else {
+        return;
+    };
+    let admin = sea_orm::Database::connect(&url).await.unwrap();
+    let certificate = text_of(
+        &admin,
+        "SELECT current_setting('ssl_cert_file') WHERE current_setting('ssl') = 'on'",
+    )
+    .await;
+    if certificate.is_empty() || std::fs::read(&certificate).is_err() {
+        return;
+    }
+    let with = |options: &str| url.replace("sslmode=disable", options);
+    // The test server's certificate is self-signed and made out to `localhost`: trusted
+    // only when named as the root, and its name only when the URL names that host.
+    let full = with(&format!("sslmode=verify-full&sslrootcert={certificate}"));
+    let mut cases = vec![
+        (with(&format!("sslmode=verify-ca&sslrootcert={certificate}")), true),
+        (with("sslmode=verify-ca"), false),
+        (
+            with("sslmode=verify-ca&sslrootcert=/etc/ssl/certs/ca-certificates.crt"),
+            false,
+        ),
+        (full.replace("@localhost", "@127.0.0.1"), false),
+    ];
+    if certificate.ends_with("ssl-cert-snakeoil.pem") {
+        cases.push((full.replace("@127.0.0.1", "@localhost"), true));
+    }
+    for (url, trusted) in cases {
+        if trusted {
+            let pipelines = Pipelines::for_url(&url, 1, WAIT).expect(&url);
+            assert!(on_tls(&pipelines).await.unwrap(), "{url}");
+        } else if let Some(pipelines) = Pipelines::for_url(&url, 1, WAIT) {
+            assert!(pipelines.open_first().await.is_err(), "connected untrusted: {url}");
+        }
+        // And sqlx, on the writes' connections, agrees.
+        let sqlx = sea_orm::Database::connect(&url).await;
+        assert_eq!(sqlx.is_ok(), trusted, "sqlx on {url}: {:?}", sqlx.err());
     }
 }
 
