@@ -31,15 +31,18 @@ pub enum Check {
 /// none. `roots_pem`: the certificates of `sslrootcert`, trusted beside the webpki roots.
 pub fn connector(check: Check, roots_pem: Option<&[u8]>) -> Result<MakeRustlsConnect, rustls::Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier: Arc<dyn ServerCertVerifier> = match check {
-        Check::Nothing => Arc::new(AnyCertificate(provider.signature_verification_algorithms)),
-        Check::Chain => Arc::new(AnyName(webpki(&provider, roots_pem)?)),
-        Check::ChainAndName => webpki(&provider, roots_pem)?,
+    let verifier = Verifier {
+        chain: match check {
+            Check::Nothing => None,
+            Check::Chain | Check::ChainAndName => Some(webpki(&provider, roots_pem)?),
+        },
+        names_checked: check == Check::ChainAndName,
+        algorithms: provider.signature_verification_algorithms,
     };
     let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .dangerous()
-        .with_custom_certificate_verifier(verifier)
+        .with_custom_certificate_verifier(Arc::new(verifier))
         .with_no_client_auth();
     Ok(MakeRustlsConnect::new(config))
 }
@@ -59,50 +62,18 @@ fn webpki(
         .map_err(|e| rustls::Error::General(e.to_string()))
 }
 
-/// Accepts any certificate; the handshake's signatures are still checked.
+/// The server's certificate checked as far as `Check` says; the handshake's signatures
+/// always, with the same algorithms the webpki check uses.
 #[derive(Debug)]
-struct AnyCertificate(WebPkiSupportedAlgorithms);
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        signature: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, signature, &self.0)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        signature: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, signature, &self.0)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_schemes()
-    }
+struct Verifier {
+    /// The webpki check of the chain (and name), or none.
+    chain: Option<Arc<WebPkiServerVerifier>>,
+    /// A name mismatch is refused only under `verify-full`, as sqlx refuses it.
+    names_checked: bool,
+    algorithms: WebPkiSupportedAlgorithms,
 }
 
-/// The webpki check with the host's name left out, as sqlx's `verify-ca` does it.
-#[derive(Debug)]
-struct AnyName(Arc<WebPkiServerVerifier>);
-
-impl ServerCertVerifier for AnyName {
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -111,13 +82,13 @@ impl ServerCertVerifier for AnyName {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
+            )) if !self.names_checked => Ok(ServerCertVerified::assertion()),
             checked => checked,
         }
     }
@@ -128,7 +99,7 @@ impl ServerCertVerifier for AnyName {
         cert: &CertificateDer<'_>,
         signature: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, signature)
+        rustls::crypto::verify_tls12_signature(message, cert, signature, &self.algorithms)
     }
 
     fn verify_tls13_signature(
@@ -137,10 +108,10 @@ impl ServerCertVerifier for AnyName {
         cert: &CertificateDer<'_>,
         signature: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, signature)
+        rustls::crypto::verify_tls13_signature(message, cert, signature, &self.algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
+        self.algorithms.supported_schemes()
     }
 }
