@@ -102,8 +102,7 @@ impl Pipelines {
         let tls = match config.get_ssl_mode() {
             SslMode::Disable => None,
             _ => Some(
-                root_certificates(&sqlx)
-                    .and_then(|roots| pg_tls::connector(check, roots.as_deref()).map_err(|e| e.to_string()))
+                tls_connector(&sqlx, check)
                     .inspect_err(|e| tracing::warn!(error = %e, "no TLS for pipelined reads"))
                     .ok()?,
             ),
@@ -283,9 +282,22 @@ fn tls_required(url: &str) -> String {
     format!("{base}?{}", options.join("&"))
 }
 
+/// The connector for `check`. Only a check reads the root certificates, as only then
+/// does sqlx: under `require` an unreadable `PGSSLROOTCERT` is ignored (in the URL,
+/// `sslrootcert` is an option tokio-postgres refuses unless a check rewrites it away).
+fn tls_connector(sqlx: &PgConnectOptions, check: Check) -> Result<MakeRustlsConnect, String> {
+    let roots = match check {
+        Check::Nothing => None,
+        Check::Chain | Check::ChainAndName => root_certificates(sqlx)?,
+    };
+    pg_tls::connector(check, roots.as_deref()).map_err(|e| e.to_string())
+}
+
 /// The PEM of the root certificates sqlx trusts beside the webpki roots: `sslrootcert`
 /// from the URL or `PGSSLROOTCERT` from the environment, a file's name or the PEM itself,
-/// as sqlx settled it.
+/// as sqlx settled it (it keeps them private; its lossy URL shows them). Were that form
+/// to change, the text would be taken as PEM holding no certificate: fewer roots, and
+/// the startup probe falls back to leased reads rather than trusting more.
 fn root_certificates(sqlx: &PgConnectOptions) -> Result<Option<Vec<u8>>, String> {
     let settled = sqlx.to_url_lossy();
     let Some((_, root)) = settled.query_pairs().find(|(key, _)| key == "sslrootcert") else {
