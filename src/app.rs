@@ -33,6 +33,12 @@ pub enum StartError {
          or pass --insecure"
     )]
     Insecure { addr: SocketAddr },
+    #[error(
+        "--max-request-spans ({request}) is below --max-tree-spans ({tree}): a trace of more than {request} \
+         and at most {tree} spans could be read whole by no request. Raise --max-request-spans to at least \
+         {tree}, or lower --max-tree-spans to at most {request}"
+    )]
+    SpanBounds { request: i64, tree: i64 },
     #[error("{0}")]
     Store(#[from] crate::error::AppError),
     #[error("{0}")]
@@ -49,6 +55,7 @@ pub struct App {
 
 impl App {
     pub async fn build(config: Config) -> Result<Self, StartError> {
+        check_span_bounds(&config)?;
         let prices = std::sync::Arc::new(config.load_prices()?);
         let db = db::connect_with(&config.database_url, config.pool(config.db_max_connections)).await?;
         check_exposure(&config, &db).await?;
@@ -125,6 +132,18 @@ impl App {
         }
         served
     }
+}
+
+/// A tree the request budget could never hold would pass one bound to be refused by the
+/// other, with an error that does not say how to page it: refused at start instead.
+fn check_span_bounds(config: &Config) -> Result<(), StartError> {
+    if config.max_request_spans < config.max_tree_spans {
+        return Err(StartError::SpanBounds {
+            request: config.max_request_spans,
+            tree: config.max_tree_spans,
+        });
+    }
+    Ok(())
 }
 
 /// With no API key, only a loopback address is served, unless the operator insists.

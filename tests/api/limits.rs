@@ -2,6 +2,8 @@
 //! ordinary dashboard query through.
 
 use serde_json::json;
+use tracegraph::app::{App, StartError};
+use tracegraph::config::Config;
 
 use crate::helpers::{run_to_its_end, spawn_app, spawn_app_with};
 
@@ -110,6 +112,45 @@ async fn a_limit_of_zero_stops_the_server_naming_its_setting() {
         assert!(!started, "{named}: {said}");
         assert!(said.contains(named) && said.contains("at least 1"), "{named}: {said}");
     }
+}
+
+/// A request budget below the tree bound would let a trace between the two pass the one
+/// and always be refused by the other: the server does not start, and names both flags
+/// and both ways out. At the bound, it serves.
+#[tokio::test]
+async fn a_request_budget_below_the_tree_bound_stops_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = format!("sqlite://{}?mode=rwc", dir.path().join("bounds.db").display());
+    let serve = ["serve", "--listen", "127.0.0.1:0", "--database-url", &database_url];
+    let below = [&serve[..], &["--max-tree-spans", "200", "--max-request-spans", "199"]].concat();
+    let (started, said) = run_to_its_end(&below, &[]).await;
+    assert!(!started, "{said}");
+    for named in [
+        "--max-request-spans (199)",
+        "--max-tree-spans (200)",
+        "at least 200",
+        "at most 199",
+    ] {
+        assert!(said.contains(named), "names {named}: {said}");
+    }
+    // Only the default tree bound (10000) against a budget given alone, by its variable.
+    let (started, said) = run_to_its_end(&serve, &[("TRACEGRAPH_MAX_REQUEST_SPANS".into(), "9999")]).await;
+    assert!(!started && said.contains("--max-tree-spans (10000)"), "{said}");
+    let equal = spawn_app_with(|c| {
+        c.max_tree_spans = 7;
+        c.max_request_spans = 7;
+    })
+    .await;
+    assert_eq!(equal.counts().await, (0, 0));
+    let below = Config {
+        max_request_spans: 6,
+        max_tree_spans: 7,
+        ..Config::default()
+    };
+    assert!(matches!(
+        App::build(below).await,
+        Err(StartError::SpanBounds { request: 6, tree: 7 })
+    ));
 }
 
 /// A trace with more spans than `--max-tree-spans` is not read whole by any field that
