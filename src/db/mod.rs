@@ -201,9 +201,14 @@ pub async fn connect_with(url: &str, pool: PoolOptions) -> Result<Db, DbErr> {
 /// Pipelined read connections: one per eight of `--db-max-connections` (two by default).
 /// Fewer, fuller pipelines share more wake-ups (wrk, W4a′ at 16 clients: one connection
 /// 30,096–33,017 requests/s, four 21,590–26,506), and a second keeps small reads from
-/// waiting behind a long one. `None` leaves the reads on leased connections.
+/// waiting behind a long one.
+pub fn pipelined_connections(max_connections: u32) -> usize {
+    (max_connections as usize / 8).max(1)
+}
+
+/// The pipelined reads, or `None` to leave them on leased connections.
 async fn pipelines(url: &str, max_connections: u32, wait: Duration) -> Option<Pipelines> {
-    let pipelines = Pipelines::for_url(url, (max_connections as usize / 8).max(1), wait)?;
+    let pipelines = Pipelines::for_url(url, pipelined_connections(max_connections), wait)?;
     match pipelines.open_first().await {
         Ok(()) => Some(pipelines),
         Err(e) => {
