@@ -350,3 +350,22 @@ async fn stable_plans(conn: &mut SqliteConnection) -> Result<(), sea_orm::sqlx::
         )))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    /// A server the pipelined connections cannot reach at start (here, none listens)
+    /// leaves the entity reads on leased connections, instead of failing every read.
+    #[tokio::test]
+    async fn pipelines_that_cannot_open_at_start_are_not_used() {
+        let unreachable = "postgres://postgres@127.0.0.1:1/tracegraph?sslmode=disable";
+        let taken = super::Pipelines::for_url(unreachable, 1, Duration::from_secs(2));
+        assert!(taken.is_some(), "the URL itself is one the pipelines take");
+        assert!(
+            super::pipelines(unreachable, 16, Duration::from_secs(2))
+                .await
+                .is_none()
+        );
+    }
+}

@@ -14,12 +14,13 @@
 //! again on its next read, and so is one on which a read just failed as lost; the
 //! statements in flight on it failed as the connection ended, each once, retryably.
 //!
-//! Taken for every `sslmode` but `allow`, with TLS and the certificate checked as sqlx
-//! does it (`pg_tls`). A URL that tokio-postgres would not read as sqlx does (`allow`,
-//! an option only sqlx knows such as a client certificate, a server or `sslmode` sqlx
-//! takes from the environment, a socket beside a host name), or on which a first
-//! connection cannot be opened at start, keeps the leased connections
-//! (`pg_connections`).
+//! The connections are opened with the settings sqlx settled for the URL: the URL's own,
+//! then the environment's where it is silent (`PGHOST`, `PGDATABASE`, `PGSSLMODE`,
+//! `PGPASSWORD`, `PGAPPNAME`, …) and a password from `~/.pgpass`, so both clients reach
+//! the same server as the same user, with TLS and the certificate checked as sqlx does
+//! it (`pg_tls`). Only what tokio-postgres cannot do as sqlx does keeps the leased
+//! connections (`pg_connections`): `sslmode=allow`, a client certificate, or a first
+//! connection that cannot be opened at start.
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -83,16 +84,7 @@ impl Pipelines {
             PgSslMode::VerifyFull => Check::ChainAndName,
             _ => Check::Nothing,
         };
-        // tokio-postgres knows neither the verifying modes nor `sslrootcert`: it is told
-        // to require TLS, and the connector checks the certificate as sqlx would.
-        let url = match check {
-            Check::Nothing => url.to_owned(),
-            Check::Chain | Check::ChainAndName => tls_required(url),
-        };
-        let mut config = Config::from_str(&url).ok()?;
-        if !same_connection(&sqlx, &config) {
-            return None;
-        }
+        let mut config = as_sqlx_settled(&sqlx)?;
         // PostgreSQL has no TLS on its Unix sockets, and tokio-postgres would ask for a
         // certificate's name even so; sqlx under `prefer` goes on in the clear.
         let on_socket = matches!(config.get_hosts(), [Host::Unix(_)]);
@@ -121,9 +113,9 @@ impl Pipelines {
         self.lanes.len()
     }
 
-    /// Opens the first connection, so that a URL these connections cannot use (a
-    /// password only in `~/.pgpass`, a client certificate the server asks for) is found
-    /// at start rather than by every read.
+    /// Opens the first connection, so that a server these connections cannot reach as
+    /// sqlx does (a TLS handshake one client's TLS takes and the other's refuses) is
+    /// found at start rather than by every read.
     pub async fn open_first(&self) -> Result<(), DbErr> {
         self.open(&self.lanes[0]).await.map(drop)
     }
@@ -267,24 +259,8 @@ impl Open {
     }
 }
 
-/// `url` with its TLS options (sqlx's spellings) replaced by `sslmode=require`.
-fn tls_required(url: &str) -> String {
-    const TLS_OPTIONS: [&str; 5] = ["sslmode", "ssl-mode", "sslrootcert", "ssl-root-cert", "ssl-ca"];
-    let (base, query) = url.split_once('?').unwrap_or((url, ""));
-    let mut options: Vec<&str> = query
-        .split('&')
-        .filter(|option| {
-            let key = option.split('=').next().unwrap_or_default();
-            !option.is_empty() && !TLS_OPTIONS.contains(&key)
-        })
-        .collect();
-    options.push("sslmode=require");
-    format!("{base}?{}", options.join("&"))
-}
-
 /// The connector for `check`. Only a check reads the root certificates, as only then
-/// does sqlx: under `require` an unreadable `PGSSLROOTCERT` is ignored (in the URL,
-/// `sslrootcert` is an option tokio-postgres refuses unless a check rewrites it away).
+/// does sqlx: under `require` an unreadable `sslrootcert` is ignored.
 fn tls_connector(sqlx: &PgConnectOptions, check: Check) -> Result<MakeRustlsConnect, String> {
     let roots = match check {
         Check::Nothing => None,
@@ -311,31 +287,52 @@ fn root_certificates(sqlx: &PgConnectOptions) -> Result<Option<Vec<u8>>, String>
     }
 }
 
-/// Whether tokio-postgres would reach the server sqlx reaches, as the same user, and
-/// with TLS as sqlx would have it. sqlx also reads the environment (`PGSSLMODE`,
-/// `PGHOST`, …) where the URL is silent; tokio-postgres does not.
-fn same_connection(sqlx: &PgConnectOptions, config: &Config) -> bool {
-    let same_tls = matches!(
-        (sqlx.get_ssl_mode(), config.get_ssl_mode()),
-        (PgSslMode::Disable, SslMode::Disable)
-            | (PgSslMode::Prefer, SslMode::Prefer)
-            | (
-                PgSslMode::Require | PgSslMode::VerifyCa | PgSslMode::VerifyFull,
-                SslMode::Require
-            )
-    );
-    let host = match sqlx.get_socket() {
-        Some(directory) => Host::Unix(directory.clone()),
-        None => Host::Tcp(sqlx.get_host().to_owned()),
+/// The connection sqlx would open, for tokio-postgres, from every setting as sqlx
+/// settled it; `None` where tokio-postgres cannot connect as sqlx would.
+fn as_sqlx_settled(sqlx: &PgConnectOptions) -> Option<Config> {
+    let ssl_mode = match sqlx.get_ssl_mode() {
+        // Tries in the clear first, then TLS: a mode tokio-postgres does not have.
+        PgSslMode::Allow => return None,
+        PgSslMode::Disable => SslMode::Disable,
+        PgSslMode::Prefer => SslMode::Prefer,
+        // tokio-postgres has no checking modes: TLS is required, and the connector
+        // checks the certificate as sqlx would.
+        PgSslMode::Require | PgSslMode::VerifyCa | PgSslMode::VerifyFull => SslMode::Require,
     };
-    let port = *config.get_ports().first().unwrap_or(&5432);
-    same_tls
-        && config.get_hosts() == [host]
-        && config.get_ports().len() <= 1
-        && port == sqlx.get_port()
-        && config.get_hostaddrs().is_empty()
-        && config.get_user() == Some(sqlx.get_username())
-        && config.get_dbname().unwrap_or(sqlx.get_username()) == sqlx.get_database().unwrap_or(sqlx.get_username())
+    // sqlx keeps the password and the client certificate private; its lossy URL shows them.
+    let settled = sqlx.to_url_lossy();
+    if settled
+        .query_pairs()
+        .any(|(key, _)| key == "sslcert" || key == "sslkey")
+    {
+        return None;
+    }
+    let mut config = Config::new();
+    config
+        .port(sqlx.get_port())
+        .user(sqlx.get_username())
+        .ssl_mode(ssl_mode);
+    // sqlx takes a socket named apart over the host, and a host that is a directory
+    // (its default, where a socket is found there) as a socket.
+    match sqlx.get_socket() {
+        Some(directory) => config.host_path(directory),
+        None if sqlx.get_host().starts_with('/') => config.host_path(sqlx.get_host()),
+        None => config.host(sqlx.get_host()),
+    };
+    if let Some(password) = settled.password() {
+        let password = percent_encoding::percent_decode_str(password).decode_utf8().ok()?;
+        config.password(password.as_bytes());
+    }
+    if let Some(database) = sqlx.get_database() {
+        config.dbname(database);
+    }
+    if let Some(name) = sqlx.get_application_name() {
+        config.application_name(name);
+    }
+    if let Some(options) = sqlx.get_options() {
+        config.options(options);
+    }
+    Some(config)
 }
 
 /// A lost connection, or the database refusing work for now, is retryable (the same

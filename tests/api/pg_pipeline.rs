@@ -8,6 +8,7 @@ use sea_orm::sea_query::{Value, Values};
 use sea_orm::{ConnectionTrait, DbErr};
 use serde_json::json;
 use tracegraph::db::pg_pipeline::Pipelines;
+use tracegraph::live::postgres::LISTENER_NAME;
 
 use crate::helpers::{TestDatabase, on_postgres, start_on, test_database};
 
@@ -93,17 +94,17 @@ async fn urls_read_alike_by_both_clients_are_pipelined_and_others_are_not() {
     assert!(Pipelines::for_url(&with("sslmode=allow"), 2, WAIT).is_none(), "allow");
     let unreadable = with("sslmode=verify-ca&sslrootcert=/nonexistent/root.pem");
     assert!(Pipelines::for_url(&unreadable, 2, WAIT).is_none(), "{unreadable}");
-    // Options only sqlx reads: the URL stays with sqlx, whole.
-    for sqlx_only in ["statement-cache-capacity=10", "sslcert=/tmp/client.pem"] {
-        let sqlx_only = format!("{url}&{sqlx_only}");
-        assert!(Pipelines::for_url(&sqlx_only, 2, WAIT).is_none(), "{sqlx_only}");
-    }
-    // A Unix socket named as the host both read alike; named beside a host, sqlx takes
-    // the socket and tokio-postgres would try the host first.
+    // An option only sqlx reads is sqlx's own business; a client certificate is one the
+    // pipelines are not given, so the URL stays with sqlx, whole.
+    let own = format!("{url}&statement-cache-capacity=10");
+    assert!(Pipelines::for_url(&own, 2, WAIT).is_some(), "{own}");
+    let certificate = format!("{url}&sslcert=/tmp/client.pem");
+    assert!(Pipelines::for_url(&certificate, 2, WAIT).is_none(), "{certificate}");
+    // A Unix socket named as the host, or beside a host name (sqlx takes the socket).
     let socket = "postgres://postgres@%2Fvar%2Frun%2Fpostgresql/tracegraph";
     assert!(Pipelines::for_url(socket, 2, WAIT).is_some(), "{socket}");
     let beside = "postgres://postgres@localhost/tracegraph?host=/var/run/postgresql";
-    assert!(Pipelines::for_url(beside, 2, WAIT).is_none(), "{beside}");
+    assert!(Pipelines::for_url(beside, 2, WAIT).is_some(), "{beside}");
 }
 
 #[tokio::test]
@@ -194,21 +195,109 @@ async fn pipelined_reads_check_the_certificate_as_sqlx_would() {
     let _ = std::fs::remove_file(not_pem);
 }
 
+/// Where the URL is silent, the pipelined connections take the settings sqlx takes from
+/// the environment, as the writes' connections do: a server given only a host reads
+/// from the database `PGDATABASE` names, in the clear as `PGSSLMODE` says (though the
+/// test server offers TLS), under `PGAPPNAME`, and still on its pipelined connections.
 #[tokio::test]
-async fn a_url_the_pipelines_cannot_connect_on_keeps_leased_reads() {
-    // sqlx ignores `target_session_attrs`; tokio-postgres holds out for a read-only
-    // server, and the test server is not one.
-    let Some((url, _database)) = database_with("target_session_attrs=read-only").await else {
+async fn settings_from_the_environment_reach_the_pipelined_connections() {
+    let Some((url, _database)) = plain_database().await else {
         return;
     };
-    let app = start_on(url, |_| {}).await;
-    let trace = app.create_trace(json!({"name": "leased"})).await["id"].clone();
-    let data = app
-        .ok("query($t: UUID!) { trace(id: $t) { name } }", json!({"t": trace}))
-        .await;
-    assert_eq!(data["trace"]["name"], "leased", "{data}");
-    assert_eq!(app.metric("tracegraph_read_pipelined_connections").await, 0);
-    assert!(app.metric("tracegraph_read_connections_opened_total").await >= 1);
+    let parsed = url::Url::parse(&url).unwrap();
+    let database = parsed.path().trim_start_matches('/').to_owned();
+    let host_only = format!(
+        "postgres://{}@{}:{}",
+        parsed.username(),
+        parsed.host_str().unwrap(),
+        parsed.port().unwrap_or(5432)
+    );
+    let name = format!("tg_env_{}", uuid::Uuid::new_v4().simple());
+    let listen = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let _server = tokio::process::Command::new(env!("CARGO_BIN_EXE_tracegraph"))
+        .args(["serve", "--listen", &listen.to_string(), "--database-url", &host_only])
+        .env("PGDATABASE", &database)
+        .env("PGSSLMODE", "disable")
+        .env("PGAPPNAME", &name)
+        .env("TRACEGRAPH_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .expect("tracegraph runs");
+    let base = format!("http://{listen}");
+    let http = reqwest::Client::new();
+    let mut ready = false;
+    for _ in 0..200 {
+        ready = http
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200);
+        if ready {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ready, "the server did not start on {host_only}");
+    let gql = |query: &'static str, variables: serde_json::Value| {
+        let request = http
+            .post(format!("{base}/graphql"))
+            .json(&json!({"query": query, "variables": variables}));
+        async move { request.send().await.unwrap().json::<serde_json::Value>().await.unwrap() }
+    };
+    let created = gql(
+        "mutation($n: String!) { createTrace(input: {name: $n}) { id } }",
+        json!({"n": "from the environment"}),
+    )
+    .await;
+    let trace = created["data"]["createTrace"]["id"].clone();
+    let read = gql("query($t: UUID!) { trace(id: $t) { name } }", json!({"t": trace})).await;
+    assert_eq!(read["data"]["trace"]["name"], "from the environment", "{read}");
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.lines().any(|l| l == "tracegraph_read_pipelined_connections 2"),
+        "{metrics}"
+    );
+    // Every connection the server holds to its database, pipelined or not, is in the
+    // clear, and named as the environment says but the live relay's listener, which
+    // names itself.
+    let admin = sea_orm::Database::connect(&url).await.unwrap();
+    let connections = text_of(
+        &admin,
+        &format!(
+            "SELECT string_agg(DISTINCT a.application_name || ' ' || s.ssl, ', ') || ' x' || COUNT(*) \
+             FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) \
+             WHERE a.datname = '{database}' AND a.pid <> pg_backend_pid() \
+             AND a.application_name <> '{LISTENER_NAME}'"
+        ),
+    )
+    .await;
+    let (kinds, count) = connections
+        .rsplit_once(" x")
+        .unwrap_or_else(|| panic!("no connection to {database}"));
+    assert_eq!(kinds, format!("{name} false"), "{connections}");
+    let relay = text_of(
+        &admin,
+        &format!(
+            "SELECT string_agg(s.ssl::text, ', ') FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) \
+             WHERE a.datname = '{database}' AND a.application_name = '{LISTENER_NAME}'"
+        ),
+    )
+    .await;
+    assert_eq!(relay, "false", "the relay's listener, in the clear too");
+    assert!(
+        count.parse::<u32>().unwrap() >= 2,
+        "the writes' and the pipelines': {connections}"
+    );
 }
 
 #[tokio::test]
