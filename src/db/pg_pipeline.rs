@@ -354,3 +354,56 @@ fn read_error(e: tokio_postgres::Error) -> DbErr {
 pub fn decode_error(e: tokio_postgres::Error) -> DbErr {
     DbErr::Type(e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use sea_orm::sqlx::postgres::PgConnectOptions;
+    use tokio_postgres::config::{Host, SslMode};
+
+    fn settled(url: &str) -> Option<tokio_postgres::Config> {
+        super::as_sqlx_settled(&PgConnectOptions::from_str(url).expect("sqlx reads the URL"))
+    }
+
+    /// Every setting reaches tokio-postgres as sqlx settled it: the password through
+    /// sqlx's lossy URL with its escaped characters decoded, the checking modes as
+    /// `require` (the connector checks), a socket named beside a host as the socket.
+    #[test]
+    fn the_settings_sqlx_settled_reach_the_pipelines_whole() {
+        let config = settled(
+            "postgres://reader:p%40ss%20w%3Ard%2F@db.example:6543/traces?sslmode=verify-full\
+             &application_name=dash&options=-c%20statement_timeout%3D5s",
+        )
+        .unwrap();
+        assert_eq!(config.get_password(), Some(&b"p@ss w:rd/"[..]));
+        assert_eq!(config.get_user(), Some("reader"));
+        assert_eq!(config.get_hosts(), [Host::Tcp("db.example".into())]);
+        assert_eq!(config.get_ports(), [6543]);
+        assert_eq!(config.get_dbname(), Some("traces"));
+        assert_eq!(config.get_application_name(), Some("dash"));
+        assert_eq!(config.get_options(), Some("-c statement_timeout=5s"));
+        assert_eq!(config.get_ssl_mode(), SslMode::Require);
+        let socket = settled("postgres://reader@localhost/traces?host=/var/run/postgresql&port=5433").unwrap();
+        assert_eq!(socket.get_hosts(), [Host::Unix("/var/run/postgresql".into())]);
+        assert_eq!(socket.get_ports(), [5433]);
+        for (mode, expected) in [
+            ("disable", SslMode::Disable),
+            ("prefer", SslMode::Prefer),
+            ("require", SslMode::Require),
+            ("verify-ca", SslMode::Require),
+        ] {
+            let config = settled(&format!("postgres://reader@db.example/traces?sslmode={mode}")).unwrap();
+            assert_eq!(config.get_ssl_mode(), expected, "{mode}");
+        }
+    }
+
+    /// What tokio-postgres cannot do as sqlx would stays with sqlx.
+    #[test]
+    fn allow_and_client_certificates_are_not_taken() {
+        for option in ["sslmode=allow", "sslcert=/tmp/client.pem", "sslkey=/tmp/client.key"] {
+            let url = format!("postgres://reader@db.example/traces?{option}");
+            assert!(settled(&url).is_none(), "{url}");
+        }
+    }
+}
