@@ -255,14 +255,8 @@ async fn settings_from_the_environment_reach_the_pipelined_connections() {
     let trace = created["data"]["createTrace"]["id"].clone();
     let read = gql("query($t: UUID!) { trace(id: $t) { name } }", json!({"t": trace})).await;
     assert_eq!(read["data"]["trace"]["name"], "from the environment", "{read}");
-    let metrics = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = http.get(format!("{base}/metrics")).send().await.unwrap();
+    let metrics = metrics.text().await.unwrap();
     assert!(
         metrics.lines().any(|l| l == "tracegraph_read_pipelined_connections 2"),
         "{metrics}"
