@@ -156,18 +156,33 @@ impl Api {
     /// query or mutation runs on its own, as over HTTP: two agents sending the same
     /// `addSpan` at once must add two spans, and a query's reads are its own.
     pub fn subscribe(&self, request: Request, api_key: Option<uuid::Uuid>) -> Membership {
-        if self.is_subscription(&request) {
+        // Parsed once, whatever its length: to tell a subscription, then to run it.
+        let document = self.document(&request);
+        let is_subscription = document.as_ref().is_ok_and(|document| {
+            selected_operation(&document.parsed, request.operation_name.as_deref())
+                .is_some_and(|operation| operation.ty == OperationType::Subscription)
+        });
+        if is_subscription {
             return self
                 .subscriptions
-                .join(request, api_key, |request| self.execute_stream(request));
+                .join(request, api_key, |request| self.stream_of(request, document));
         }
         let api = self.clone();
-        self.subscriptions
-            .alone(async move { api.execute(request).await }.into_stream().boxed())
+        self.subscriptions.alone(
+            async move { api.execute_parsed(request, Some(document)).await }
+                .into_stream()
+                .boxed(),
+        )
     }
 
     /// Executes a query or mutation within its turn and time, on loaders of its own.
     pub async fn execute(&self, request: Request) -> Response {
+        self.execute_parsed(request, None).await
+    }
+
+    /// `execute`, with the request's document when it is already at hand (parsed, or
+    /// refused); without, it is read within the turn.
+    async fn execute_parsed(&self, request: Request, document: Option<Result<Document, ServerError>>) -> Response {
         let PerRequest {
             db,
             limits,
@@ -177,15 +192,16 @@ impl Api {
         let request = request.data(request_loaders(db, limits));
         let run = async {
             let _turn = turns.acquire().await;
-            self.execute_now(request).await
+            let document = document.unwrap_or_else(|| self.document(&request));
+            self.execute_now(request, document).await
         };
         tokio::time::timeout(*timeout, run)
             .await
             .unwrap_or_else(|_| timed_out(*timeout))
     }
 
-    async fn execute_now(&self, request: Request) -> Response {
-        let mut response = match self.document(&request) {
+    async fn execute_now(&self, request: Request, document: Result<Document, ServerError>) -> Response {
+        let mut response = match document {
             Err(refused) => Response::from_errors(vec![refused]),
             Ok(document) if document.validated && self.input_types.vouch(&document.parsed, &request) => {
                 self.unvalidated.fetch_add(1, Ordering::Relaxed);
@@ -207,7 +223,12 @@ impl Api {
     /// A subscription's responses; an operation refused before execution is one error
     /// response, as the engine gives it.
     pub fn execute_stream(&self, request: Request) -> BoxStream<'static, Response> {
-        let responses = match self.document(&request) {
+        let document = self.document(&request);
+        self.stream_of(request, document)
+    }
+
+    fn stream_of(&self, request: Request, document: Result<Document, ServerError>) -> BoxStream<'static, Response> {
+        let responses = match document {
             Ok(document) => self.schema.execute_stream(document.into_request(request)),
             Err(refused) => futures::stream::once(async move { Response::from_errors(vec![refused]) }).boxed(),
         };
@@ -228,15 +249,6 @@ impl Api {
         };
         required_variables_provided(&document.parsed, request)?;
         Ok(document)
-    }
-
-    /// Whether the request's document selects a subscription. One refused before
-    /// execution is not: it is answered once, with why.
-    fn is_subscription(&self, request: &Request) -> bool {
-        self.document(request).is_ok_and(|document| {
-            selected_operation(&document.parsed, request.operation_name.as_deref())
-                .is_some_and(|operation| operation.ty == OperationType::Subscription)
-        })
     }
 
     /// Parses, checks the limits and caches the document when it is small enough.

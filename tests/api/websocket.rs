@@ -203,6 +203,32 @@ async fn queries_and_mutations_run_over_the_socket_too() {
     let msg = ws.next_json(WAIT).await;
     assert_eq!(msg["payload"]["data"]["createTrace"]["name"], "over-ws");
     assert_eq!(ws.next_json(WAIT).await["type"], "complete");
+    // Past the 4 KiB of the document cache, a query and a subscription are told apart
+    // and run alike.
+    let padding = format!("# {}\n", "x".repeat(5000));
+    ws.subscribe(
+        "q",
+        &format!("{padding}{{ traces {{ items {{ id name }} }} }}"),
+        json!({}),
+    )
+    .await;
+    let msg = ws.next_json(WAIT).await;
+    assert_eq!(msg["payload"]["data"]["traces"]["items"][0]["name"], "over-ws", "{msg}");
+    assert_eq!(ws.next_json(WAIT).await["type"], "complete");
+    let trace = msg["payload"]["data"]["traces"]["items"][0]["id"].clone();
+    ws.subscribe(
+        "s",
+        &format!("{padding}subscription {{ spanAdded {{ name }} }}"),
+        json!({}),
+    )
+    .await;
+    // The subscribe frame is handled asynchronously, as in `subscriptions::subscribe`.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    app.add_spans(json!([{"traceId": trace, "name": "live", "spanType": "TOOL"}]))
+        .await;
+    let msg = ws.next_json(WAIT).await;
+    assert_eq!(msg["id"], "s", "{msg}");
+    assert_eq!(msg["payload"]["data"]["spanAdded"]["name"], "live", "{msg}");
 }
 
 /// Two agents sharing a key may send the very same mutation at the same moment: each
