@@ -156,7 +156,8 @@ impl Api {
     /// query or mutation runs on its own, as over HTTP: two agents sending the same
     /// `addSpan` at once must add two spans, and a query's reads are its own.
     pub fn subscribe(&self, request: Request, api_key: Option<uuid::Uuid>) -> Membership {
-        // Parsed once, whatever its length: to tell a subscription, then to run it.
+        // Parsed once, whatever its length: to tell a subscription, then to run it. One
+        // refused before execution is not a subscription: it is answered once, with why.
         let document = self.document(&request);
         let is_subscription = document.as_ref().is_ok_and(|document| {
             selected_operation(&document.parsed, request.operation_name.as_deref())
