@@ -350,8 +350,8 @@ async fn reads(
     let mut alone = Vec::new();
     let mut behind_http = Vec::new();
     if pace.first_run {
+        let one = pace.alone();
         for (name, api, raw, _) in &both_sides {
-            let one = Pace::alone(pace);
             let api = measure(one, api.clone()).await;
             alone.push((name.clone(), api, measure(one, sent_directly(&db, raw)).await));
         }

@@ -38,6 +38,7 @@ use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{Client, Config, NoTls, Row, Socket, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
+use url::Url;
 
 use super::pg_tls::{self, Check};
 
@@ -79,22 +80,13 @@ impl Pipelines {
     /// would not connect as sqlx does (the module's doc says when).
     pub fn for_url(url: &str, lanes: usize, connect_timeout: Duration) -> Option<Self> {
         let sqlx = PgConnectOptions::from_str(url).ok()?;
-        let check = match sqlx.get_ssl_mode() {
-            PgSslMode::VerifyCa => Check::Chain,
-            PgSslMode::VerifyFull => Check::ChainAndName,
-            _ => Check::Nothing,
-        };
-        let mut config = as_sqlx_settled(&sqlx)?;
-        // PostgreSQL has no TLS on its Unix sockets, and tokio-postgres would ask for a
-        // certificate's name even so; sqlx under `prefer` goes on in the clear.
-        let on_socket = matches!(config.get_hosts(), [Host::Unix(_)]);
-        if on_socket && config.get_ssl_mode() == SslMode::Prefer {
-            config.ssl_mode(SslMode::Disable);
-        }
+        // sqlx keeps the password and the certificates private; its lossy URL shows them.
+        let settled = sqlx.to_url_lossy();
+        let (config, check) = as_sqlx_settled(&sqlx, &settled)?;
         let tls = match config.get_ssl_mode() {
             SslMode::Disable => None,
             _ => Some(
-                tls_connector(&sqlx, check)
+                tls_connector(&settled, check)
                     .inspect_err(|e| tracing::warn!(error = %e, "no TLS for pipelined reads"))
                     .ok()?,
             ),
@@ -261,21 +253,20 @@ impl Open {
 
 /// The connector for `check`. Only a check reads the root certificates, as only then
 /// does sqlx: under `require` an unreadable `sslrootcert` is ignored.
-fn tls_connector(sqlx: &PgConnectOptions, check: Check) -> Result<MakeRustlsConnect, String> {
+fn tls_connector(settled: &Url, check: Check) -> Result<MakeRustlsConnect, String> {
     let roots = match check {
         Check::Nothing => None,
-        Check::Chain | Check::ChainAndName => root_certificates(sqlx)?,
+        Check::Chain | Check::ChainAndName => root_certificates(settled)?,
     };
     pg_tls::connector(check, roots.as_deref()).map_err(|e| e.to_string())
 }
 
 /// The PEM of the root certificates sqlx trusts beside the webpki roots: `sslrootcert`
 /// from the URL or `PGSSLROOTCERT` from the environment, a file's name or the PEM itself,
-/// as sqlx settled it (it keeps them private; its lossy URL shows them). Were that form
+/// as sqlx settled it (its lossy URL, `settled`, shows them). Were that form
 /// to change, the text would be taken as PEM holding no certificate: fewer roots, and
 /// the startup probe falls back to leased reads rather than trusting more.
-fn root_certificates(sqlx: &PgConnectOptions) -> Result<Option<Vec<u8>>, String> {
-    let settled = sqlx.to_url_lossy();
+fn root_certificates(settled: &Url) -> Result<Option<Vec<u8>>, String> {
     let Some((_, root)) = settled.query_pairs().find(|(key, _)| key == "sslrootcert") else {
         return Ok(None);
     };
@@ -288,19 +279,20 @@ fn root_certificates(sqlx: &PgConnectOptions) -> Result<Option<Vec<u8>>, String>
 }
 
 /// The connection sqlx would open, for tokio-postgres, from every setting as sqlx
-/// settled it; `None` where tokio-postgres cannot connect as sqlx would.
-fn as_sqlx_settled(sqlx: &PgConnectOptions) -> Option<Config> {
-    let ssl_mode = match sqlx.get_ssl_mode() {
+/// settled it (`settled`: its lossy URL), and how much of the server's certificate to
+/// check; `None` where tokio-postgres cannot connect as sqlx would.
+fn as_sqlx_settled(sqlx: &PgConnectOptions, settled: &Url) -> Option<(Config, Check)> {
+    // tokio-postgres has no checking modes: under them TLS is required, and the
+    // connector checks the certificate as sqlx would.
+    let (mut ssl_mode, check) = match sqlx.get_ssl_mode() {
         // Tries in the clear first, then TLS: a mode tokio-postgres does not have.
         PgSslMode::Allow => return None,
-        PgSslMode::Disable => SslMode::Disable,
-        PgSslMode::Prefer => SslMode::Prefer,
-        // tokio-postgres has no checking modes: TLS is required, and the connector
-        // checks the certificate as sqlx would.
-        PgSslMode::Require | PgSslMode::VerifyCa | PgSslMode::VerifyFull => SslMode::Require,
+        PgSslMode::Disable => (SslMode::Disable, Check::Nothing),
+        PgSslMode::Prefer => (SslMode::Prefer, Check::Nothing),
+        PgSslMode::Require => (SslMode::Require, Check::Nothing),
+        PgSslMode::VerifyCa => (SslMode::Require, Check::Chain),
+        PgSslMode::VerifyFull => (SslMode::Require, Check::ChainAndName),
     };
-    // sqlx keeps the password and the client certificate private; its lossy URL shows them.
-    let settled = sqlx.to_url_lossy();
     if settled
         .query_pairs()
         .any(|(key, _)| key == "sslcert" || key == "sslkey")
@@ -308,10 +300,7 @@ fn as_sqlx_settled(sqlx: &PgConnectOptions) -> Option<Config> {
         return None;
     }
     let mut config = Config::new();
-    config
-        .port(sqlx.get_port())
-        .user(sqlx.get_username())
-        .ssl_mode(ssl_mode);
+    config.port(sqlx.get_port()).user(sqlx.get_username());
     // sqlx takes a socket named apart over the host, and a host that is a directory
     // (its default, where a socket is found there) as a socket.
     match sqlx.get_socket() {
@@ -319,6 +308,12 @@ fn as_sqlx_settled(sqlx: &PgConnectOptions) -> Option<Config> {
         None if sqlx.get_host().starts_with('/') => config.host_path(sqlx.get_host()),
         None => config.host(sqlx.get_host()),
     };
+    // PostgreSQL has no TLS on its Unix sockets, and tokio-postgres would ask for a
+    // certificate's name even so; sqlx under `prefer` goes on in the clear.
+    if matches!(config.get_hosts(), [Host::Unix(_)]) && ssl_mode == SslMode::Prefer {
+        ssl_mode = SslMode::Disable;
+    }
+    config.ssl_mode(ssl_mode);
     if let Some(password) = settled.password() {
         let password = percent_encoding::percent_decode_str(password).decode_utf8().ok()?;
         config.password(password.as_bytes());
@@ -332,7 +327,7 @@ fn as_sqlx_settled(sqlx: &PgConnectOptions) -> Option<Config> {
     if let Some(options) = sqlx.get_options() {
         config.options(options);
     }
-    Some(config)
+    Some((config, check))
 }
 
 /// A lost connection, or the database refusing work for now, is retryable (the same
@@ -359,11 +354,13 @@ pub fn decode_error(e: tokio_postgres::Error) -> DbErr {
 mod tests {
     use std::str::FromStr;
 
+    use sea_orm::sqlx::ConnectOptions;
     use sea_orm::sqlx::postgres::PgConnectOptions;
     use tokio_postgres::config::{Host, SslMode};
 
     fn settled(url: &str) -> Option<tokio_postgres::Config> {
-        super::as_sqlx_settled(&PgConnectOptions::from_str(url).expect("sqlx reads the URL"))
+        let sqlx = PgConnectOptions::from_str(url).expect("sqlx reads the URL");
+        super::as_sqlx_settled(&sqlx, &sqlx.to_url_lossy()).map(|(config, _)| config)
     }
 
     /// Every setting reaches tokio-postgres as sqlx settled it: the password through
